@@ -1,0 +1,1 @@
+"""Dataset builders: published raw formats -> ArrayRecord via TFDS (no TensorFlow needed)."""

@@ -1,0 +1,287 @@
+"""Official MotionBERT checkpoints in and out.
+
+  python -m mbjax.convert OFFICIAL.bin OUT_DIR --model pose --variant release
+  python -m mbjax.convert --to-official OUT_DIR BACK.bin
+
+The mapping is a renaming plus transposes: official `blocks_st.0.attn_s.qkv.weight` (out, in) is
+`params/blocks_st_0/attn_s/qkv/kernel` (in, out); LayerNorm / BatchNorm `weight` is `scale`;
+`pre_logits.fc` is `pre_logits`; `temp_embed` (1, L, 1, C) and `pos_embed` (1, J, C) drop their
+unit axes; BatchNorm running stats live in the `batch_stats` collection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from typing import Any
+
+import numpy as np
+
+from mbjax import torch_format
+
+MODELS = ('pose', 'action-class', 'action-embed')
+# Where the official scripts keep the state dict inside the saved dict.
+CHECKPOINT_ENTRY = {'pose': 'model_pos', 'action-class': 'model', 'action-embed': 'model'}
+_NORM_MODULE = re.compile(r'^(norm\w*|bn)$')
+
+
+def load_official(path: str | os.PathLike) -> dict[str, np.ndarray]:
+  """The state dict of an official `.bin` (`model_pos` or `model` entry, or a bare state dict)."""
+  obj = torch_format.load(path)
+  if isinstance(obj, dict):
+    for entry in ('model_pos', 'model', 'state_dict'):
+      if entry in obj and isinstance(obj[entry], dict):
+        obj = obj[entry]
+        break
+  if not isinstance(obj, dict) or not all(isinstance(v, np.ndarray) for v in obj.values()):
+    raise ValueError(f'{path}: expected a state dict (name -> tensor), or a checkpoint with a '
+                     f"'model_pos' or 'model' entry; top-level keys: {list(obj)[:10]}")
+  return dict(obj)
+
+
+def _strip_module(key: str) -> str:
+  return key[len('module.'):] if key.startswith('module.') else key
+
+
+def official_key_to_path(key: str) -> tuple[str, tuple[str, ...], str]:
+  """Official key -> (collection, flax path, transform) with transform in
+  {'copy', 'transpose', 'squeeze'}."""
+  parts = _strip_module(key).split('.')
+  merged: list[str] = []
+  for p in parts:
+    if p.isdigit() and merged:
+      merged[-1] = f'{merged[-1]}_{p}'  # blocks_st.0 -> blocks_st_0, ts_attn.3 -> ts_attn_3
+    elif p == 'fc' and merged and merged[-1] == 'pre_logits':
+      continue  # pre_logits is Sequential(fc, tanh) officially, a single Dense here
+    else:
+      merged.append(p)
+  *modules, leaf = merged
+  if leaf in ('temp_embed', 'pos_embed'):
+    return 'params', tuple(merged), 'squeeze'
+  parent = modules[-1] if modules else ''
+  if leaf == 'weight':
+    if _NORM_MODULE.match(parent):
+      return 'params', (*modules, 'scale'), 'copy'
+    return 'params', (*modules, 'kernel'), 'transpose'
+  if leaf == 'bias':
+    return 'params', (*modules, 'bias'), 'copy'
+  if leaf == 'running_mean':
+    return 'batch_stats', (*modules, 'mean'), 'copy'
+  if leaf == 'running_var':
+    return 'batch_stats', (*modules, 'var'), 'copy'
+  if leaf == 'num_batches_tracked':
+    return 'batch_stats', (*modules, 'num_batches_tracked'), 'copy'
+  raise ValueError(f'official key {key!r}: no known mapping for its leaf {leaf!r}')
+
+
+def path_to_official_key(collection: str, path: tuple[str, ...]) -> str:
+  *modules, leaf = path
+  names = []
+  for m in modules:
+    match = re.fullmatch(r'(blocks_st|blocks_ts|ts_attn)_(\d+)', m)
+    names.extend(match.groups() if match else (m,))
+    if m == 'pre_logits':
+      names.append('fc')
+  table = {('params', 'kernel'): 'weight', ('params', 'scale'): 'weight',
+           ('params', 'bias'): 'bias', ('batch_stats', 'mean'): 'running_mean',
+           ('batch_stats', 'var'): 'running_var',
+           ('batch_stats', 'num_batches_tracked'): 'num_batches_tracked'}
+  if leaf in ('temp_embed', 'pos_embed'):
+    names.append(leaf)
+  elif (collection, leaf) in table:
+    names.append(table[(collection, leaf)])
+  else:
+    raise ValueError(f'{collection}/{"/".join(path)}: no official name for this variable')
+  return '.'.join(names)
+
+
+def _check_model(model: str):
+  if model not in MODELS:
+    raise ValueError(f'model={model!r}, expected one of {MODELS}')
+
+
+def official_to_variables(state_dict: dict[str, np.ndarray], model: str) -> dict[str, Any]:
+  """Official state dict (with or without `module.`) -> Flax variables for `Module.apply`."""
+  _check_model(model)
+  variables: dict[str, Any] = {}
+  for key, value in state_dict.items():
+    stripped = _strip_module(key)
+    if model.startswith('action') and not stripped.startswith(('backbone.', 'head.')):
+      raise ValueError(f'{key!r} is not under backbone. or head.: is this a {model} checkpoint?')
+    if model == 'pose' and stripped.startswith(('backbone.', 'head.fc1')):
+      raise ValueError(f'{key!r} belongs to an action model, not model={model!r}')
+    collection, path, transform = official_key_to_path(key)
+    value = np.asarray(value)
+    if transform == 'transpose':
+      value = value.T
+    elif transform == 'squeeze':
+      value = value.reshape(value.shape[1], value.shape[-1])  # (1,L,1,C) / (1,J,C) -> (L|J, C)
+    if path[-1] == 'num_batches_tracked':
+      value = value.astype(np.int32)
+    node = variables.setdefault(collection, {})
+    for p in path[:-1]:
+      node = node.setdefault(p, {})
+    node[path[-1]] = np.ascontiguousarray(value)
+    if path[-1] == 'mean' and collection == 'batch_stats':
+      node.setdefault('num_batches_tracked', np.zeros((), np.int32))  # absent in some state dicts
+  return variables
+
+
+def variables_to_official(variables: dict[str, Any], model: str,
+                          module_prefix: bool = True) -> dict[str, np.ndarray]:
+  """Flax variables -> state dict with the official key names, shapes and dtypes."""
+  import jax
+  from flax.core import meta
+  _check_model(model)
+  variables = meta.unbox(variables)
+  out = {}
+  for collection in ('params', 'batch_stats'):
+    flat = jax.tree_util.tree_flatten_with_path(variables.get(collection, {}))[0]
+    for keypath, value in flat:
+      path = tuple(k.key for k in keypath)
+      key = path_to_official_key(collection, path)
+      value = np.asarray(value)
+      if path[-1] == 'kernel':
+        value = value.T
+      elif path[-1] == 'temp_embed':
+        value = value[None, :, None, :]
+      elif path[-1] == 'pos_embed':
+        value = value[None]
+      if path[-1] == 'num_batches_tracked':
+        value = value.astype(np.int64)
+      elif value.dtype != np.float32:
+        value = value.astype(np.float32)
+      out[('module.' if module_prefix else '') + key] = np.ascontiguousarray(value)
+  return out
+
+
+def save_official(variables, model: str, path: str | os.PathLike, **extra) -> None:
+  """Write an official-layout `.bin` that the official scripts (and `load_official`) read."""
+  torch_format.save({CHECKPOINT_ENTRY[model]: variables_to_official(variables, model), **extra},
+                    path)
+
+
+# ------------------------------------------------------------------------------------------
+# mbjax checkpoints of converted weights: an orbax checkpoint of the variables + config.json.
+
+
+def _build_module(config: dict):
+  from mbjax.models import ActionNet, DSTformer
+  model = config['model']
+  backbone = DSTformer(**config['backbone'])
+  if model == 'pose':
+    return backbone
+  return ActionNet(backbone=backbone, **config['head'])
+
+
+def config_from_state_dict(state_dict, model: str, variant: str, **head) -> dict:
+  """The module config for `variant`, checked against the shapes in `state_dict`."""
+  from mbjax.models.dstformer import VARIANTS
+  if variant not in VARIANTS:
+    raise ValueError(f'variant={variant!r}, expected one of {list(VARIANTS)}')
+  backbone = dict(VARIANTS[variant])
+  sd = {_strip_module(k).removeprefix('backbone.'): v for k, v in state_dict.items()}
+  found = dict(dim_feat=sd['pos_embed'].shape[-1], maxlen=sd['temp_embed'].shape[1],
+               dim_rep=sd['pre_logits.fc.weight'].shape[0],
+               depth=len({k.split('.')[1] for k in sd if k.startswith('blocks_st.')}),
+               mlp_ratio=sd['blocks_st.0.mlp_s.fc1.weight'].shape[0] / sd['pos_embed'].shape[-1])
+  wrong = {k: (backbone[k], v) for k, v in found.items() if backbone[k] != v}
+  if wrong:
+    raise ValueError(f'checkpoint does not match variant {variant!r}: (expected, found) {wrong}')
+  config = {'model': model, 'backbone': backbone}
+  if model.startswith('action'):
+    version = model.split('-')[1]
+    fc1 = state_dict[[k for k in state_dict if k.endswith('head.fc1.weight')][0]]
+    head = dict(dim_rep=backbone['dim_rep'], version=version, num_joints=17, **head)
+    if version == 'class':
+      fc2 = state_dict[[k for k in state_dict if k.endswith('head.fc2.weight')][0]]
+      head['num_classes'] = int(fc2.shape[0])
+    else:
+      head['hidden_dim'] = int(fc1.shape[0])
+    config['head'] = head
+  return config
+
+
+def save(out_dir: str | os.PathLike, variables, config: dict) -> None:
+  import orbax.checkpoint as ocp
+  out_dir = os.path.abspath(os.fspath(out_dir))
+  os.makedirs(out_dir, exist_ok=True)
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(os.path.join(out_dir, 'variables'), variables, force=True)
+  with open(os.path.join(out_dir, 'config.json'), 'w') as f:
+    json.dump(config, f, indent=2)
+
+
+def restore(out_dir: str | os.PathLike):
+  """(module, variables) from a directory written by `python -m mbjax.convert`."""
+  import jax
+  import jax.numpy as jnp
+  import orbax.checkpoint as ocp
+  from flax.core import meta
+  out_dir = os.path.abspath(os.fspath(out_dir))
+  config_path = os.path.join(out_dir, 'config.json')
+  if not os.path.exists(config_path):
+    raise FileNotFoundError(f'{config_path} not found: is {out_dir} an mbjax.convert output?')
+  with open(config_path) as f:
+    config = json.load(f)
+  module = _build_module(config)
+  T = min(module.maxlen if config['model'] == 'pose' else module.backbone.maxlen, 4)
+  shape = (1, T, 17, 3) if config['model'] == 'pose' else (1, 1, T, 17, 3)
+  abstract = meta.unbox(jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros(shape))))
+  with ocp.StandardCheckpointer() as ckptr:
+    variables = ckptr.restore(os.path.join(out_dir, 'variables'), abstract)
+  return module, variables
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(
+      prog='python -m mbjax.convert',
+      description='Convert official MotionBERT checkpoints to mbjax (orbax) and back.')
+  parser.add_argument('src', help='official .bin (or, with --to-official, an mbjax.convert dir)')
+  parser.add_argument('dst', help='output dir (or, with --to-official, the .bin to write)')
+  parser.add_argument('--model', choices=MODELS, default='pose')
+  parser.add_argument('--variant', choices=('release', 'lite'), default='release')
+  parser.add_argument('--to-official', action='store_true', help='mbjax dir -> official .bin')
+  args = parser.parse_args(argv)
+  if args.to_official:
+    module, variables = restore(args.src)
+    with open(os.path.join(args.src, 'config.json')) as f:
+      model = json.load(f)['model']
+    save_official(variables, model, args.dst)
+    print(f'wrote {args.dst} ({model})')
+    return 0
+  state_dict = load_official(args.src)
+  config = config_from_state_dict(state_dict, args.model, args.variant)
+  variables = official_to_variables(state_dict, args.model)
+  _check_against_module(variables, config, args.src)
+  save(args.dst, variables, config)
+  n = sum(v.size for k, v in state_dict.items() if not k.endswith('num_batches_tracked'))
+  print(f'wrote {args.dst}: {args.model} {args.variant}, {len(state_dict)} tensors, {n:,} values')
+  return 0
+
+
+def _check_against_module(variables, config, src) -> None:
+  """Every variable the module expects is present with its shape, and nothing else."""
+  import jax
+  import jax.numpy as jnp
+  from flax.core import meta
+  module = _build_module(config)
+  shape = (1, 4, 17, 3) if config['model'] == 'pose' else (1, 1, 4, 17, 3)
+  abstract = meta.unbox(jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros(shape))))
+  flat = lambda t: {'/'.join(str(k.key) for k in p): v.shape
+                    for p, v in jax.tree_util.tree_flatten_with_path(t)[0]}
+  want, got = flat(abstract), flat(variables)
+  missing = sorted(set(want) - set(got))
+  unexpected = sorted(set(got) - set(want))
+  bad = sorted(k for k in set(want) & set(got) if tuple(want[k]) != tuple(got[k]))
+  if missing or unexpected or bad:
+    raise ValueError(f'{src}: does not fit the {config["model"]} model: missing {missing[:5]}, '
+                     f'unexpected {unexpected[:5]}, wrong shapes '
+                     f'{[(k, got[k], want[k]) for k in bad[:5]]}')
+
+
+if __name__ == '__main__':
+  sys.exit(main())

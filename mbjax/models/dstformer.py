@@ -1,0 +1,318 @@
+"""DSTformer: MotionBERT's dual-stream spatio-temporal transformer, in Flax linen.
+
+Computes exactly what the official `lib/model/DSTformer.py` computes as the official scripts build
+it (LayerNorm eps 1e-6, exact GELU, fused qkv with bias). Activations stay in a (B, T, J, C) layout
+throughout: spatial attention mixes the J joints of each frame, temporal attention the T frames of
+each joint. The official code flattens to (B*T, J, C) and reshapes inside temporal attention; the
+arithmetic is the same.
+
+Parameter names mirror the official state dict (`blocks_st_0/attn_s/qkv`, `ts_attn_3`, ...) so that
+`mbjax.convert` is a pure renaming plus transposes.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+# Sizes of the released checkpoints (official configs MB_release / MB_lite).
+RELEASE = dict(dim_feat=512, mlp_ratio=2, depth=5, dim_rep=512, num_heads=8, maxlen=243)
+LITE = dict(dim_feat=256, mlp_ratio=4, depth=5, dim_rep=512, num_heads=8, maxlen=243)
+VARIANTS = {'release': RELEASE, 'lite': LITE}
+
+LAYER_NORM_EPS = 1e-6  # official scripts build DSTformer with partial(nn.LayerNorm, eps=1e-6)
+ATTENTION_IMPLS = ('einsum', 'xla', 'cudnn')
+
+
+def trunc_normal_init(std: float = 0.02) -> Callable:
+  """timm's `trunc_normal_(std=.02)`: a normal cut at +-2 in absolute units (i.e. +-100 std)."""
+
+  def init(key, shape, dtype=jnp.float32):
+    bound = 2.0 / std
+    return (jax.random.truncated_normal(key, -bound, bound, shape, jnp.float32) * std).astype(dtype)
+
+  return init
+
+
+def _dense(features: int, logical_axes: tuple[str, str], *, dtype, param_dtype, name: str,
+           use_bias: bool = True) -> nn.Dense:
+  return nn.Dense(
+      features,
+      use_bias=use_bias,
+      dtype=dtype,
+      param_dtype=param_dtype,
+      kernel_init=nn.with_logical_partitioning(trunc_normal_init(), logical_axes),
+      bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), logical_axes[1:]),
+      name=name,
+  )
+
+
+def _layer_norm(name: str, dtype, param_dtype) -> nn.LayerNorm:
+  return nn.LayerNorm(
+      epsilon=LAYER_NORM_EPS,
+      dtype=dtype,
+      param_dtype=param_dtype,
+      scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ('embed',)),
+      bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ('embed',)),
+      name=name,
+  )
+
+
+def _constrain(x, *names):
+  return nn.with_logical_constraint(x, names)
+
+
+class Attention(nn.Module):
+  """Multi-head self-attention over joints (`mode='spatial'`) or frames (`mode='temporal'`).
+
+  Input and output (B, T, J, C).
+  """
+
+  dim: int
+  num_heads: int
+  mode: str  # 'spatial' | 'temporal'
+  qkv_bias: bool = True
+  attn_drop: float = 0.0
+  proj_drop: float = 0.0
+  impl: str = 'einsum'
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, deterministic: bool = True):
+    B, T, J, C = x.shape
+    H = self.num_heads
+    hd = C // H
+    qkv = _dense(3 * C, ('embed', 'qkv'), dtype=self.dtype, param_dtype=self.param_dtype,
+                 name='qkv', use_bias=self.qkv_bias)(x)
+    # Official split: qkv(x).reshape(..., 3, H, C // H): q, k, v outer, heads inner.
+    qkv = qkv.reshape(B, T, J, 3, H, hd)
+    q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
+    q, k, v = (_constrain(a, 'batch', 'time', 'joints', 'heads', 'kv') for a in (q, k, v))
+
+    use_dropout = self.attn_drop > 0.0 and not deterministic
+    if self.impl == 'einsum' or use_dropout:
+      out = self._einsum_attention(q, k, v, deterministic)
+    else:
+      out = self._fused_attention(q, k, v)
+    out = out.reshape(B, T, J, C)
+    out = _constrain(out, 'batch', 'time', 'joints', 'embed')
+    out = _dense(C, ('embed_in', 'embed'), dtype=self.dtype, param_dtype=self.param_dtype,
+                 name='proj')(out)
+    return nn.Dropout(self.proj_drop)(out, deterministic=deterministic)
+
+  def _einsum_attention(self, q, k, v, deterministic):
+    scale = (q.shape[-1]) ** -0.5
+    if self.mode == 'spatial':
+      logits = jnp.einsum('btjhd,btkhd->bthjk', q, k) * scale
+    else:
+      logits = jnp.einsum('btjhd,bsjhd->bjhts', q, k) * scale
+    probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(self.dtype)
+    probs = nn.Dropout(self.attn_drop)(probs, deterministic=deterministic)
+    if self.mode == 'spatial':
+      return jnp.einsum('bthjk,btkhd->btjhd', probs, v)
+    return jnp.einsum('bjhts,bsjhd->btjhd', probs, v)
+
+  def _fused_attention(self, q, k, v):
+    """`jax.nn.dot_product_attention`: cuDNN flash attention on GPU with impl='cudnn'."""
+    B, T, J, H, hd = q.shape
+    implementation = 'cudnn' if self.impl == 'cudnn' else None
+    if self.mode == 'spatial':
+      fold = lambda a: a.reshape(B * T, J, H, hd)
+      out = jax.nn.dot_product_attention(fold(q), fold(k), fold(v), implementation=implementation)
+      return out.reshape(B, T, J, H, hd)
+    fold = lambda a: a.transpose(0, 2, 1, 3, 4).reshape(B * J, T, H, hd)
+    out = jax.nn.dot_product_attention(fold(q), fold(k), fold(v), implementation=implementation)
+    return out.reshape(B, J, T, H, hd).transpose(0, 2, 1, 3, 4)
+
+
+class Mlp(nn.Module):
+  hidden: int
+  drop: float = 0.0
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, deterministic: bool = True):
+    C = x.shape[-1]
+    h = _dense(self.hidden, ('embed', 'mlp'), dtype=self.dtype, param_dtype=self.param_dtype,
+               name='fc1')(x)
+    h = nn.gelu(h, approximate=False)  # torch nn.GELU default: exact erf form
+    h = _constrain(h, 'batch', 'time', 'joints', 'mlp')
+    h = nn.Dropout(self.drop)(h, deterministic=deterministic)
+    h = _dense(C, ('mlp', 'embed'), dtype=self.dtype, param_dtype=self.param_dtype, name='fc2')(h)
+    return nn.Dropout(self.drop)(h, deterministic=deterministic)
+
+
+class DropPath(nn.Module):
+  """Stochastic depth. The official code drops whole (batch*frame) rows of its (B*T, J, C)
+  activations, so the mask here is drawn per (b, t), not per clip."""
+
+  rate: float
+
+  @nn.compact
+  def __call__(self, x, deterministic: bool = True):
+    if self.rate == 0.0 or deterministic:
+      return x
+    keep = 1.0 - self.rate
+    mask = jax.random.bernoulli(self.make_rng('dropout'), keep, x.shape[:2] + (1,) * (x.ndim - 2))
+    return x * mask.astype(x.dtype) / keep
+
+
+class Block(nn.Module):
+  """Two pre-norm stages: spatial then temporal (`order='st'`) or temporal then spatial ('ts')."""
+
+  dim: int
+  num_heads: int
+  mlp_ratio: float
+  order: str
+  qkv_bias: bool = True
+  drop: float = 0.0
+  attn_drop: float = 0.0
+  drop_path: float = 0.0
+  attention_impl: str = 'einsum'
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, deterministic: bool = True):
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    drop_path = DropPath(self.drop_path)
+    for axis in (self.order[0], self.order[1]):
+      mode = 'spatial' if axis == 's' else 'temporal'
+      attn = Attention(self.dim, self.num_heads, mode, qkv_bias=self.qkv_bias,
+                       attn_drop=self.attn_drop, proj_drop=self.drop, impl=self.attention_impl,
+                       name=f'attn_{axis}', **kw)
+      mlp = Mlp(int(self.dim * self.mlp_ratio), drop=self.drop, name=f'mlp_{axis}', **kw)
+      x = x + drop_path(attn(_layer_norm(f'norm1_{axis}', **kw)(x), deterministic), deterministic)
+      x = x + drop_path(mlp(_layer_norm(f'norm2_{axis}', **kw)(x), deterministic), deterministic)
+      x = _constrain(x, 'batch', 'time', 'joints', 'embed')
+    return x
+
+
+REMAT_POLICIES = {
+    'none': None,
+    'full': jax.checkpoint_policies.nothing_saveable,
+    'dots': jax.checkpoint_policies.checkpoint_dots,
+    'dots_no_batch': jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+class DSTformer(nn.Module):
+  """MotionBERT's motion encoder with its pose head.
+
+  `__call__(x)` maps (B, T, J, dim_in) to (B, T, J, dim_out), or to the motion representation
+  (B, T, J, dim_rep) with `return_rep=True`; any T <= maxlen.
+  """
+
+  dim_in: int = 3
+  dim_out: int = 3
+  dim_feat: int = 256
+  dim_rep: int = 512
+  depth: int = 5
+  num_heads: int = 8
+  mlp_ratio: float = 4
+  num_joints: int = 17
+  maxlen: int = 243
+  qkv_bias: bool = True
+  drop_rate: float = 0.0
+  attn_drop_rate: float = 0.0
+  drop_path_rate: float = 0.0
+  att_fuse: bool = True
+  # Scale-out knobs (not in the official constructor).
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  attention_impl: str = 'einsum'  # 'einsum' | 'xla' | 'cudnn' (jax.nn.dot_product_attention)
+  remat_policy: str = 'none'  # a key of REMAT_POLICIES
+
+  def _check_input(self, x):
+    if x.ndim != 4:
+      raise ValueError(f'DSTformer expects (B, T, J, C) input, got shape {x.shape}')
+    _, T, J, C = x.shape
+    if J != self.num_joints:
+      raise ValueError(f'DSTformer built for {self.num_joints} joints, got J={J} in {x.shape}')
+    if C != self.dim_in:
+      raise ValueError(f'DSTformer built for dim_in={self.dim_in}, got C={C} in {x.shape}')
+    if T > self.maxlen:
+      raise ValueError(f'clip of T={T} frames is longer than maxlen={self.maxlen}; '
+                       'cut it into clips of at most maxlen frames')
+    if self.attention_impl not in ATTENTION_IMPLS:
+      raise ValueError(f'attention_impl={self.attention_impl!r}, expected one of {ATTENTION_IMPLS}')
+    if self.remat_policy not in REMAT_POLICIES:
+      raise ValueError(f'remat_policy={self.remat_policy!r}, expected one of {list(REMAT_POLICIES)}')
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False, return_rep: bool = False):
+    self._check_input(x)
+    T = x.shape[1]
+    deterministic = not train
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    x = x.astype(self.dtype)
+    x = _dense(self.dim_feat, ('coords', 'embed'), name='joints_embed', **kw)(x)
+    pos_embed = self.param('pos_embed', nn.with_logical_partitioning(
+        trunc_normal_init(), ('joints', 'embed')), (self.num_joints, self.dim_feat),
+                           self.param_dtype)
+    temp_embed = self.param('temp_embed', nn.with_logical_partitioning(
+        trunc_normal_init(), ('time', 'embed')), (self.maxlen, self.dim_feat), self.param_dtype)
+    x = x + pos_embed.astype(self.dtype)[None, None] + temp_embed[:T].astype(self.dtype)[None, :,
+                                                                                          None]
+    x = nn.Dropout(self.drop_rate)(x, deterministic=deterministic)
+    x = _constrain(x, 'batch', 'time', 'joints', 'embed')
+
+    block_cls = Block
+    policy = REMAT_POLICIES[self.remat_policy]
+    if self.remat_policy != 'none':
+      block_cls = nn.remat(Block, policy=policy, static_argnums=(2,))
+    # torch.linspace(0, drop_path_rate, depth)
+    dpr = [self.drop_path_rate * i / max(self.depth - 1, 1) for i in range(self.depth)]
+    block_kw = dict(dim=self.dim_feat, num_heads=self.num_heads, mlp_ratio=self.mlp_ratio,
+                    qkv_bias=self.qkv_bias, drop=self.drop_rate, attn_drop=self.attn_drop_rate,
+                    attention_impl=self.attention_impl, **kw)
+    for i in range(self.depth):
+      x_st = block_cls(order='st', drop_path=dpr[i], name=f'blocks_st_{i}', **block_kw)(
+          x, deterministic)
+      x_ts = block_cls(order='ts', drop_path=dpr[i], name=f'blocks_ts_{i}', **block_kw)(
+          x, deterministic)
+      if self.att_fuse:
+        alpha = nn.Dense(
+            2, dtype=self.dtype, param_dtype=self.param_dtype,
+            kernel_init=nn.with_logical_partitioning(nn.initializers.zeros_init(),
+                                                     ('embed2', 'fuse')),
+            bias_init=nn.with_logical_partitioning(nn.initializers.constant(0.5), ('fuse',)),
+            name=f'ts_attn_{i}')(jnp.concatenate([x_st, x_ts], axis=-1))
+        alpha = jax.nn.softmax(alpha.astype(jnp.float32), axis=-1).astype(self.dtype)
+        x = x_st * alpha[..., 0:1] + x_ts * alpha[..., 1:2]
+      else:
+        x = (x_st + x_ts) * 0.5
+      x = _constrain(x, 'batch', 'time', 'joints', 'embed')
+
+    x = _layer_norm('norm', **kw)(x)
+    if self.dim_rep:
+      x = jnp.tanh(_dense(self.dim_rep, ('embed', 'rep'), name='pre_logits', **kw)(x))
+    if return_rep:
+      return x
+    if self.dim_out > 0:
+      x = _dense(self.dim_out, ('rep', 'coords'), name='head', **kw)(x)
+    return x
+
+
+def count_params(params) -> int:
+  return sum(int(p.size) for p in jax.tree_util.tree_leaves(params))
+
+
+@functools.lru_cache(maxsize=None)
+def _variant(name: str) -> dict:
+  if name not in VARIANTS:
+    raise ValueError(f'unknown DSTformer variant {name!r}, expected one of {list(VARIANTS)}')
+  return dict(VARIANTS[name])
+
+
+def dstformer_from_variant(name: str, **overrides) -> DSTformer:
+  """`DSTformer` at the size of a released checkpoint ('release' or 'lite')."""
+  return DSTformer(**{**_variant(name), **overrides})
