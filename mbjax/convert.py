@@ -124,7 +124,7 @@ def official_to_variables(state_dict: dict[str, np.ndarray], model: str) -> dict
     node = variables.setdefault(collection, {})
     for p in path[:-1]:
       node = node.setdefault(p, {})
-    node[path[-1]] = np.ascontiguousarray(value)
+    node[path[-1]] = np.asarray(value, order='C')
     if path[-1] == 'mean' and collection == 'batch_stats':
       node.setdefault('num_batches_tracked', np.zeros((), np.int32))  # absent in some state dicts
   return variables
@@ -154,7 +154,7 @@ def variables_to_official(variables: dict[str, Any], model: str,
         value = value.astype(np.int64)
       elif value.dtype != np.float32:
         value = value.astype(np.float32)
-      out[('module.' if module_prefix else '') + key] = np.ascontiguousarray(value)
+      out[('module.' if module_prefix else '') + key] = np.asarray(value, order='C')
   return out
 
 

@@ -126,6 +126,9 @@ class _Global:
   def __init__(self, module: str, name: str):
     self.module, self.name = module, name
 
+  def __call__(self, *args):  # pickle's save_reduce requires a callable
+    raise TypeError(f'{self.module}.{self.name} is a pickling stand-in')
+
 
 _REBUILD_TENSOR = _Global('torch._utils', '_rebuild_tensor_v2')
 
@@ -136,18 +139,22 @@ class _Pickler(pickle._Pickler):  # the pure-Python pickler lets us emit globals
     super().__init__(file, protocol=2)
     self.storages: list[np.ndarray] = []
 
-  def save_global(self, obj, name=None):
-    if isinstance(obj, _Global):
+  def save(self, obj, save_persistent_id=True):
+    if isinstance(obj, _Global):  # emit a GLOBAL opcode for a torch name without importing torch
+      memo = self.memo.get(id(obj))
+      if memo is not None:
+        self.write(self.get(memo[0]))
+        return
       self.write(pickle.GLOBAL + f'{obj.module}\n{obj.name}\n'.encode())
       self.memoize(obj)
       return
-    super().save_global(obj, name)
+    super().save(obj, save_persistent_id)
 
   def reducer_override(self, obj):
     if isinstance(obj, np.generic):
       obj = np.asarray(obj)
     if isinstance(obj, np.ndarray):
-      arr = np.ascontiguousarray(obj)
+      arr = np.asarray(obj, order="C")  # ascontiguousarray would make 0-d arrays 1-d
       if arr.dtype not in _DTYPE_STORAGES:
         raise TorchFormatError(f'cannot save dtype {arr.dtype} as a torch tensor')
       key = str(len(self.storages))

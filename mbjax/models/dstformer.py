@@ -295,11 +295,14 @@ class DSTformer(nn.Module):
     x = _layer_norm('norm', **kw)(x)
     if self.dim_rep:
       x = jnp.tanh(_dense(self.dim_rep, ('embed', 'rep'), name='pre_logits', **kw)(x))
-    if return_rep:
+    if self.dim_out <= 0:
       return x
-    if self.dim_out > 0:
-      x = _dense(self.dim_out, ('rep', 'coords'), name='head', **kw)(x)
-    return x
+    head = _dense(self.dim_out, ('rep', 'coords'), name='head', **kw)
+    if return_rep:
+      if self.is_initializing():
+        head(x)  # create it anyway: official action checkpoints carry backbone.head.*
+      return x
+    return head(x)
 
 
 def count_params(params) -> int:

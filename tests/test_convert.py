@@ -1,0 +1,133 @@
+"""Official checkpoints in and out: torch.save files without torch, key/shape/value identity."""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mbjax import convert, torch_format
+from mbjax.models import dstformer_from_variant
+
+
+def _layout(reference_dir, section: str) -> dict[str, tuple]:
+  """Key -> shape for one section of official_checkpoint_layout.md."""
+  text = (reference_dir / 'official_checkpoint_layout.md').read_text()
+  block = text.split(f'## {section}')[1].split('```')[1]
+  out = {}
+  for line in block.strip().splitlines():
+    key, shape = line.split(' ', 1)
+    out[key] = tuple(int(s) for s in re.findall(r'\d+', shape))
+  return out
+
+
+def _random_state_dict(layout, seed=0):
+  rng = np.random.default_rng(seed)
+  sd = {}
+  for k, shape in layout.items():
+    if k.endswith('num_batches_tracked'):
+      sd[k] = np.array(123, np.int64)
+    elif k.endswith('running_var'):
+      sd[k] = rng.uniform(0.5, 2.0, shape).astype(np.float32)
+    else:
+      sd[k] = rng.standard_normal(shape).astype(np.float32)
+  return sd
+
+
+def _assert_same_state_dict(a, b):
+  assert sorted(a) == sorted(b)
+  for k in a:
+    assert a[k].shape == b[k].shape, k
+    assert a[k].dtype == b[k].dtype, k
+    np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@pytest.mark.parametrize('section,model', [
+    ('MB_release', 'pose'), ('MB_lite', 'pose')])
+def test_official_flax_official_is_identity(reference_dir, tmp_path, section, model):
+  layout = _layout(reference_dir, section)
+  sd = _random_state_dict(layout)
+  path = tmp_path / 'official.bin'
+  torch_format.save({'epoch': 7, 'lr': 2e-4, 'model_pos': sd, 'min_loss': 41.5}, path)
+  loaded = convert.load_official(path)
+  _assert_same_state_dict(loaded, sd)
+  variables = convert.official_to_variables(loaded, model)
+  variant = 'release' if section == 'MB_release' else 'lite'
+  convert._check_against_module(variables, convert.config_from_state_dict(sd, model, variant), path)
+  back_path = tmp_path / 'back.bin'
+  convert.save_official(variables, model, back_path)
+  _assert_same_state_dict(convert.load_official(back_path), sd)
+
+
+def test_action_class_head_round_trip(reference_dir, tmp_path):
+  backbone = {k.replace('module.', 'module.backbone.'): v
+              for k, v in _layout(reference_dir, 'MB_release').items()}
+  head = _layout(reference_dir, "Action head (version='class', NTU60), keys under `model`")
+  sd = _random_state_dict({**backbone, **head}, seed=1)
+  path = tmp_path / 'action.bin'
+  torch_format.save({'model': sd, 'best_acc': 0.9}, path)
+  variables = convert.official_to_variables(convert.load_official(path), 'action-class')
+  assert int(variables['batch_stats']['head']['bn']['num_batches_tracked']) == 123
+  config = convert.config_from_state_dict(sd, 'action-class', 'release')
+  assert config['head']['num_classes'] == 60
+  convert._check_against_module(variables, config, path)
+  _assert_same_state_dict(convert.variables_to_official(variables, 'action-class'), sd)
+
+
+def test_flax_init_to_official_layout(reference_dir):
+  model = dstformer_from_variant('release')
+  variables = jax.jit(lambda: model.init(jax.random.key(0), jnp.zeros((1, 4, 17, 3))))()
+  sd = convert.variables_to_official(variables, 'pose')
+  layout = _layout(reference_dir, 'MB_release')
+  assert {k: v.shape for k, v in sd.items()} == layout
+  assert all(v.dtype == np.float32 for v in sd.values())
+
+
+def test_module_prefix_is_optional(reference_dir):
+  layout = _layout(reference_dir, 'MB_lite')
+  sd = _random_state_dict(layout)
+  bare = {k[len('module.'):]: v for k, v in sd.items()}
+  a = convert.official_to_variables(sd, 'pose')
+  b = convert.official_to_variables(bare, 'pose')
+  jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
+
+
+def test_cli_round_trip_and_restore(reference_dir, tmp_path):
+  sd = _random_state_dict(_layout(reference_dir, 'MB_lite'), seed=2)
+  src = tmp_path / 'lite.bin'
+  torch_format.save({'model_pos': sd}, src)
+  out = tmp_path / 'ckpt'
+  assert convert.main([str(src), str(out), '--model', 'pose', '--variant', 'lite']) == 0
+  module, variables = convert.restore(out)
+  x = np.random.default_rng(0).standard_normal((1, 5, 17, 3)).astype(np.float32)
+  direct = module.apply(convert.official_to_variables(sd, 'pose'), x)
+  np.testing.assert_array_equal(module.apply(variables, x), direct)
+  back = tmp_path / 'back.bin'
+  assert convert.main(['--to-official', str(out), str(back)]) == 0
+  _assert_same_state_dict(convert.load_official(back), sd)
+
+
+def test_wrong_variant_and_model_fail_clearly(reference_dir, tmp_path):
+  sd = _random_state_dict(_layout(reference_dir, 'MB_lite'))
+  with pytest.raises(ValueError, match="does not match variant 'release'"):
+    convert.config_from_state_dict(sd, 'pose', 'release')
+  with pytest.raises(ValueError, match='not under backbone'):
+    convert.official_to_variables(sd, 'action-class')
+  bad = tmp_path / 'not_torch.bin'
+  bad.write_bytes(b'\x80\x02}q\x00.')
+  with pytest.raises(ValueError, match='not a zip-format'):
+    convert.load_official(bad)
+
+
+def test_reads_reference_state_dict_through_a_bin(reference_dir, tmp_path):
+  data = np.load(reference_dir / 'dstformer_tiny.npz')
+  sd = {k[len('model_pos/'):]: data[k] for k in data.files if k.startswith('model_pos/')}
+  path = tmp_path / 'tiny.bin'
+  torch_format.save({'model_pos': sd}, path)
+  from mbjax.models import DSTformer
+  import json
+  cfg = json.loads(str(data['config']))
+  model = DSTformer(**cfg)
+  out = model.apply(convert.official_to_variables(convert.load_official(path), 'pose'), data['x'])
+  assert float(np.max(np.abs(out - data['out']))) <= 1e-4
