@@ -1,0 +1,24 @@
+"""python -m mbjax.bench {model,...} [options]: the last line printed is one JSON object."""
+
+import argparse
+import json
+import sys
+
+from mbjax.bench import model as model_bench
+
+BENCHES = (model_bench,)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog='python -m mbjax.bench', description=__doc__)
+  sub = parser.add_subparsers(dest='bench', required=True)
+  for bench in BENCHES:
+    bench.add_parser(sub)
+  args = parser.parse_args(argv)
+  result = args.run(args)
+  print(json.dumps(result))
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

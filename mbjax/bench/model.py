@@ -1,0 +1,122 @@
+"""`python -m mbjax.bench model`: jitted DSTformer forward and train-step throughput.
+
+Prints one JSON line last with `infer_frames_per_s`, `train_frames_per_s`, `compile_s` and the
+achieved GFLOP/s (analytic matmul FLOPs; XLA's own count is reported beside it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mbjax.bench.flops import dstformer_forward_flops
+from mbjax.models import dstformer_from_variant
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+def _time(fn, *args, iters: int, min_seconds: float):
+  """Median seconds per call over at least `iters` calls and `min_seconds`."""
+  times = []
+  start = time.perf_counter()
+  while len(times) < iters or time.perf_counter() - start < min_seconds:
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - t0)
+  return float(np.median(times)), len(times)
+
+
+def _xla_flops(compiled) -> float | None:
+  try:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost.get('flops', 0.0)) or None
+  except Exception:  # cost analysis is best effort on some backends
+    return None
+
+
+def run(args) -> dict:
+  model = dstformer_from_variant(args.variant, dtype=DTYPES[args.dtype],
+                                 attention_impl=args.attention, remat_policy=args.remat)
+  B, T = args.batch, args.frames
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((B, T, 17, 3)), jnp.float32)
+  y = jnp.asarray(rng.standard_normal((B, T, 17, 3)), jnp.float32)
+  params = jax.jit(model.init)(jax.random.key(0), x[:, :1])['params']
+  tx = optax.adamw(1e-4, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01)
+  opt_state = tx.init(params)
+
+  def forward(params, x):
+    return model.apply({'params': params}, x)
+
+  def train_step(params, opt_state, x, y):
+    def loss_fn(p):
+      out = model.apply({'params': p}, x, train=True).astype(jnp.float32)
+      return jnp.mean(jnp.linalg.norm(out - y, axis=-1))  # MPJPE, the main pretraining term
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  result = dict(bench='model', variant=args.variant, batch=B, frames=T, dtype=args.dtype,
+                attention=args.attention, remat=args.remat, backend=jax.default_backend(),
+                devices=jax.device_count())
+  t0 = time.perf_counter()
+  infer = jax.jit(forward).lower(params, x).compile()
+  infer_compile = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  step = jax.jit(train_step, donate_argnums=(0, 1)).lower(params, opt_state, x, y).compile()
+  train_compile = time.perf_counter() - t0
+
+  jax.block_until_ready(infer(params, x))
+  infer_s, infer_n = _time(infer, params, x, iters=args.iters, min_seconds=args.min_seconds)
+
+  state = (params, opt_state)
+
+  def one_step():
+    nonlocal state
+    p, o, loss = step(*state, x, y)
+    state = (p, o)
+    return loss
+
+  jax.block_until_ready(one_step())
+  train_s, train_n = _time(one_step, iters=args.iters, min_seconds=args.min_seconds)
+
+  fwd_flops = dstformer_forward_flops(batch=B, frames=T, **model.__dict__)
+  train_flops = 3 * fwd_flops  # backward ~ 2x forward
+  result.update(
+      compile_s=round(infer_compile + train_compile, 2),
+      infer_compile_s=round(infer_compile, 2),
+      train_compile_s=round(train_compile, 2),
+      infer_step_s=round(infer_s, 5),
+      train_step_s=round(train_s, 5),
+      infer_frames_per_s=round(B * T / infer_s, 2),
+      train_frames_per_s=round(B * T / train_s, 2),
+      infer_gflops_per_s=round(fwd_flops / infer_s / 1e9, 1),
+      train_gflops_per_s=round(train_flops / train_s / 1e9, 1),
+      analytic_gflop_forward=round(fwd_flops / 1e9, 2),
+      xla_gflop_forward=round((_xla_flops(infer) or 0) / 1e9, 2),
+      xla_gflop_train_step=round((_xla_flops(step) or 0) / 1e9, 2),
+      timed_calls=dict(infer=infer_n, train=train_n),
+  )
+  return result
+
+
+def add_parser(sub) -> None:
+  p = sub.add_parser('model', help='DSTformer forward / train-step throughput')
+  p.add_argument('--variant', choices=('release', 'lite'), default='release')
+  p.add_argument('--batch', type=int, default=2)
+  p.add_argument('--frames', type=int, default=243)
+  p.add_argument('--dtype', choices=sorted(DTYPES), default='float32')
+  p.add_argument('--attention', choices=('einsum', 'xla', 'cudnn'), default='einsum')
+  p.add_argument('--remat', default='none')
+  p.add_argument('--iters', type=int, default=5, help='timed calls at least')
+  p.add_argument('--min_seconds', type=float, default=10.0, help='timed seconds at least')
+  p.set_defaults(run=run)
+
+

@@ -1,0 +1,1 @@
+"""Data: per-clip transforms and augmentations, sources and input pipelines."""

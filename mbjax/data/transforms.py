@@ -1,0 +1,456 @@
+"""MotionBERT's per-clip transforms and augmentations, in numpy.
+
+Each function computes what the official function named in its docstring computes (files under
+`lib/utils/` and `lib/data/` of the official code), on one clip at a time so that it can run inside
+a grain map. Every random operation takes an explicit `np.random.Generator` instead of drawing from
+numpy's or torch's global state, so a pipeline is reproducible from its seed.
+
+Joint order is H36M-17: 0 pelvis, 1 rhip, 2 rknee, 3 rankle, 4 lhip, 5 lknee, 6 lankle, 7 belly,
+8 neck, 9 nose, 10 head, 11 lshoulder, 12 lelbow, 13 lwrist, 14 rshoulder, 15 relbow, 16 rwrist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from typing import Hashable, Sequence
+
+import numpy as np
+
+NUM_JOINTS = 17
+LEFT_JOINTS = (4, 5, 6, 11, 12, 13)
+RIGHT_JOINTS = (1, 2, 3, 14, 15, 16)
+# FLIP_PERM[j] is the joint whose coordinates joint j takes in the mirrored pose.
+FLIP_PERM = np.arange(NUM_JOINTS)
+FLIP_PERM[list(LEFT_JOINTS)] = RIGHT_JOINTS
+FLIP_PERM[list(RIGHT_JOINTS)] = LEFT_JOINTS
+
+DEFAULT_NOISE_PATH = pathlib.Path(__file__).resolve().parent / 'assets' / 'synthetic_noise.npz'
+
+
+def _float_dtype(x: np.ndarray) -> np.dtype:
+  return np.result_type(x.dtype, np.float32)
+
+
+def _check_joints(x, fn: str, min_channels: int = 1, exact_channels: int | None = None) -> None:
+  if x.ndim < 2 or x.shape[-2] != NUM_JOINTS:
+    raise ValueError(f'{fn}: expected (..., {NUM_JOINTS}, C) joints, got shape {x.shape}')
+  if exact_channels is not None and x.shape[-1] != exact_channels:
+    raise ValueError(f'{fn}: expected {exact_channels} channels, got shape {x.shape}')
+  if x.shape[-1] < min_channels:
+    raise ValueError(f'{fn}: expected at least {min_channels} channels, got shape {x.shape}')
+
+
+def _draw_ratio(scale_range: Sequence[float], rng: np.random.Generator | None, fn: str) -> float:
+  low, high = float(scale_range[0]), float(scale_range[1])
+  if rng is None:
+    if low != high:
+      raise ValueError(f'{fn}: scale_range {tuple(scale_range)} is random, so an rng is needed')
+    return low
+  return float(rng.uniform(low, high))
+
+
+# ---------------------------------------------------------------------------------------------
+# Geometry
+# ---------------------------------------------------------------------------------------------
+
+
+def flip_pose(x):
+  """Mirrors poses left-right (official `flip_data`).
+
+  Negates x (channel 0) and swaps left and right joints. Works on numpy and jax arrays alike, so
+  it also serves test-time flip augmentation inside a jitted model call.
+
+  Args:
+    x: (..., 17, C) poses, x in channel 0.
+
+  Returns:
+    (..., 17, C) mirrored poses, same array type and dtype.
+  """
+  _check_joints(x, 'flip_pose')
+  sign = np.ones(x.shape[-1], dtype=x.dtype)
+  sign[0] = -1
+  return x[..., FLIP_PERM, :] * sign
+
+
+def crop_scale_3d(motion: np.ndarray, scale_range: Sequence[float] = (1, 1),
+                  rng: np.random.Generator | None = None) -> np.ndarray:
+  """Normalises a 3D clip to [-1, 1] as in pretraining (official `crop_scale_3d`).
+
+  z is made relative to the root depth of the first frame. A square of side max(w, h) / ratio,
+  ratio ~ U(scale_range), centred on the clip's x/y bounding box (over all frames), is mapped to
+  [0, 1] and then by (v - 0.5) * 2 to [-1, 1]; z gets the same scale and, as in the official code,
+  the same (v - 0.5) * 2.
+
+  Args:
+    motion: (T, 17, 3) poses (x, y, z).
+    scale_range: range of the random zoom ratio; (1, 1) means none.
+    rng: generator for the ratio; may be None only when scale_range is fixed.
+
+  Returns:
+    (T, 17, 3) normalised clip, or zeros when the clip has no x/y extent.
+  """
+  motion = np.asarray(motion)
+  if motion.ndim != 3:
+    raise ValueError(f'crop_scale_3d: expected a (T, 17, 3) clip, got shape {motion.shape}')
+  _check_joints(motion, 'crop_scale_3d', exact_channels=3)
+  dtype = _float_dtype(motion)
+  ratio = _draw_ratio(scale_range, rng, 'crop_scale_3d')
+  m = motion.astype(np.float64)
+  xmin, xmax = m[..., 0].min(), m[..., 0].max()
+  ymin, ymax = m[..., 1].min(), m[..., 1].max()
+  scale = max(xmax - xmin, ymax - ymin) / ratio
+  if scale == 0:
+    return np.zeros(motion.shape, dtype)
+  xs = (xmin + xmax - scale) / 2
+  ys = (ymin + ymax - scale) / 2
+  result = np.empty_like(m)
+  result[..., :2] = (m[..., :2] - [xs, ys]) / scale
+  result[..., 2] = (m[..., 2] - m[0, 0, 2]) / scale
+  return ((result - 0.5) * 2).astype(dtype)
+
+
+def crop_scale_2d(motion: np.ndarray, scale_range: Sequence[float] = (1, 1),
+                  rng: np.random.Generator | None = None) -> np.ndarray:
+  """Normalises 2D keypoints with confidence to [-1, 1] (official `crop_scale`).
+
+  The square box is the bounding box of the joints with nonzero confidence, its longer side
+  multiplied by ratio ~ U(scale_range), centred on the box; the result (confidence included) is
+  clipped to [-1, 1].
+
+  Args:
+    motion: (..., 17, 3) keypoints (x, y, confidence), e.g. (T, 17, 3) or (M, T, 17, 3).
+    scale_range: range of the random box enlargement; (1, 1) means none.
+    rng: generator for the ratio; may be None only when scale_range is fixed.
+
+  Returns:
+    Same shape; zeros when fewer than 4 joints are confident or the box is empty.
+  """
+  motion = np.asarray(motion)
+  _check_joints(motion, 'crop_scale_2d', exact_channels=3)
+  dtype = _float_dtype(motion)
+  m = motion.astype(np.float64)
+  valid = m[m[..., 2] != 0][:, :2]
+  if len(valid) < 4:
+    return np.zeros(motion.shape, dtype)
+  xmin, xmax = valid[:, 0].min(), valid[:, 0].max()
+  ymin, ymax = valid[:, 1].min(), valid[:, 1].max()
+  ratio = _draw_ratio(scale_range, rng, 'crop_scale_2d')
+  scale = max(xmax - xmin, ymax - ymin) * ratio
+  if scale == 0:
+    return np.zeros(motion.shape, dtype)
+  xs = (xmin + xmax - scale) / 2
+  ys = (ymin + ymax - scale) / 2
+  result = m.copy()
+  result[..., :2] = ((m[..., :2] - [xs, ys]) / scale - 0.5) * 2
+  return np.clip(result, -1, 1).astype(dtype)
+
+
+def make_cam(x: np.ndarray, img_shape: tuple[int, int]) -> np.ndarray:
+  """Pixel coordinates to [-1, 1] by the longer image side (official `make_cam`).
+
+  Args:
+    x: (..., C>=2) keypoints with pixel x, y in channels 0, 1.
+    img_shape: (height, width) of the image.
+
+  Returns:
+    Same shape: x, y mapped by v / max(h, w) * 2 - 1; further channels (e.g. confidence) copied
+    (official maps the whole array, which it only ever gives (..., 2)).
+  """
+  x = np.asarray(x)
+  if x.ndim < 1 or x.shape[-1] < 2:
+    raise ValueError(f'make_cam: expected (..., C>=2) keypoints, got shape {x.shape}')
+  h, w = img_shape
+  result = x.astype(_float_dtype(x), copy=True)
+  result[..., :2] = x[..., :2] / max(h, w) * 2 - 1
+  return result
+
+
+def random_move(motion: np.ndarray, rng: np.random.Generator,
+                angle_range: Sequence[float] = (-10, 10), scale_range: Sequence[float] = (0.9, 1.1),
+                transform_range: Sequence[float] = (-0.1, 0.1)) -> np.ndarray:
+  """Smoothly varying 2D rotation, scale and shift of a clip (official `random_move`).
+
+  One move: angle (degrees), scale and x/y shifts are drawn at the first and last frame and
+  interpolated linearly in between; each frame's x, y become R(angle) * scale @ xy + shift.
+
+  Args:
+    motion: (M, T, 17, C) clip of M persons (also (T, 17, C)); x, y in channels 0, 1.
+    rng: random generator.
+    angle_range, scale_range, transform_range: uniform ranges of the drawn values.
+
+  Returns:
+    Same shape; channels 2+ unchanged.
+  """
+  motion = np.asarray(motion)
+  if motion.ndim < 3:
+    raise ValueError(f'random_move: expected a (M, T, 17, C) clip, got shape {motion.shape}')
+  _check_joints(motion, 'random_move', min_channels=2)
+  n_frames = motion.shape[-3]
+  angle = rng.uniform(angle_range[0], angle_range[1], 2)
+  scale = rng.uniform(scale_range[0], scale_range[1], 2)
+  shift_x = rng.uniform(transform_range[0], transform_range[1], 2)
+  shift_y = rng.uniform(transform_range[0], transform_range[1], 2)
+  a = np.linspace(angle[0], angle[1], n_frames) * np.pi / 180
+  s = np.linspace(scale[0], scale[1], n_frames)
+  tx = np.linspace(shift_x[0], shift_x[1], n_frames)[:, None]
+  ty = np.linspace(shift_y[0], shift_y[1], n_frames)[:, None]
+  cos = (np.cos(a) * s)[:, None]
+  sin = (np.sin(a) * s)[:, None]
+  x, y = motion[..., 0], motion[..., 1]  # (..., T, 17)
+  result = motion.astype(_float_dtype(motion), copy=True)
+  result[..., 0] = cos * x - sin * y + tx
+  result[..., 1] = sin * x + cos * y + ty
+  return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Keypoint formats
+# ---------------------------------------------------------------------------------------------
+
+# H36M joint <- COCO joint, for the joints that are a plain copy.
+_COCO_COPY = {1: 12, 2: 14, 3: 16, 4: 11, 5: 13, 6: 15, 9: 0, 11: 5, 12: 7, 13: 9, 14: 6, 15: 8,
+              16: 10}
+# H36M joint <- PoseTrack joint, for the joints that are a plain copy.
+_POSETRACK_COPY = {1: 12, 2: 14, 3: 16, 4: 11, 5: 13, 6: 15, 8: 1, 9: 0, 10: 2, 11: 5, 12: 7,
+                   13: 9, 14: 6, 15: 8, 16: 10}
+
+
+def _copy_joints(x: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
+  y = np.zeros(x.shape, _float_dtype(x))
+  dst, src = list(mapping), list(mapping.values())
+  y[..., dst, :] = x[..., src, :]
+  return y
+
+
+def coco_to_h36m(x: np.ndarray) -> np.ndarray:
+  """COCO-17 keypoints to H36M-17 (official `coco2h36m`).
+
+  Pelvis, neck and head are midpoints (of the hips, shoulders and eyes), the belly the midpoint of
+  pelvis and neck; every channel, confidence included, is mapped the same way.
+
+  Args:
+    x: (..., 17, C) COCO keypoints [nose, leye, reye, lear, rear, lsho, rsho, lelb, relb, lwri,
+      rwri, lhip, rhip, lknee, rknee, lank, rank].
+
+  Returns:
+    (..., 17, C) in H36M-17 order.
+  """
+  x = np.asarray(x)
+  _check_joints(x, 'coco_to_h36m')
+  y = _copy_joints(x, _COCO_COPY)
+  y[..., 0, :] = (x[..., 11, :] + x[..., 12, :]) * 0.5
+  y[..., 8, :] = (x[..., 5, :] + x[..., 6, :]) * 0.5
+  y[..., 7, :] = (y[..., 0, :] + y[..., 8, :]) * 0.5
+  y[..., 10, :] = (x[..., 1, :] + x[..., 2, :]) * 0.5
+  return y
+
+
+def posetrack_to_h36m(x: np.ndarray) -> np.ndarray:
+  """PoseTrack-17 keypoints to H36M-17 (official `posetrack2h36m`).
+
+  The neck is PoseTrack's head_bottom and the head its head_top. The midpoint joints (pelvis,
+  belly) take the smaller confidence of their two sources instead of the mean.
+
+  Args:
+    x: (..., 17, 3) PoseTrack keypoints [nose, head_bottom, head_top, lear, rear, lsho, rsho, lelb,
+      relb, lwri, rwri, lhip, rhip, lknee, rknee, lank, rank] with confidence in channel 2.
+
+  Returns:
+    (..., 17, 3) in H36M-17 order.
+  """
+  x = np.asarray(x)
+  _check_joints(x, 'posetrack_to_h36m', min_channels=3)
+  y = _copy_joints(x, _POSETRACK_COPY)
+  y[..., 0, :] = (x[..., 11, :] + x[..., 12, :]) * 0.5
+  y[..., 7, :] = (y[..., 0, :] + y[..., 8, :]) * 0.5
+  y[..., 0, 2] = np.minimum(x[..., 11, 2], x[..., 12, 2])
+  y[..., 7, 2] = np.minimum(y[..., 0, 2], y[..., 8, 2])
+  return y
+
+
+# ---------------------------------------------------------------------------------------------
+# Pretraining corruptions of 2D input
+# ---------------------------------------------------------------------------------------------
+
+
+def _upsample_linear(keys: np.ndarray, n: int) -> np.ndarray:
+  """(K, ...) -> (n, ...) linear interpolation with both ends aligned (align_corners=True)."""
+  k = keys.shape[0]
+  if n == 1 or k == 1:
+    src = np.zeros(n)
+  else:
+    src = np.arange(n) * ((k - 1) / (n - 1))
+  lo = np.minimum(np.floor(src).astype(np.int64), k - 1)
+  hi = np.minimum(lo + 1, k - 1)
+  w = (src - lo).reshape((n,) + (1,) * (keys.ndim - 1))
+  return keys[lo] * (1 - w) + keys[hi] * w
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SyntheticNoise:
+  """MotionBERT's model of 2D detector noise, used to corrupt clean 2D input in pretraining.
+
+  Per joint, each of `num_keyframes` keyframes gets a displacement that is Gaussian (mean, std)
+  with probability `weight`, else uniform of width `uniform_range`; keyframes are interpolated
+  linearly over the clip and a small per-frame jitter is added. The confidence of each joint falls
+  with its displacement d as clip(a / (d + a) + b * d + N(m, s), 0, 1).
+  """
+
+  mean: np.ndarray  # (17, 2)
+  std: np.ndarray  # (17, 2)
+  weight: np.ndarray  # (17,)
+  uniform_range: float
+  num_keyframes: int
+  temporal_noise_std: float
+  d2c_a: float
+  d2c_b: float
+  d2c_m: float
+  d2c_s: float
+
+  @classmethod
+  def load(cls, path: str | pathlib.Path | None = None) -> SyntheticNoise:
+    """Reads the noise model from an npz file; None means the packaged official one."""
+    path = pathlib.Path(path) if path is not None else DEFAULT_NOISE_PATH
+    with np.load(path) as data:
+      shapes = {'mean': (NUM_JOINTS, 2), 'std': (NUM_JOINTS, 2), 'weight': (NUM_JOINTS,),
+                'uniform_range': (), 'num_keyframes': (), 'temporal_noise_std': (), 'd2c_a': (),
+                'd2c_b': (), 'd2c_m': (), 'd2c_s': ()}
+      for key, shape in shapes.items():
+        if key not in data.files:
+          raise ValueError(f'{path}: missing key {key!r}; expected keys {sorted(shapes)}')
+        if data[key].shape != shape:
+          raise ValueError(f'{path}: {key!r} has shape {data[key].shape}, expected {shape}')
+      return cls(
+          mean=data['mean'].astype(np.float64),
+          std=data['std'].astype(np.float64),
+          weight=data['weight'].astype(np.float64),
+          uniform_range=float(data['uniform_range']),
+          num_keyframes=int(data['num_keyframes']),
+          temporal_noise_std=float(data['temporal_noise_std']),
+          d2c_a=float(data['d2c_a']),
+          d2c_b=float(data['d2c_b']),
+          d2c_m=float(data['d2c_m']),
+          d2c_s=float(data['d2c_s']),
+      )
+
+  def add_noise(self, motion_2d: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Corrupts a clean 2D clip and gives it a confidence (official `Augmenter2D.add_noise`).
+
+    Args:
+      motion_2d: (T, 17, C>=2) clean keypoints; channels past x, y are dropped.
+      rng: random generator.
+
+    Returns:
+      (T, 17, 3): noisy x, y and the synthetic confidence.
+    """
+    motion_2d = np.asarray(motion_2d)
+    if motion_2d.ndim != 3:
+      raise ValueError(f'add_noise: expected a (T, 17, C) clip, got shape {motion_2d.shape}')
+    _check_joints(motion_2d, 'add_noise', min_channels=2)
+    n_frames = motion_2d.shape[0]
+    k = self.num_keyframes
+    sel = rng.random((k, NUM_JOINTS, 1))
+    gaussian = rng.standard_normal((k, NUM_JOINTS, 2)) * self.std + self.mean
+    uniform = (rng.random((k, NUM_JOINTS, 2)) - 0.5) * self.uniform_range
+    delta = _upsample_linear(np.where(sel < self.weight[:, None], gaussian, uniform), n_frames)
+    # Official draws this jitter once per batch (shared by its clips); we draw it per clip.
+    delta = delta + rng.standard_normal((n_frames, NUM_JOINTS, 2)) * self.temporal_noise_std
+    dist = np.sqrt(np.sum(delta**2, axis=-1))
+    conf = (self.d2c_a / (dist + self.d2c_a) + self.d2c_b * dist +
+            rng.normal(self.d2c_m, self.d2c_s, dist.shape))
+    xy = motion_2d[..., :2] + delta
+    out = np.concatenate([xy, np.clip(conf, 0, 1)[..., None]], axis=-1)
+    return out.astype(_float_dtype(motion_2d))
+
+
+def add_mask(x: np.ndarray, rng: np.random.Generator, mask_ratio: float = 0.05,
+             mask_t_ratio: float = 0.1) -> np.ndarray:
+  """Zeroes random joints and random whole frames (official `Augmenter2D.add_mask`).
+
+  Args:
+    x: (T, 17, C) clip.
+    rng: random generator.
+    mask_ratio: probability that a joint of a frame is masked.
+    mask_t_ratio: probability that a whole frame is masked.
+
+  Returns:
+    (T, 17, C) with every channel of the masked joints and frames set to 0.
+  """
+  x = np.asarray(x)
+  if x.ndim != 3:
+    raise ValueError(f'add_mask: expected a (T, 17, C) clip, got shape {x.shape}')
+  _check_joints(x, 'add_mask')
+  n_frames = x.shape[0]
+  keep_joint = rng.random((n_frames, NUM_JOINTS, 1)) > mask_ratio
+  # Official draws the frame mask once per batch (same frames for every clip); we draw per clip.
+  keep_frame = rng.random((n_frames, 1, 1)) > mask_t_ratio
+  return x * (keep_joint & keep_frame).astype(x.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Clip sampling
+# ---------------------------------------------------------------------------------------------
+
+
+def resample_indices(ori_len: int, target_len: int,
+                     rng: np.random.Generator | None = None) -> np.ndarray:
+  """Frame indices that stretch or squeeze a sequence to `target_len` (official `resample`).
+
+  With `rng`, each of the evenly spaced positions linspace(0, ori_len, target_len) is jittered:
+  rounded up or down at random when upsampling, moved by U(0, 1) of the spacing otherwise.
+  Without, the positions are truncated.
+
+  Returns:
+    (target_len,) int64 indices in [0, ori_len - 1], non-decreasing.
+  """
+  if ori_len < 1 or target_len < 1:
+    raise ValueError(f'resample_indices: expected positive lengths, got ori_len={ori_len}, '
+                     f'target_len={target_len}')
+  even = np.linspace(0, ori_len, num=target_len, endpoint=False)
+  if rng is None:
+    return even.astype(np.int64)
+  if ori_len < target_len:
+    pick_low = rng.integers(0, 2, size=target_len)
+    result = np.sort(pick_low * np.floor(even) + (1 - pick_low) * np.ceil(even))
+  else:
+    result = even + rng.random(target_len) * (ori_len / target_len)
+  return np.clip(result, 0, ori_len - 1).astype(np.int64)
+
+
+def split_clips(ids: Sequence[Hashable], n_frames: int, stride: int,
+                rng: np.random.Generator | None = None) -> list[np.ndarray]:
+  """Cuts a frame sequence of concatenated videos into clips (official `split_clips`).
+
+  Windows of `n_frames` consecutive frames start every `stride` frames within one video id. A video
+  too short for any window yields one clip resampled (`resample_indices`) to `n_frames`, except
+  the last video of the list, which the official code drops in that case.
+
+  Args:
+    ids: per-frame video id, frames of a video contiguous.
+    n_frames: clip length.
+    stride: step between window starts.
+    rng: generator for resampling short videos; None resamples deterministically.
+
+  Returns:
+    List of (n_frames,) int64 arrays of frame indices into `ids`.
+  """
+  ids = list(ids)
+  clips = []
+  saved = set()
+  st = 0
+  i = 0
+  while i < len(ids):
+    i += 1
+    if i - st == n_frames:
+      clips.append(np.arange(st, i, dtype=np.int64))
+      saved.add(ids[i - 1])
+      st += stride
+    if i == len(ids):
+      break
+    if ids[i] != ids[i - 1]:
+      if ids[i - 1] not in saved:
+        clips.append(resample_indices(i - st, n_frames, rng) + st)
+        saved.add(ids[i - 1])
+      st = i
+  return clips

@@ -1,0 +1,1 @@
+"""Evaluation: pose-error metrics (`metrics`) and the evaluators built on them."""
