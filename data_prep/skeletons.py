@@ -1,0 +1,69 @@
+"""Conversions from 2D detector skeletons (COCO-17, PoseTrack-17) to the H36M-17 joint order.
+
+H36M-17 order used everywhere inside the model: 0 pelvis, 1 rhip, 2 rknee, 3 rankle, 4 lhip,
+5 lknee, 6 lankle, 7 belly, 8 neck, 9 nose, 10 head, 11 lsho, 12 lelb, 13 lwri, 14 rsho, 15 relb,
+16 rwri.
+
+Each H36M joint is the mean of a pair of source joints (a pair (i, i) copies joint i exactly) except
+the belly, which is the mean of the H36M pelvis and neck. Arithmetic is in float64, as in the
+official `coco2h36m` / `posetrack2h36m` (they write into `np.zeros(x.shape)`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+NUM_JOINTS = 17
+PELVIS, BELLY, NECK = 0, 7, 8
+
+H36M_JOINTS = ('pelvis', 'rhip', 'rknee', 'rankle', 'lhip', 'lknee', 'lankle', 'belly', 'neck',
+               'nose', 'head', 'lsho', 'lelb', 'lwri', 'rsho', 'relb', 'rwri')
+COCO_JOINTS = ('nose', 'leye', 'reye', 'lear', 'rear', 'lsho', 'rsho', 'lelb', 'relb', 'lwri',
+               'rwri', 'lhip', 'rhip', 'lknee', 'rknee', 'lankle', 'rankle')
+POSETRACK_JOINTS = ('nose', 'head_bottom', 'head_top', 'lear', 'rear', 'lsho', 'rsho', 'lelb',
+                    'relb', 'lwri', 'rwri', 'lhip', 'rhip', 'lknee', 'rknee', 'lankle', 'rankle')
+
+# Source joint pair averaged into each H36M joint; the belly entry is overwritten afterwards.
+_COCO_PAIRS = ((11, 12), (12, 12), (14, 14), (16, 16), (11, 11), (13, 13), (15, 15), (0, 0),
+               (5, 6), (0, 0), (1, 2), (5, 5), (7, 7), (9, 9), (6, 6), (8, 8), (10, 10))
+_POSETRACK_PAIRS = ((11, 12), (12, 12), (14, 14), (16, 16), (11, 11), (13, 13), (15, 15), (0, 0),
+                    (1, 1), (0, 0), (2, 2), (5, 5), (7, 7), (9, 9), (6, 6), (8, 8), (10, 10))
+
+
+def _check_joints(x: np.ndarray, what: str, channels: int | None = None) -> np.ndarray:
+  x = np.asarray(x, dtype=np.float64)
+  if x.ndim < 2 or x.shape[-2] != NUM_JOINTS or (channels is not None and x.shape[-1] != channels):
+    want = f'(..., {NUM_JOINTS}, {channels if channels is not None else "C"})'
+    raise ValueError(f'{what}: expected an array of shape {want}, got {x.shape}')
+  return x
+
+
+def _pairs_to_h36m(x: np.ndarray, pairs) -> np.ndarray:
+  first = np.array([p[0] for p in pairs])
+  second = np.array([p[1] for p in pairs])
+  y = (x[..., first, :] + x[..., second, :]) * 0.5
+  y[..., BELLY, :] = (y[..., PELVIS, :] + y[..., NECK, :]) * 0.5
+  return y
+
+
+def coco_to_h36m(x: np.ndarray) -> np.ndarray:
+  """COCO-17 (..., 17, C) -> H36M-17 (..., 17, C) float64.
+
+  Every channel, a confidence channel included, is mapped the same way: pelvis = mean of the hips,
+  neck = mean of the shoulders, head = mean of the eyes, belly = mean of pelvis and neck.
+  """
+  return _pairs_to_h36m(_check_joints(x, 'coco_to_h36m'), _COCO_PAIRS)
+
+
+def posetrack_to_h36m(x: np.ndarray) -> np.ndarray:
+  """PoseTrack-17 (..., 17, 3) [x, y, visibility] -> H36M-17 (..., 17, 3) float64.
+
+  Neck = head_bottom, head = head_top; the ears are dropped. Coordinates of pelvis and belly are
+  means, but their confidence is the minimum of the two joints they come from, so a half-visible
+  hip pair does not make the pelvis visible.
+  """
+  x = _check_joints(x, 'posetrack_to_h36m', channels=3)
+  y = _pairs_to_h36m(x, _POSETRACK_PAIRS)
+  y[..., PELVIS, 2] = np.minimum(x[..., 11, 2], x[..., 12, 2])
+  y[..., BELLY, 2] = np.minimum(y[..., PELVIS, 2], y[..., NECK, 2])
+  return y

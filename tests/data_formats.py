@@ -1,0 +1,72 @@
+"""Writers of tiny files in the published formats the `data_prep` builders read, for tests.
+
+Values are arithmetic in the row / frame number so that tests can check by hand where each value
+of a built record came from.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import pickle
+
+import numpy as np
+
+H36M_JOINTS = 17
+
+
+def h36m_split(sequences: list[tuple[str, str, int]], *, test: bool,
+               confidence_shape: str = '(N, 17)', action: str = 'Directions') -> dict:
+  """One split of `h36m_sh_conf_cam_source_final.pkl` with the official keys and dtypes.
+
+  Args:
+    sequences: (source name, camera id, frames) per sequence, concatenated in this order.
+    test: add the test-only keys (action, 2.5d_factor, joints_2.5d_image).
+    confidence_shape: '(N, 17)' or '(N, 17, 1)', both seen in official files.
+    action: the action name of every frame.
+
+  Returns:
+    Row r (over the concatenation), joint j: joint_2d = (500 + r, 501 + j) pixels, confidence =
+    0.5 + j / 100, joint3d_image = (500 + r, 501 + j, 100 + r), 2.5d_factor = 4 + r / 1000,
+    joints_2.5d_image = (r, j, 1000 + r) mm.
+  """
+  cameras = [c for _, c, n in sequences for _ in range(n)]
+  sources = [s for s, _, n in sequences for _ in range(n)]
+  n = len(sources)
+  rows = np.arange(n, dtype=np.float64)[:, None]
+  joints = np.arange(H36M_JOINTS, dtype=np.float64)[None, :]
+  rows, joints = np.broadcast_arrays(rows, joints)
+  confidence = np.broadcast_to(0.5 + joints / 100, (n, H36M_JOINTS)).astype(np.float32)
+  split = {
+      'joint_2d': np.stack([500 + rows, 501 + joints], -1).astype(np.float32),
+      'confidence': confidence if confidence_shape == '(N, 17)' else confidence[..., None],
+      'joint3d_image': np.stack([500 + rows, 501 + joints, 100 + rows], -1),
+      'camera_name': np.array(cameras),
+      'source': sources,  # the official file stores a list here
+  }
+  if test:
+    split['action'] = [action] * n
+    split['2.5d_factor'] = 4 + np.arange(n) / 1000
+    split['joints_2.5d_image'] = np.stack([rows, joints, 1000 + rows], -1)
+  return split
+
+
+def write_h36m(path: pathlib.Path, train: dict, test: dict) -> pathlib.Path:
+  """Pickles {'train': train, 'test': test} like the official file."""
+  with open(path, 'wb') as f:
+    pickle.dump({'train': train, 'test': test}, f)
+  return path
+
+
+def amass_sequence(frames: int, joints: int = H36M_JOINTS) -> np.ndarray:
+  """(joints, frames, 3) float64 metres, Z up: joint j at frame t is (1 + t, 2 + j, 3)."""
+  t = np.arange(frames, dtype=np.float64)[None, :]
+  j = np.arange(joints, dtype=np.float64)[:, None]
+  t, j = np.broadcast_arrays(t, j)
+  return np.stack([1 + t, 2 + j, np.full_like(t, 3)], -1)
+
+
+def write_amass(path: pathlib.Path, sequences: list) -> pathlib.Path:
+  """Pickles a list of (17, T, 3) arrays like the official `amass_joints_h36m_60.pkl`."""
+  with open(path, 'wb') as f:
+    pickle.dump(list(sequences), f)
+  return path
