@@ -40,6 +40,8 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 import tensorflow_datasets as tfds
 
+tfds.disable_progress_bar()  # builds print their own progress and report
+
 import data_prep
 from data_prep.report import BuildReport
 
@@ -317,6 +319,9 @@ def build(name: str, *, source: str | pathlib.Path, data_dir: str | pathlib.Path
   if not source.exists():
     raise FileNotFoundError(f'{builder_name}: source {source} does not exist')
   options = {**implied, **(options or {})}
+  if name not in ALIASES and getattr(module, 'OPTION_DEPENDENT_FEATURES', False):
+    module = module.module_for(**options)  # FEATURES depend on options (e.g. clip_len)
+    _check_module(module)
   _check_options(module, builder_name, options)
   version = getattr(module, 'VERSION', DEFAULT_VERSION)
   data_dir = pathlib.Path(data_dir)

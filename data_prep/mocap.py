@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import types
 from typing import Iterator, Sequence
 
 from absl import logging
@@ -231,3 +232,13 @@ def generate(source: pathlib.Path, split: str, report: BuildReport, *,
             'yaw': np.float32(yaw),
             'start_frame': np.int32(start),
         }
+
+
+# `builder.build` passes the build options to `module_for` to get FEATURES (clip_len).
+OPTION_DEPENDENT_FEATURES = True
+
+
+def module_for(clip_len: int = 243, **_) -> types.SimpleNamespace:
+  """This source with FEATURES for clips of `clip_len` frames (other options go to generate)."""
+  features = dict(FEATURES, joints3d=((int(clip_len), 17, 3), 'float32'))
+  return types.SimpleNamespace(NAME=NAME, SPLITS=SPLITS, FEATURES=features, generate=generate)

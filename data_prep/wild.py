@@ -374,6 +374,10 @@ def _generator_for(features_len: int):
 generate = _generator_for(CLIP_LEN)
 
 
+# `builder.build` passes the build options to `module_for` to get FEATURES (clip_len).
+OPTION_DEPENDENT_FEATURES = True
+
+
 def module_for(clip_len: int = CLIP_LEN, **_) -> types.SimpleNamespace:
   """A source module (NAME, SPLITS, FEATURES, generate) storing clips of `clip_len` frames.
 

@@ -208,6 +208,8 @@ def test_build_and_load(tmp_path):
     assert record['start_frame'] == 27 * i and record['source'] == b'boxing2/1'
     assert record['img_width'] == 1920 and record['img_height'] == 1080
     np.testing.assert_array_equal(record['joint_2d'], kp[27 * i:27 * i + 81])
-  with pytest.raises(ValueError, match='module_for'):
-    builder.build('wild', source=wild.ASSETS, data_dir=tmp_path / 'other',
-                  options={'clip_len': 27})
+  # FEATURES follow the clip_len option through `module_for`.
+  builder.build('wild', source=wild.ASSETS, data_dir=tmp_path / 'other',
+                options={'clip_len': 27, 'stride': 27})
+  short = builder.load('wild', 'train', data_dir=tmp_path / 'other')
+  assert len(short) == 301 // 27 and short[0]['joint_2d'].shape == (27, 17, 3)

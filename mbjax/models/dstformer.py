@@ -65,7 +65,8 @@ def _layer_norm(name: str, dtype, param_dtype) -> nn.LayerNorm:
 
 
 def _constrain(x, *names):
-  return nn.with_logical_constraint(x, names)
+  """Activation sharding by logical names (prefixed `activation_`, distinct from parameters')."""
+  return nn.with_logical_constraint(x, tuple(f'activation_{n}' for n in names))
 
 
 class Attention(nn.Module):

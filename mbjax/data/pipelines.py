@@ -1,0 +1,210 @@
+"""Training input pipelines: per-clip corruption, MotionBERT's curriculum, per-process batches.
+
+The pipeline is a grain `MapDataset` whose item `s` is this process's share of the global batch of
+training step `s`. A `Curriculum` says which phase (a source of clips with one clip length and one
+loss kind) and which epoch step `s` belongs to; each (phase, epoch) has its own seeded permutation,
+and every clip's augmentation draws from a generator seeded by (seed, step, clip). So:
+- a batch depends only on (seed, step): deterministic, and exactly resumable from grain's iterator
+  state (saved with the model by orbax);
+- each batch has a single T, so the trainer compiles at most once per distinct clip length;
+- process p of P takes rows [p*B/P, (p+1)*B/P) of every global batch: disjoint, and covering.
+
+Phase order per epoch is the official one: after `curriculum_3d_epochs` epochs of 3D only, every
+epoch runs the 2D sources first (PoseTrack, then InstaVariety) and then the 3D sources.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import functools
+from typing import Any, Callable, Sequence
+
+import grain
+import numpy as np
+
+from mbjax.data import transforms
+
+Example = dict[str, np.ndarray]
+
+KIND_3D = '3d'  # target: root-relative 3D, loss: MPJPE + scale + velocity terms
+KIND_2D = '2d'  # target: clean 2D with its confidences as weights, loss: weighted 2D error
+
+
+class ConcatSource:
+  """Random access over several record sources, one after the other."""
+
+  def __init__(self, sources: Sequence[Any]):
+    self.sources = list(sources)
+    self._ends = np.cumsum([len(s) for s in self.sources]).tolist()
+
+  def __len__(self) -> int:
+    return self._ends[-1] if self._ends else 0
+
+  def __getitem__(self, index: int) -> dict:
+    i = bisect.bisect_right(self._ends, index)
+    start = self._ends[i - 1] if i else 0
+    return self.sources[i][index - start]
+
+
+# --------------------------------------------------------------------------------------------
+# Per-clip examples. Module-level functions (bound with functools.partial) so that grain worker
+# processes can pickle them.
+
+
+def pretrain_3d_example(record: dict, rng: np.random.Generator, *, key: str, flip: bool,
+                        noise: transforms.SyntheticNoise | None, mask_ratio: float,
+                        mask_t_ratio: float, scale_range=(1.0, 1.0)) -> Example:
+  """3D clip -> corrupted 2D input, root-relative 3D target (official pretraining, synthetic 2D).
+
+  Official order: crop-scale the 3D clip to [-1, 1] and flip it (augment3D); its x, y with
+  confidence 1 are the clean 2D; then detector noise, then masks; the target is root-relative.
+  """
+  motion = np.asarray(record[key], np.float32)
+  motion = transforms.crop_scale_3d(motion, scale_range, rng).astype(np.float32)
+  if flip and rng.random() < 0.5:
+    motion = transforms.flip_pose(motion)
+  x = np.concatenate([motion[..., :2], np.ones_like(motion[..., :1])], axis=-1)
+  if noise is not None:
+    x = noise.add_noise(x, rng)
+  if mask_ratio > 0 or mask_t_ratio > 0:
+    x = transforms.add_mask(x, rng, mask_ratio, mask_t_ratio)
+  target = motion - motion[:, :1]
+  return {'input': x.astype(np.float32), 'target': target.astype(np.float32),
+          'conf': np.ones(motion.shape[:2] + (1,), np.float32)}
+
+
+def pretrain_2d_example(record: dict, rng: np.random.Generator, *, key: str, flip: bool,
+                        noise: transforms.SyntheticNoise | None, mask_ratio: float,
+                        mask_t_ratio: float, scale_range=(0.25, 1.0)) -> Example:
+  """2D-only clip (PoseTrack / InstaVariety) -> corrupted input, clean 2D target + confidences.
+
+  Official: crop-scale with a random ratio in [0.25, 1], zero joints of confidence 0, flip; the
+  loss weights are the original confidences; noise only for PoseTrack, masks for both.
+  """
+  motion = transforms.crop_scale_2d(np.asarray(record[key], np.float32), scale_range, rng)
+  motion = np.where(motion[..., 2:3] == 0, 0.0, motion).astype(np.float32)
+  if flip and rng.random() < 0.5:
+    motion = transforms.flip_pose(motion)
+  x = motion
+  if noise is not None:
+    x = noise.add_noise(x, rng)
+  if mask_ratio > 0 or mask_t_ratio > 0:
+    x = transforms.add_mask(x, rng, mask_ratio, mask_t_ratio)
+  target = np.concatenate([motion[..., :2], np.zeros_like(motion[..., :1])], axis=-1)
+  return {'input': x.astype(np.float32), 'target': target, 'conf': motion[..., 2:3].copy()}
+
+
+@dataclasses.dataclass
+class Phase:
+  """A stream of clips that share one clip length and one loss kind."""
+
+  name: str
+  kind: str  # KIND_3D or KIND_2D
+  source: Any  # len() + __getitem__ -> record dict
+  make_example: Callable[[dict, np.random.Generator], Example]
+
+
+class Curriculum:
+  """Global step -> (epoch, phase, batch within the phase), for MotionBERT's schedule."""
+
+  def __init__(self, phases_3d: Sequence[Phase], phases_2d: Sequence[Phase], *, epochs: int,
+               curriculum_3d_epochs: int, global_batch: int):
+    self.phases = list(phases_2d) + list(phases_3d)
+    self.global_batch = global_batch
+    ids_3d = list(range(len(phases_2d), len(self.phases)))
+    ids_2d = list(range(len(phases_2d)))
+    for phase in self.phases:
+      if len(phase.source) < global_batch:
+        raise ValueError(f'phase {phase.name!r} has {len(phase.source)} clips, fewer than one '
+                         f'global batch of {global_batch}')
+    self.segments: list[tuple[int, int, int]] = []  # (start_step, epoch, phase_id)
+    step = 0
+    self.epoch_starts: list[int] = []
+    for epoch in range(epochs):
+      self.epoch_starts.append(step)
+      for pid in (ids_2d + ids_3d if epoch >= curriculum_3d_epochs else ids_3d):
+        self.segments.append((step, epoch, pid))
+        step += self.steps_in(pid)
+    self.total_steps = step
+    self._starts = [s[0] for s in self.segments]
+
+  def steps_in(self, phase_id: int) -> int:
+    return len(self.phases[phase_id].source) // self.global_batch  # official drop_last=False;
+    # a partial last batch would add a new T x B shape to compile, so we drop it.
+
+  def locate(self, step: int) -> tuple[int, int, int]:
+    """(epoch, phase_id, batch index within the phase) of global `step`."""
+    if not 0 <= step < self.total_steps:
+      raise IndexError(f'step {step} outside the curriculum of {self.total_steps} steps')
+    i = bisect.bisect_right(self._starts, step) - 1
+    start, epoch, pid = self.segments[i]
+    return epoch, pid, step - start
+
+  def epoch_of(self, step: int) -> int:
+    return bisect.bisect_right(self.epoch_starts, step) - 1
+
+  def kind_of(self, step: int) -> str:
+    return self.phases[self.locate(step)[1]].kind
+
+
+class HostBatches:
+  """Item `step` = this process's rows of the global batch of that step, as stacked arrays."""
+
+  def __init__(self, curriculum: Curriculum, *, seed: int, process_index: int = 0,
+               process_count: int = 1):
+    if curriculum.global_batch % process_count:
+      raise ValueError(f'global batch {curriculum.global_batch} is not divisible by '
+                       f'{process_count} processes')
+    self.curriculum = curriculum
+    self.seed = seed
+    self.process_index = process_index
+    self.host_batch = curriculum.global_batch // process_count
+
+  def __len__(self) -> int:
+    return self.curriculum.total_steps
+
+  @functools.lru_cache(maxsize=8)
+  def _permutation(self, phase_id: int, epoch: int) -> np.ndarray:
+    n = len(self.curriculum.phases[phase_id].source)
+    return np.random.default_rng([self.seed, phase_id, epoch]).permutation(n)
+
+  def indices(self, step: int) -> np.ndarray:
+    """Record indices (within the phase's source) of this process's rows at `step`."""
+    epoch, pid, b = self.curriculum.locate(step)
+    G = self.curriculum.global_batch
+    rows = self._permutation(pid, epoch)[b * G:(b + 1) * G]
+    lo = self.process_index * self.host_batch
+    return rows[lo:lo + self.host_batch]
+
+  def __getitem__(self, step: int) -> Example:
+    step = int(step)
+    _, pid, _ = self.curriculum.locate(step)
+    phase = self.curriculum.phases[pid]
+    examples = []
+    for index in self.indices(step):
+      rng = np.random.default_rng([self.seed, 1, step, int(index)])
+      try:
+        examples.append(phase.make_example(phase.source[int(index)], rng))
+      except Exception as e:
+        raise ValueError(f'phase {phase.name!r}, record {int(index)}: {e}') from e
+    batch = {k: np.stack([ex[k] for ex in examples]) for k in examples[0]}
+    batch['step'] = np.full((len(examples),), step, np.int32)
+    return batch
+
+
+def make_iterator(batches: HostBatches, *, num_workers: int = 0, prefetch: int = 2,
+                  start: int = 0):
+  """A checkpointable grain iterator over host batches (worker processes if num_workers > 0).
+
+  `start` positions a fresh iterator at a step (used when a checkpoint's iterator state was saved
+  under another process count); normally grain's own saved state does that.
+  """
+  ds = grain.MapDataset.source(batches)
+  if start:
+    ds = ds[start:]
+  ds = ds.to_iter_dataset(
+      grain.ReadOptions(num_threads=1 if num_workers else 2, prefetch_buffer_size=prefetch))
+  if num_workers > 0:
+    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+  return iter(ds)

@@ -1,0 +1,62 @@
+"""2D-to-3D lifting on held-out 3D clips, in millimetres, beside two baselines.
+
+Clips are in MotionBERT's camera-like units (metres x `units_per_metre`, official AMASS convention
+0.298). Each clip is normalised as in pretraining (`crop_scale_3d`, ratio 1) so its scale s is
+known: a normalised distance d is d * s / 2 / units_per_metre metres. The input is the clean 2D
+(x, y, confidence 1) of the normalised clip; errors are on root-relative poses.
+
+Baselines on the same frames: the mean root-relative training pose, and "zero depth" (the input
+x, y with depth 0, root-relative), which is what a model that cannot infer depth would give.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from mbjax.data import transforms
+from mbjax.evaluate import metrics
+
+AMASS_UNITS_PER_METRE = 0.298
+
+
+def normalise_clips(clips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(N, T, 17, 3) clips -> (normalised clips, per-clip mm per normalised unit (N,))."""
+  out, mm_per_unit = [], []
+  for clip in clips:
+    xy = clip[..., :2]
+    scale = max(float(np.ptp(xy[..., 0])), float(np.ptp(xy[..., 1])))
+    out.append(transforms.crop_scale_3d(clip, (1, 1)))
+    mm_per_unit.append(scale / 2.0 / AMASS_UNITS_PER_METRE * 1000.0)
+  return np.stack(out).astype(np.float32), np.asarray(mm_per_unit, np.float64)
+
+
+def mean_pose(train_clips: np.ndarray) -> np.ndarray:
+  """Mean root-relative pose (17, 3) over all frames of normalised training clips."""
+  rel = train_clips - train_clips[..., :1, :]
+  return rel.reshape(-1, 17, 3).mean(axis=0)
+
+
+def evaluate_lifting(predict: Callable[[np.ndarray], np.ndarray], clips: np.ndarray,
+                     train_mean_pose: np.ndarray) -> dict[str, float]:
+  """MPJPE / P-MPJPE (mm) of `predict` ((N, T, 17, 3) input -> 3D) and of both baselines."""
+  norm, mm_per_unit = normalise_clips(clips)
+  x = np.concatenate([norm[..., :2], np.ones_like(norm[..., :1])], axis=-1)
+  pred = np.asarray(predict(x), np.float64)
+  gt = norm - norm[..., :1, :]
+  zero_depth = np.concatenate([norm[..., :2], np.zeros_like(norm[..., :1])], axis=-1)
+  candidates = {
+      '': pred - pred[..., :1, :],
+      'baseline_': np.broadcast_to(train_mean_pose, gt.shape),
+      'zero_depth_': zero_depth - zero_depth[..., :1, :],
+  }
+  result = {}
+  for prefix, p in candidates.items():
+    scale = mm_per_unit[:, None, None, None]
+    p_mm = (p * scale).reshape(-1, 17, 3)
+    gt_mm = (gt * scale).reshape(-1, 17, 3)
+    result[f'{prefix}mpjpe_mm'] = float(metrics.mpjpe(p_mm, gt_mm).mean())
+    result[f'{prefix}p_mpjpe_mm'] = float(metrics.p_mpjpe(p_mm, gt_mm).mean())
+  result['frames'] = int(gt.shape[0] * gt.shape[1])
+  return result

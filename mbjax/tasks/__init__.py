@@ -1,0 +1,1 @@
+"""Task plug-ins for the trainer: model, data curriculum, loss and evaluators per task."""
