@@ -270,7 +270,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
             ckpt.save(step, state, data_iter)
     if pending is not None:
       last = drain(pending)
-    if preempt.requested:
+    if preempt.requested and ckpt.latest_step() != step:
       ckpt.save(step, state, data_iter, force=True)
   finally:
     preempt.restore()
