@@ -213,7 +213,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
     return results
 
   # ---------------------------------------------------------------------------------- loop
-  writer = metrics_lib.MetricWriter(workdir, is_primary=is_primary, resume_step=start_step)
+  # The metrics of the restored step were written before its checkpoint: keep them on resume.
+  writer = metrics_lib.MetricWriter(workdir, is_primary=is_primary,
+                                    resume_step=start_step + 1 if start_step else 0)
   writer.write_config(config.to_dict())
   progress = metrics_lib.Progress(total_steps, start_step=start_step,
                                   clips_per_step=config.batch_size, desc=config.task)

@@ -5,8 +5,9 @@ import json
 import sys
 
 from mbjax.bench import model as model_bench
+from mbjax.bench import train as train_bench
 
-BENCHES = (model_bench,)
+BENCHES = (model_bench, train_bench)
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,192 @@
+"""`python -m mbjax.bench train`: the trainer's own step on synthetic data of a config's shapes.
+
+  python -m mbjax.bench train --config=configs/pretrain.py:tiny,runlocal --frames 27   # CPU
+  python -m mbjax.bench train --config=configs/pretrain.py:release --config.model.dtype=bfloat16 \\
+      --config.mesh.fsdp=4 --config.fsdp=True --steps 20
+
+Builds the state, shardings and jitted step exactly as `mbjax.train` does (same mesh, logical
+rules, optimizer, `train.make_train_step`), feeds one device-resident random batch of
+(batch_size, frames, 17, 3) clips and times real steps. The last line printed is JSON with
+`step_s`, `frames_per_s` (global), per-device `tflops_per_s_xla` (XLA's cost analysis of the
+compiled step) and `tflops_per_s_analytic` (3x the analytic forward FLOPs), `mfu` (analytic over
+the per-device peak of mbjax/bench/peak.py) and `peak_memory_bytes`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax.core import meta
+
+from mbjax import optim, sharding
+from mbjax import train as trainer
+from mbjax.bench import peak
+from mbjax.bench.flops import dstformer_forward_flops
+from mbjax.data import pipelines
+
+
+def load_config(config_arg: str, overrides: list[str]):
+  """A config file (`path:variant`) with `--config.key=value` overrides, as mbjax.main reads it."""
+  from absl import flags
+  from ml_collections import config_flags
+  flag_values = flags.FlagValues()
+  config_flags.DEFINE_config_file('config', None, 'Config file.', flag_values=flag_values,
+                                  lock_config=True)
+  try:
+    flag_values(['mbjax.bench', f'--config={config_arg}', *overrides])
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    raise ValueError(f'mbjax.bench train: config {config_arg} with overrides {overrides}: '
+                     f'{e}') from e
+  return flag_values.config
+
+
+def _xla_flops(compiled) -> float | None:
+  try:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost.get('flops', 0.0)) or None
+  except Exception:  # cost analysis is best effort on some backends
+    return None
+
+
+def _peak_memory() -> tuple[int, str]:
+  """(bytes, source): the largest device peak where the backend reports one, else max RSS."""
+  peaks = []
+  for device in jax.local_devices():
+    try:
+      stats = device.memory_stats() or {}
+    except Exception:  # CPU devices have no allocator statistics
+      stats = {}
+    if 'peak_bytes_in_use' in stats:
+      peaks.append(int(stats['peak_bytes_in_use']))
+  if peaks:
+    return max(peaks), 'device peak_bytes_in_use (max over local devices)'
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, 'process max RSS'
+
+
+def run(args) -> dict:
+  config = load_config(args.config, args.config_overrides)
+  task = trainer._task(config)
+  frames = args.frames or config.model.maxlen
+  B = config.batch_size
+
+  # Mesh, model, optimizer, state and shardings as in train.train_and_evaluate.
+  devices = jax.devices()[:config.mesh_devices] if config.get('mesh_devices', 0) else None
+  mesh = sharding.make_mesh(dict(config.mesh), devices=devices)
+  rules = sharding.logical_rules(fsdp=config.get('fsdp', False),
+                                 tensor=config.get('tensor_parallel', False))
+  model = task.make_model(config)
+  example = np.zeros((1, 1, model.num_joints, model.dim_in), np.float32)
+
+  def init_params(rng):
+    return model.init(rng, jnp.asarray(example))['params']
+
+  boxed_params = jax.eval_shape(init_params, jax.random.key(0))
+  # One epoch from step 0: the benchmark never reaches a learning-rate decay.
+  tx = optim.make_optimizer(config, params=meta.unbox(boxed_params), epoch_starts=[0])
+  schedule = optim.schedules(config, epoch_starts=[0])['lr']
+
+  def init_state(rng):
+    params = meta.unbox(init_params(rng))
+    return dict(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                rng=jax.random.key_data(jax.random.fold_in(rng, 1)))
+
+  with mesh, nn.logical_axis_rules(rules):
+    param_sh = sharding.param_shardings(boxed_params, mesh, rules)
+  abstract_state = jax.eval_shape(init_state, jax.random.key(config.seed))
+  opt_sh = sharding.opt_state_shardings(tx, abstract_state['opt_state'], param_sh,
+                                        sharding.replicated(mesh))
+  state_sh = dict(step=sharding.replicated(mesh), params=param_sh, opt_state=opt_sh,
+                  rng=sharding.replicated(mesh))
+  batch_sh = {k: sharding.batch_sharding(mesh, 4) for k in ('input', 'target', 'conf')}
+  state = jax.jit(init_state, out_shardings=state_sh)(jax.random.key(config.seed))
+
+  # Synthetic clips of the config's shapes: corrupted 2D + confidence in, 3D out.
+  rng = np.random.default_rng(0)
+  J = model.num_joints
+  host = {'input': rng.uniform(-1, 1, (B, frames, J, model.dim_in)).astype(np.float32),
+          'target': rng.uniform(-1, 1, (B, frames, J, 3)).astype(np.float32),
+          'conf': np.ones((B, frames, J, 1), np.float32)}
+  batch = {k: jax.device_put(v, batch_sh[k]) for k, v in host.items()}
+
+  step_fn = trainer.make_train_step(task, model, tx, schedule, rules, config)
+  t0 = time.perf_counter()
+  compiled = jax.jit(step_fn, static_argnums=2, donate_argnums=0,
+                     in_shardings=(state_sh, batch_sh),
+                     out_shardings=(state_sh, sharding.replicated(mesh))).lower(
+                         state, batch, args.kind).compile()
+  compile_s = time.perf_counter() - t0
+
+  for _ in range(args.warmup):
+    state, m = compiled(state, batch)
+  jax.block_until_ready(state)
+  # Steps are dispatched back to back, as in the trainer's loop; one sync at the end.
+  t0 = time.perf_counter()
+  for _ in range(args.steps):
+    state, m = compiled(state, batch)
+  jax.block_until_ready((state, m))
+  step_s = (time.perf_counter() - t0) / args.steps
+  loss = float(m['loss'])
+  if not np.isfinite(loss):
+    raise FloatingPointError(f'mbjax.bench train: non-finite loss {loss} on synthetic data')
+
+  num_devices = mesh.devices.size
+  analytic = 3 * dstformer_forward_flops(batch=B, frames=frames, **model.__dict__)
+  xla = _xla_flops(compiled)  # of the per-device (SPMD-partitioned) program
+  dtype = config.model.dtype
+  peak_flops, peak_source = peak.peak_flops_per_device(dtype, mesh.devices.flat[0])
+  tflops_analytic = analytic / num_devices / step_s / 1e12
+  memory, memory_source = _peak_memory()
+  return dict(
+      bench='train', config=args.config, overrides=list(args.config_overrides),
+      task=config.task, kind=args.kind, batch=B, frames=frames, dtype=dtype,
+      backend=jax.default_backend(), device_kind=mesh.devices.flat[0].device_kind,
+      devices=num_devices, mesh=dict(mesh.shape), fsdp=bool(config.get('fsdp', False)),
+      tensor_parallel=bool(config.get('tensor_parallel', False)),
+      steps=args.steps, compile_s=round(compile_s, 2), loss=loss,
+      step_s=step_s,
+      frames_per_s=B * frames / step_s,
+      tflops_per_s_xla=(xla / step_s / 1e12) if xla else None,
+      tflops_per_s_analytic=tflops_analytic,
+      analytic_tflop_per_step=analytic / 1e12,
+      xla_tflop_per_step_per_device=(xla / 1e12) if xla else None,
+      peak_tflops_per_device=peak_flops / 1e12, peak_source=peak_source,
+      mfu=tflops_analytic * 1e12 / peak_flops,
+      peak_memory_bytes=memory, peak_memory_source=memory_source,
+  )
+
+
+class _ConfigOverridesParser(argparse.ArgumentParser):
+  """Sets `--config.key=value` (or `--config.key value`) aside for ml_collections, which parses
+  them with the config's types, instead of rejecting them as unknown options."""
+
+  def parse_known_args(self, args=None, namespace=None):
+    args, overrides, rest = list(args or []), [], []
+    while args:
+      arg = args.pop(0)
+      if arg.startswith('--config.'):
+        overrides.append(arg if '=' in arg or not args else f'{arg}={args.pop(0)}')
+      else:
+        rest.append(arg)
+    namespace, extras = super().parse_known_args(rest, namespace)
+    namespace.config_overrides = overrides
+    return namespace, extras
+
+
+def add_parser(sub) -> None:
+  p = sub.add_parser('train', help='the trainer step on synthetic data: step time, TFLOP/s, MFU',
+                     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.__class__ = _ConfigOverridesParser  # subparsers are built by mbjax.bench's parser
+  p.add_argument('--config', required=True, help='config file and variant, path:variant')
+  p.add_argument('--steps', type=int, default=10, help='timed steps')
+  p.add_argument('--warmup', type=int, default=2, help='untimed steps after compiling')
+  p.add_argument('--frames', type=int, default=0, help='clip length; 0: config.model.maxlen')
+  p.add_argument('--kind', choices=(pipelines.KIND_3D, pipelines.KIND_2D),
+                 default=pipelines.KIND_3D, help='which loss (batch kind) the step computes')
+  p.set_defaults(run=run)
