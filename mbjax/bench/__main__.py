@@ -1,13 +1,14 @@
-"""python -m mbjax.bench {model,...} [options]: the last line printed is one JSON object."""
+"""python -m mbjax.bench {model,data,train} [options]: the last line printed is one JSON object."""
 
 import argparse
 import json
 import sys
 
+from mbjax.bench import data as data_bench
 from mbjax.bench import model as model_bench
 from mbjax.bench import train as train_bench
 
-BENCHES = (model_bench, train_bench)
+BENCHES = (model_bench, data_bench, train_bench)
 
 
 def main(argv=None) -> int:

@@ -206,5 +206,8 @@ def make_iterator(batches: HostBatches, *, num_workers: int = 0, prefetch: int =
   ds = ds.to_iter_dataset(
       grain.ReadOptions(num_threads=1 if num_workers else 2, prefetch_buffer_size=prefetch))
   if num_workers > 0:
+    from absl import flags
+    if not flags.FLAGS.is_parsed():  # grain workers read absl flags; plain-argparse programs
+      flags.FLAGS.mark_as_parsed()  # (the benches, tests) have not parsed them
     ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
   return iter(ds)

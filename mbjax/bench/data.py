@@ -1,0 +1,60 @@
+"""`python -m mbjax.bench data --pipeline pretrain`: input-pipeline throughput in clips/s.
+
+Builds the `mocap` dataset from the real clips shipped in data_prep/assets (ArrayRecord, in a temp
+dir), then times the full pretraining pipeline over it: ArrayRecord reads, crop-scale, flip,
+synthetic detector noise, masks, batching, through the grain iterator the trainer uses.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+import time
+
+import numpy as np
+
+
+def run(args) -> dict:
+  from data_prep import builder, mocap
+  from mbjax.data import pipelines, transforms
+
+  with tempfile.TemporaryDirectory() as tmp:
+    t0 = time.perf_counter()
+    builder.build('mocap', source=mocap.ASSETS, data_dir=tmp,
+                  options=dict(clip_len=args.frames, stride=args.stride,
+                               yaws=tuple(range(0, 360, 45))))
+    build_s = time.perf_counter() - t0
+    source = builder.load('mocap', 'train', data_dir=tmp)
+    make = functools.partial(pipelines.pretrain_3d_example, key='joints3d', flip=True,
+                             noise=transforms.SyntheticNoise.load(), mask_ratio=0.05,
+                             mask_t_ratio=0.1)
+    phase = pipelines.Phase('mocap', pipelines.KIND_3D, source, make)
+    curriculum = pipelines.Curriculum([phase], [], epochs=1000, curriculum_3d_epochs=0,
+                                      global_batch=args.batch)
+    batches = pipelines.HostBatches(curriculum, seed=0)
+    it = pipelines.make_iterator(batches, num_workers=args.num_workers, prefetch=args.prefetch)
+    next(it)  # start-up (worker processes, first reads) is not throughput
+    n, t0 = 0, time.perf_counter()
+    while n < args.min_batches or time.perf_counter() - t0 < args.min_seconds:
+      batch = next(it)
+      n += 1
+    elapsed = time.perf_counter() - t0
+  return dict(bench='data', pipeline=args.pipeline, frames=args.frames, batch=args.batch,
+              num_workers=args.num_workers, records=len(source), build_s=round(build_s, 2),
+              batches=n, batch_shape=list(batch['input'].shape),
+              clips_per_s=round(n * args.batch / elapsed, 1),
+              frames_per_s=round(n * args.batch * args.frames / elapsed, 1))
+
+
+def add_parser(sub) -> None:
+  p = sub.add_parser('data', help='input pipeline throughput (clips/s)')
+  p.add_argument('--pipeline', choices=('pretrain',), default='pretrain')
+  p.add_argument('--frames', type=int, default=243)
+  p.add_argument('--stride', type=int, default=9, help='clip stride of the mocap build')
+  p.add_argument('--batch', type=int, default=64)
+  p.add_argument('--num_workers', type=int, default=0, help='grain worker processes')
+  p.add_argument('--prefetch', type=int, default=4)
+  p.add_argument('--min_batches', type=int, default=20)
+  p.add_argument('--min_seconds', type=float, default=5.0)
+  p.set_defaults(run=run)
