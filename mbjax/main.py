@@ -40,4 +40,8 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  import os
+  if os.environ.get('MBJAX_ALLOCATOR') == 'jemalloc':  # opt-in; see mbjax/cpu_allocator.py
+    from mbjax import cpu_allocator
+    cpu_allocator.reexec_with_jemalloc('mbjax.main')
   app.run(main)
