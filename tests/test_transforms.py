@@ -284,26 +284,3 @@ def test_resample_indices_with_randomness():
   allowed = [{0, 1, 2}, {2, 3, 4}, {5, 6, 7}, {7, 8, 9}]
   for i, values in enumerate(allowed):
     assert set(downs[:, i]) == values, i
-
-
-def test_split_clips_windows():
-  ids = ['a'] * 10 + ['b'] * 3
-  clips = tf.split_clips(ids, n_frames=4, stride=2, rng=np.random.default_rng(0))
-  # Windows of 'a' every 2 frames; 'b' is too short and last in the list, which the official
-  # code drops.
-  expected = [[0, 1, 2, 3], [2, 3, 4, 5], [4, 5, 6, 7], [6, 7, 8, 9]]
-  assert [c.tolist() for c in clips] == expected
-
-
-def test_split_clips_resamples_short_videos():
-  ids = np.array(['a'] * 3 + ['b'] * 6 + ['c'] * 2)
-  clips = tf.split_clips(ids, n_frames=4, stride=2)
-  # 'a' (3 frames) is resampled to 4; 'b' gives windows at 3 and 5; 'c' is last and dropped.
-  assert [c.tolist() for c in clips] == [[0, 0, 1, 2], [3, 4, 5, 6], [5, 6, 7, 8]]
-  firsts = {tuple(tf.split_clips(ids, 4, 2, np.random.default_rng(s))[0]) for s in range(100)}
-  # even = [0, .75, 1.5, 2.25]: floor or ceil of each, 3 clipped to 2.
-  assert firsts <= {(0, 0, 1, 2), (0, 1, 1, 2), (0, 0, 2, 2), (0, 1, 2, 2)} and len(firsts) > 1
-  # Short videos in the middle are resampled relative to where they start.
-  ids = [7] * 5 + [8] * 2 + [9] * 5
-  clips = tf.split_clips(ids, n_frames=4, stride=4)
-  assert [c.tolist() for c in clips] == [[0, 1, 2, 3], [5, 5, 6, 6], [7, 8, 9, 10]]
