@@ -58,10 +58,16 @@ def _init_params_from(path: str, params, model_kind: str = 'pose'):
     import orbax.checkpoint as ocp
     with ocp.CheckpointManager(os.path.abspath(directory), item_names=('state', 'data')) as m:
       step = m.latest_step()
-      if step is None:
-        raise FileNotFoundError(f'init_from={path}: no checkpoint found')
-      source = m.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-      source = source.state['params']
+    if step is None:
+      raise FileNotFoundError(f'init_from={path}: no checkpoint found')
+    # Restore onto this process's first device, whatever mesh the run was saved from.
+    state_path = os.path.join(os.path.abspath(directory), str(step), 'state')
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    with ocp.StandardCheckpointer() as ckptr:
+      target = jax.tree_util.tree_map(
+          lambda md: jax.ShapeDtypeStruct(md.shape, md.dtype, sharding=device),
+          ckptr.metadata(state_path).item_metadata)
+      source = ckptr.restore(state_path, target)['params']
   params = meta.unbox(params)
   flat_src = {jax.tree_util.keystr(k): v for k, v in
               jax.tree_util.tree_flatten_with_path(source)[0]}

@@ -268,7 +268,7 @@ def format_table(result: Mapping[str, Any]) -> str:
 
 def load_pose_model(checkpoint: str, *, variant: str = 'release',
                     config: Mapping[str, Any] | None = None):
-  """(DSTformer, variables) from an official `.bin` or a `python -m mbjax.convert` directory.
+  """(DSTformer, variables) from an official `.bin`, an mbjax.convert directory or a trainer workdir.
 
   Args:
     checkpoint: official pose checkpoint (`model_pos` entry) or an mbjax convert directory.
@@ -277,6 +277,12 @@ def load_pose_model(checkpoint: str, *, variant: str = 'release',
   """
   from mbjax import convert
   from mbjax.models import DSTformer, dstformer_from_variant
+  if os.path.isdir(os.path.join(checkpoint, 'checkpoints')):  # a trainer workdir (finetuning run)
+    import jax
+    from mbjax import train
+    module = DSTformer(**config) if config is not None else dstformer_from_variant(variant)
+    abstract = jax.eval_shape(lambda: module.init(jax.random.key(0), np.zeros((1, 1, 17, 3))))
+    return module, {'params': train._init_params_from(checkpoint, abstract['params'])}
   if os.path.isdir(checkpoint):
     module, variables = convert.restore(checkpoint)
     if not isinstance(module, DSTformer):
