@@ -47,6 +47,7 @@ def get_config(arg: str = 'lite') -> ml_collections.ConfigDict:
   c.partial_train = None
   c.freeze_patterns = ()
   c.total_steps = -1  # > 0 stops early
+  c.grad_accum_steps = 1  # > 1: the batch is split into that many scanned micro-batches
 
   c.loss = dict(lambda_scale=0.5, lambda_3d_velocity=20.0, lambda_lv=0.0, lambda_lg=0.0,
                 lambda_a=0.0, lambda_av=0.0)

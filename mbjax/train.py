@@ -111,14 +111,37 @@ def make_train_step(task, model, tx, schedule, rules, config):
   (B, T, J, 1); `kind` (static) picks the task's loss. Shared by the trainer and mbjax.bench.
   """
 
-  def train_step(state, batch, kind):
-    rng = jax.random.fold_in(jax.random.wrap_key_data(state['rng']), state['step'])
+  accum = int(config.get('grad_accum_steps', 1) or 1)
 
+  def grads_of(params, batch, rng, kind):
     def loss(params):
       return task.loss_fn(model, params, batch, rng, kind, config)
 
     with nn.logical_axis_rules(rules):
-      (total, metrics), grads = jax.value_and_grad(loss, has_aux=True)(state['params'])
+      (total, metrics), grads = jax.value_and_grad(loss, has_aux=True)(params)
+    return grads, dict(metrics, loss=total)
+
+  def train_step(state, batch, kind):
+    rng = jax.random.fold_in(jax.random.wrap_key_data(state['rng']), state['step'])
+    if accum == 1:
+      grads, metrics = grads_of(state['params'], batch, rng, kind)
+    else:
+      # Gradient accumulation: `accum` equal micro-batches, scanned; the mean of their gradients
+      # is the full batch's gradient (losses are batch means), with 1/accum of the activations.
+      micro = jax.tree_util.tree_map(
+          lambda x: x.reshape(accum, x.shape[0] // accum, *x.shape[1:]), batch)
+
+      def body(carry, xs):
+        i, mb = xs
+        g, m = grads_of(state['params'], mb, jax.random.fold_in(rng, i), kind)
+        return jax.tree_util.tree_map(jnp.add, carry, (g, m)), None
+
+      shapes = jax.eval_shape(lambda p, mb, r: grads_of(p, mb, r, kind), state['params'],
+                              jax.tree_util.tree_map(lambda x: x[0], micro), rng)
+      zeros = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+      (grads, metrics), _ = jax.lax.scan(body, zeros, (jnp.arange(accum), micro))
+      grads, metrics = jax.tree_util.tree_map(lambda x: x / accum, (grads, metrics))
+    total = metrics.pop('loss')
     updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
     params = optax.apply_updates(state['params'], updates)
     metrics.update(loss=total, grad_norm=_tree_norm(grads), param_norm=_tree_norm(params),

@@ -149,3 +149,22 @@ def test_init_from_official_bin(tmp_path, data_dir):
     config.total_steps = 2
   summary = train.train_and_evaluate(config, str(tmp_path / 'ft'))
   assert summary['step'] == 2
+
+
+def test_gradient_accumulation_matches_the_full_batch(tmp_path, data_dir):
+  from mbjax import train
+  results = []
+  for accum in (1, 2):
+    config = _config(data_dir)
+    with config.unlocked():
+      config.total_steps = 3
+      config.grad_accum_steps = accum
+      config.evals = {}
+    summary = train.train_and_evaluate(config, str(tmp_path / f'accum{accum}'))
+    results.append((summary, jax.device_get(summary['state']['params'])))
+  (full, a), (accumulated, b) = results
+  np.testing.assert_allclose(accumulated['loss'], full['loss'], rtol=1e-5)
+  moved = max(float(np.abs(x).max()) for x in jax.tree_util.tree_leaves(a))
+  assert moved > 0
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_allclose(x, y, atol=1e-5)
