@@ -135,8 +135,14 @@ def variables_to_official(variables: dict[str, Any], model: str,
   """Flax variables -> state dict with the official key names, shapes and dtypes."""
   import jax
   from flax.core import meta
+  from mbjax.models.dstformer import unscan_params
   _check_model(model)
-  variables = meta.unbox(variables)
+  variables = dict(meta.unbox(variables))
+  params = variables.get('params', {})
+  if 'layers' in params:  # scanned layers (DSTformer(scan_layers=True)): unscan first
+    variables['params'] = unscan_params(params)
+  elif 'layers' in params.get('backbone', {}):
+    variables['params'] = dict(params, backbone=unscan_params(params['backbone']))
   out = {}
   for collection in ('params', 'batch_stats'):
     flat = jax.tree_util.tree_flatten_with_path(variables.get(collection, {}))[0]

@@ -69,6 +69,12 @@ def _init_params_from(path: str, params, model_kind: str = 'pose'):
           ckptr.metadata(state_path).item_metadata)
       source = ckptr.restore(state_path, target)['params']
   params = meta.unbox(params)
+  from mbjax.models.dstformer import scan_params, unscan_params
+  if 'layers' in params and 'layers' not in source:  # scanned model, unscanned weights
+    depth = jax.tree_util.tree_leaves(params['layers'])[0].shape[0]
+    source = scan_params(source, depth)
+  elif 'layers' in source and 'layers' not in params:
+    source = unscan_params(source)
   flat_src = {jax.tree_util.keystr(k): v for k, v in
               jax.tree_util.tree_flatten_with_path(source)[0]}
   taken, kept = [], []

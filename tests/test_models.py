@@ -179,3 +179,27 @@ def test_train_mode_dropout_drop_path_and_remat(pose_ref):
   g_remat = jax.grad(loss)(variables['params'], 'dots')
   for x, y in zip(jax.tree_util.tree_leaves(g_plain), jax.tree_util.tree_leaves(g_remat)):
     np.testing.assert_allclose(x, y, atol=1e-5)
+
+
+def test_scanned_layers_match_official_and_convert_both_ways(pose_ref):
+  from mbjax.models.dstformer import scan_params, unscan_params
+  data, model, variables, state_dict = pose_ref
+  scanned = model.clone(scan_layers=True)
+  params = scan_params(variables['params'], model.depth)
+  assert params['layers']['block_st']['attn_s']['qkv']['kernel'].shape[0] == model.depth
+  assert _max_err(scanned.apply({'params': params}, data['x']), data['out']) <= TOL
+  # Init of the scanned model has the same parameters, with a leading depth axis.
+  init = meta.unbox(scanned.init(jax.random.key(0), data['x'][:, :4]))['params']
+  assert count_params(init) == count_params(variables['params'])
+  assert jax.tree_util.tree_structure(init) == jax.tree_util.tree_structure(params)
+  back = unscan_params(params)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, back, variables['params'])
+  official = convert.variables_to_official({'params': params}, 'pose')
+  assert sorted(official) == sorted(state_dict)
+  for k in state_dict:
+    np.testing.assert_array_equal(official[k], state_dict[k])
+  # Train mode (dropout, drop path) and remat run under scan too.
+  train = scanned.clone(drop_path_rate=0.2, drop_rate=0.1, remat_policy='full')
+  out = train.apply({'params': params}, data['x'], train=True,
+                    rngs={'dropout': jax.random.key(1)})
+  assert np.isfinite(np.asarray(out)).all() and _max_err(out, data['out']) > TOL

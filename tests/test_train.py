@@ -144,9 +144,17 @@ def test_init_from_official_bin(tmp_path, data_dir):
   loaded = train._init_params_from(str(path), fresh)
   want = convert.official_to_variables(convert.load_official(path), 'pose')['params']
   jax.tree_util.tree_map(np.testing.assert_array_equal, loaded, want)
+  # The same official weights load into the scanned-layers model.
+  scanned = model.clone(scan_layers=True)
+  fresh_scanned = jax.device_get(
+      scanned.init(jax.random.key(0), jnp.zeros((1, 9, 17, 3)))['params'])
+  loaded_scanned = train._init_params_from(str(path), fresh_scanned)
+  from mbjax.models.dstformer import unscan_params
+  jax.tree_util.tree_map(np.testing.assert_array_equal, unscan_params(loaded_scanned), want)
   with config.unlocked():
     config.init_from = str(path)
     config.total_steps = 2
+    config.model.scan_layers = True
   summary = train.train_and_evaluate(config, str(tmp_path / 'ft'))
   assert summary['step'] == 2
 

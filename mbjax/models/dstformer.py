@@ -155,11 +155,11 @@ class DropPath(nn.Module):
   """Stochastic depth. The official code drops whole (batch*frame) rows of its (B*T, J, C)
   activations, so the mask here is drawn per (b, t), not per clip."""
 
-  rate: float
+  rate: Any  # a float, or a traced scalar when the layers are scanned
 
   @nn.compact
   def __call__(self, x, deterministic: bool = True):
-    if self.rate == 0.0 or deterministic:
+    if deterministic or (isinstance(self.rate, float) and self.rate == 0.0):
       return x
     keep = 1.0 - self.rate
     mask = jax.random.bernoulli(self.make_rng('dropout'), keep, x.shape[:2] + (1,) * (x.ndim - 2))
@@ -182,9 +182,9 @@ class Block(nn.Module):
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x, deterministic: bool = True):
+  def __call__(self, x, deterministic: bool = True, drop_path_rate=None):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    drop_path = DropPath(self.drop_path)
+    drop_path = DropPath(self.drop_path if drop_path_rate is None else drop_path_rate)
     for axis in (self.order[0], self.order[1]):
       mode = 'spatial' if axis == 's' else 'temporal'
       attn = Attention(self.dim, self.num_heads, mode, qkv_bias=self.qkv_bias,
@@ -195,6 +195,49 @@ class Block(nn.Module):
       x = x + drop_path(mlp(_layer_norm(f'norm2_{axis}', **kw)(x), deterministic), deterministic)
       x = _constrain(x, 'batch', 'time', 'joints', 'embed')
     return x
+
+
+class DepthLayer(nn.Module):
+  """One depth step: blocks_st_i and blocks_ts_i on the same input, fused by ts_attn_i.
+
+  Used by `DSTformer(scan_layers=True)` under `nn.scan`; the unscanned model inlines the same code.
+  """
+
+  block_kw: dict
+  att_fuse: bool
+  remat_policy: str
+  deterministic: bool
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, drop_path_rate):
+    return _depth_step(self, x, drop_path_rate, self.deterministic, self.block_kw,
+                       ('block_st', 'block_ts', 'ts_attn')), None
+
+
+def _block_class(remat_policy: str):
+  if remat_policy == 'none':
+    return Block
+  return nn.remat(Block, policy=REMAT_POLICIES[remat_policy], static_argnums=(2,))
+
+
+def _depth_step(module, x, drop_path_rate, deterministic, block_kw, names):
+  """Called inside `module`'s compact __call__ (DSTformer or DepthLayer)."""
+  st_name, ts_name, fuse_name = names
+  block_cls = _block_class(module.remat_policy)
+  x_st = block_cls(order='st', name=st_name, **block_kw)(x, deterministic, drop_path_rate)
+  x_ts = block_cls(order='ts', name=ts_name, **block_kw)(x, deterministic, drop_path_rate)
+  if not module.att_fuse:
+    return _constrain((x_st + x_ts) * 0.5, 'batch', 'time', 'joints', 'embed')
+  alpha = nn.Dense(
+      2, dtype=module.dtype, param_dtype=module.param_dtype,
+      kernel_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ('embed2', 'fuse')),
+      bias_init=nn.with_logical_partitioning(nn.initializers.constant(0.5), ('fuse',)),
+      name=fuse_name)(jnp.concatenate([x_st, x_ts], axis=-1))
+  alpha = jax.nn.softmax(alpha.astype(jnp.float32), axis=-1).astype(module.dtype)
+  return _constrain(x_st * alpha[..., 0:1] + x_ts * alpha[..., 1:2], 'batch', 'time', 'joints',
+                    'embed')
 
 
 REMAT_POLICIES = {
@@ -231,6 +274,7 @@ class DSTformer(nn.Module):
   param_dtype: Dtype = jnp.float32
   attention_impl: str = 'einsum'  # 'einsum' | 'xla' | 'cudnn' (jax.nn.dot_product_attention)
   remat_policy: str = 'none'  # a key of REMAT_POLICIES
+  scan_layers: bool = False  # nn.scan over depth: one compiled layer; params under 'layers'
 
   def _check_input(self, x):
     if x.ndim != 4:
@@ -266,32 +310,22 @@ class DSTformer(nn.Module):
     x = nn.Dropout(self.drop_rate)(x, deterministic=deterministic)
     x = _constrain(x, 'batch', 'time', 'joints', 'embed')
 
-    block_cls = Block
-    policy = REMAT_POLICIES[self.remat_policy]
-    if self.remat_policy != 'none':
-      block_cls = nn.remat(Block, policy=policy, static_argnums=(2,))
     # torch.linspace(0, drop_path_rate, depth)
     dpr = [self.drop_path_rate * i / max(self.depth - 1, 1) for i in range(self.depth)]
     block_kw = dict(dim=self.dim_feat, num_heads=self.num_heads, mlp_ratio=self.mlp_ratio,
                     qkv_bias=self.qkv_bias, drop=self.drop_rate, attn_drop=self.attn_drop_rate,
                     attention_impl=self.attention_impl, **kw)
-    for i in range(self.depth):
-      x_st = block_cls(order='st', drop_path=dpr[i], name=f'blocks_st_{i}', **block_kw)(
-          x, deterministic)
-      x_ts = block_cls(order='ts', drop_path=dpr[i], name=f'blocks_ts_{i}', **block_kw)(
-          x, deterministic)
-      if self.att_fuse:
-        alpha = nn.Dense(
-            2, dtype=self.dtype, param_dtype=self.param_dtype,
-            kernel_init=nn.with_logical_partitioning(nn.initializers.zeros_init(),
-                                                     ('embed2', 'fuse')),
-            bias_init=nn.with_logical_partitioning(nn.initializers.constant(0.5), ('fuse',)),
-            name=f'ts_attn_{i}')(jnp.concatenate([x_st, x_ts], axis=-1))
-        alpha = jax.nn.softmax(alpha.astype(jnp.float32), axis=-1).astype(self.dtype)
-        x = x_st * alpha[..., 0:1] + x_ts * alpha[..., 1:2]
-      else:
-        x = (x_st + x_ts) * 0.5
-      x = _constrain(x, 'batch', 'time', 'joints', 'embed')
+    if self.scan_layers:
+      layers = nn.scan(DepthLayer, variable_axes={'params': 0},
+                       split_rngs={'params': True, 'dropout': True}, in_axes=0,
+                       length=self.depth, metadata_params={nn.PARTITION_NAME: 'layers'})
+      x, _ = layers(block_kw=block_kw, att_fuse=self.att_fuse, remat_policy=self.remat_policy,
+                    deterministic=deterministic, name='layers', **kw)(
+                        x, jnp.asarray(dpr, jnp.float32))
+    else:
+      for i in range(self.depth):
+        x = _depth_step(self, x, dpr[i], deterministic, block_kw,
+                        (f'blocks_st_{i}', f'blocks_ts_{i}', f'ts_attn_{i}'))
 
     x = _layer_norm('norm', **kw)(x)
     if self.dim_rep:
@@ -304,6 +338,32 @@ class DSTformer(nn.Module):
         head(x)  # create it anyway: official action checkpoints carry backbone.head.*
       return x
     return head(x)
+
+
+def scan_params(params: dict, depth: int) -> dict:
+  """Unscanned params (blocks_st_i, blocks_ts_i, ts_attn_i) -> scanned ('layers', leading depth)."""
+  import numpy as np
+  out = {k: v for k, v in params.items()
+         if not any(k.startswith(p) for p in ('blocks_st_', 'blocks_ts_', 'ts_attn_'))}
+  layers = {}
+  for src, dst in (('blocks_st', 'block_st'), ('blocks_ts', 'block_ts'), ('ts_attn', 'ts_attn')):
+    if f'{src}_0' in params:
+      layers[dst] = jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]),
+                                           *[params[f'{src}_{i}'] for i in range(depth)])
+  out['layers'] = layers
+  return out
+
+
+def unscan_params(params: dict) -> dict:
+  """Scanned params ('layers') -> the unscanned layout that mirrors the official names."""
+  out = {k: v for k, v in params.items() if k != 'layers'}
+  layers = params['layers']
+  depth = jax.tree_util.tree_leaves(layers)[0].shape[0]
+  for src, dst in (('block_st', 'blocks_st'), ('block_ts', 'blocks_ts'), ('ts_attn', 'ts_attn')):
+    if src in layers:
+      for i in range(depth):
+        out[f'{dst}_{i}'] = jax.tree_util.tree_map(lambda x: x[i], layers[src])
+  return out
 
 
 def count_params(params) -> int:
