@@ -95,6 +95,27 @@ def _init_params_from(path: str, params, model_kind: str = 'pose'):
   return params
 
 
+def _throughput_accounting(model, batches, curriculum, config):
+  """(analytic model FLOPs of a 3D-phase train step, peak FLOP/s per device) for TFLOP/s and MFU
+  in the progress line; (None, None) where unknown. Shorter 2D-phase clips make those steps
+  cheaper than this figure."""
+  from mbjax.bench.flops import dstformer_forward_flops
+  from mbjax.bench.peak import peak_flops_per_device
+  try:
+    step = next(s for s in range(curriculum.total_steps)
+                if curriculum.kind_of(s) == pipelines.KIND_3D)
+    frames = curriculum.phases[curriculum.locate(step)[1]].source[0]
+    T = max(np.shape(v)[0] for v in frames.values() if np.ndim(v) == 3)
+    fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(model)
+              if f.name not in ('parent', 'name')}
+    flops = 3 * dstformer_forward_flops(batch=config.batch_size, frames=T, **fields)
+    dtype = 'bfloat16' if 'bfloat16' in str(config.model.get('dtype', '')) else 'float32'
+    return flops, peak_flops_per_device(dtype)[0]
+  except Exception as e:  # accounting is informative only
+    logging.info('no TFLOP/s / MFU accounting: %s', e)
+    return None, None
+
+
 class _Preemption:
   """SIGTERM -> save at the next step boundary and exit 0."""
 
@@ -252,8 +273,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
   writer = metrics_lib.MetricWriter(workdir, is_primary=is_primary,
                                     resume_step=start_step + 1 if start_step else 0)
   writer.write_config(config.to_dict())
+  flops, peak = _throughput_accounting(model, batches, curriculum, config)
   progress = metrics_lib.Progress(total_steps, start_step=start_step,
-                                  clips_per_step=config.batch_size, desc=config.task)
+                                  clips_per_step=config.batch_size, desc=config.task,
+                                  num_devices=mesh.size, flops_per_step=flops,
+                                  peak_flops_per_device=peak, show=('loss', 'lr'))
   preempt = _Preemption()
   pending = None  # (step, metrics) dispatched but not yet read: read one step behind
   last = {}
