@@ -90,12 +90,3 @@ def restore_state_only(directory: str, abstract_state: Any, step: int | None = N
       raise FileNotFoundError(f'no checkpoint in {directory}')
     return mngr.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state))).state
-
-
-def is_trainer_checkpoint(path: str) -> bool:
-  return os.path.isdir(os.path.join(path, 'checkpoints')) or any(
-      name.isdigit() for name in (os.listdir(path) if os.path.isdir(path) else []))
-
-
-def host_local(tree):
-  return jax.device_get(tree)
