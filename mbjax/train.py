@@ -131,6 +131,42 @@ class _Preemption:
     signal.signal(signal.SIGTERM, self._previous)
 
 
+def abstract_params(model):
+  """The model's (boxed, logically partitioned) parameter shapes, without computing them."""
+  example = jnp.zeros((1, 1, model.num_joints, model.dim_in), jnp.float32)
+  return jax.eval_shape(lambda rng: model.init(rng, example)['params'], jax.random.key(0))
+
+
+@dataclasses.dataclass
+class StateLayout:
+  """How the train state dict(step, params, opt_state, rng) is built and sharded over `mesh`."""
+
+  init: Any  # rng -> state (jit it with out_shardings=shardings)
+  abstract: Any  # eval_shape of `init`
+  shardings: Any  # NamedShardings matching `abstract`
+  batch_shardings: dict
+
+
+def state_layout(model, tx, boxed_params, mesh, rules, seed: int) -> StateLayout:
+  """Partitioned init: shapes by eval_shape, shardings from the logical axis names."""
+  example = jnp.zeros((1, 1, model.num_joints, model.dim_in), jnp.float32)
+
+  def init_state(rng):
+    params = meta.unbox(model.init(rng, example)['params'])
+    return dict(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                rng=jax.random.key_data(jax.random.fold_in(rng, 1)))
+
+  with mesh, nn.logical_axis_rules(rules):
+    param_sh = sharding.param_shardings(boxed_params, mesh, rules)
+  abstract = jax.eval_shape(init_state, jax.random.key(seed))
+  opt_sh = sharding.opt_state_shardings(tx, abstract['opt_state'], param_sh,
+                                        sharding.replicated(mesh))
+  shardings = dict(step=sharding.replicated(mesh), params=param_sh, opt_state=opt_sh,
+                   rng=sharding.replicated(mesh))
+  batch_sh = {k: sharding.batch_sharding(mesh, 4) for k in ('input', 'target', 'conf')}
+  return StateLayout(init_state, abstract, shardings, batch_sh)
+
+
 def make_train_step(task, model, tx, schedule, rules, config):
   """The pure step `train_step(state, batch, kind) -> (state, metrics)`, jitted by the caller.
 
@@ -204,30 +240,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
   # ------------------------------------------------------------------- model / optimizer
   model = task.make_model(config)
   schedule = optim.schedules(config, epoch_starts=curriculum.epoch_starts)['lr']
-  example = np.zeros((1, 1, model.num_joints, model.dim_in), np.float32)
-
-  def init_params(rng):
-    return model.init(rng, jnp.asarray(example))['params']
-
-  boxed_params = jax.eval_shape(init_params, jax.random.key(0))
-  abstract_params = meta.unbox(boxed_params)
-  tx = optim.make_optimizer(config, params=abstract_params, epoch_starts=curriculum.epoch_starts)
-
-  def init_state(rng):
-    params = meta.unbox(init_params(rng))
-    return dict(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                rng=jax.random.key_data(jax.random.fold_in(rng, 1)))
+  boxed_params = abstract_params(model)
+  tx = optim.make_optimizer(config, params=meta.unbox(boxed_params),
+                            epoch_starts=curriculum.epoch_starts)
 
   # --------------------------------------------------------------------------------- shard
-  with mesh, nn.logical_axis_rules(rules):
-    param_sh = sharding.param_shardings(boxed_params, mesh, rules)
-  abstract_state = jax.eval_shape(init_state, jax.random.key(config.seed))
-  opt_sh = sharding.opt_state_shardings(tx, abstract_state['opt_state'], param_sh,
-                                        sharding.replicated(mesh))
-  state_sh = dict(step=sharding.replicated(mesh), params=param_sh, opt_state=opt_sh,
-                  rng=sharding.replicated(mesh))
-  batch_sh = {k: sharding.batch_sharding(mesh, n) for k, n in
-              (('input', 4), ('target', 4), ('conf', 4))}
+  layout = state_layout(model, tx, boxed_params, mesh, rules, config.seed)
+  init_state, abstract_state, state_sh = layout.init, layout.abstract, layout.shardings
+  param_sh, opt_sh, batch_sh = state_sh['params'], state_sh['opt_state'], layout.batch_shardings
 
   # ---------------------------------------------------------------------------------- step
   train_step = make_train_step(task, model, tx, schedule, rules, config)

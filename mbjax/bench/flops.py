@@ -1,4 +1,4 @@
-"""Analytic FLOP count of DSTformer (multiply-add = 2 FLOPs), forward pass."""
+"""FLOP counts: analytic for DSTformer (multiply-add = 2 FLOPs), and XLA's cost analysis."""
 
 
 def dstformer_forward_flops(*, batch: int, frames: int, num_joints: int = 17, dim_in: int = 3,
@@ -19,3 +19,13 @@ def dstformer_forward_flops(*, batch: int, frames: int, num_joints: int = 17, di
   if with_head:
     per_token += 2 * dim_rep * dim_out
   return float(tokens * per_token)
+
+
+def xla_flops(compiled) -> float | None:
+  """FLOPs of a compiled computation by XLA's cost analysis (per device), or None."""
+  try:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost.get('flops', 0.0)) or None
+  except Exception:  # cost analysis is best effort on some backends
+    return None

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mbjax.bench.flops import dstformer_forward_flops
+from mbjax.bench.flops import dstformer_forward_flops, xla_flops
 from mbjax.models import dstformer_from_variant
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -30,15 +30,6 @@ def _time(fn, *args, iters: int, min_seconds: float):
     jax.block_until_ready(fn(*args))
     times.append(time.perf_counter() - t0)
   return float(np.median(times)), len(times)
-
-
-def _xla_flops(compiled) -> float | None:
-  try:
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return float(cost.get('flops', 0.0)) or None
-  except Exception:  # cost analysis is best effort on some backends
-    return None
 
 
 def _attention_impls(choice: str) -> tuple[str, str]:
@@ -113,8 +104,8 @@ def run(args) -> dict:
       infer_gflops_per_s=round(fwd_flops / infer_s / 1e9, 1),
       train_gflops_per_s=round(train_flops / train_s / 1e9, 1),
       analytic_gflop_forward=round(fwd_flops / 1e9, 2),
-      xla_gflop_forward=round((_xla_flops(infer) or 0) / 1e9, 2),
-      xla_gflop_train_step=round((_xla_flops(step) or 0) / 1e9, 2),
+      xla_gflop_forward=round((xla_flops(infer) or 0) / 1e9, 2),
+      xla_gflop_train_step=round((xla_flops(step) or 0) / 1e9, 2),
       timed_calls=dict(infer=infer_n, train=train_n),
   )
   return result

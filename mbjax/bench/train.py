@@ -18,16 +18,14 @@ import argparse
 import resource
 import time
 
-import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax.core import meta
 
 from mbjax import optim, sharding
 from mbjax import train as trainer
 from mbjax.bench import peak
-from mbjax.bench.flops import dstformer_forward_flops
+from mbjax.bench.flops import dstformer_forward_flops, xla_flops
 from mbjax.data import pipelines
 
 
@@ -44,15 +42,6 @@ def load_config(config_arg: str, overrides: list[str]):
     raise ValueError(f'mbjax.bench train: config {config_arg} with overrides {overrides}: '
                      f'{e}') from e
   return flag_values.config
-
-
-def _xla_flops(compiled) -> float | None:
-  try:
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return float(cost.get('flops', 0.0)) or None
-  except Exception:  # cost analysis is best effort on some backends
-    return None
 
 
 def _peak_memory() -> tuple[int, str]:
@@ -82,29 +71,12 @@ def run(args) -> dict:
   rules = sharding.logical_rules(fsdp=config.get('fsdp', False),
                                  tensor=config.get('tensor_parallel', False))
   model = task.make_model(config)
-  example = np.zeros((1, 1, model.num_joints, model.dim_in), np.float32)
-
-  def init_params(rng):
-    return model.init(rng, jnp.asarray(example))['params']
-
-  boxed_params = jax.eval_shape(init_params, jax.random.key(0))
+  boxed_params = trainer.abstract_params(model)
   # One epoch from step 0: the benchmark never reaches a learning-rate decay.
   tx = optim.make_optimizer(config, params=meta.unbox(boxed_params), epoch_starts=[0])
   schedule = optim.schedules(config, epoch_starts=[0])['lr']
-
-  def init_state(rng):
-    params = meta.unbox(init_params(rng))
-    return dict(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                rng=jax.random.key_data(jax.random.fold_in(rng, 1)))
-
-  with mesh, nn.logical_axis_rules(rules):
-    param_sh = sharding.param_shardings(boxed_params, mesh, rules)
-  abstract_state = jax.eval_shape(init_state, jax.random.key(config.seed))
-  opt_sh = sharding.opt_state_shardings(tx, abstract_state['opt_state'], param_sh,
-                                        sharding.replicated(mesh))
-  state_sh = dict(step=sharding.replicated(mesh), params=param_sh, opt_state=opt_sh,
-                  rng=sharding.replicated(mesh))
-  batch_sh = {k: sharding.batch_sharding(mesh, 4) for k in ('input', 'target', 'conf')}
+  layout = trainer.state_layout(model, tx, boxed_params, mesh, rules, config.seed)
+  init_state, state_sh, batch_sh = layout.init, layout.shardings, layout.batch_shardings
   state = jax.jit(init_state, out_shardings=state_sh)(jax.random.key(config.seed))
 
   # Synthetic clips of the config's shapes: corrupted 2D + confidence in, 3D out.
@@ -138,7 +110,7 @@ def run(args) -> dict:
 
   num_devices = mesh.devices.size
   analytic = 3 * dstformer_forward_flops(batch=B, frames=frames, **model.__dict__)
-  xla = _xla_flops(compiled)  # of the per-device (SPMD-partitioned) program
+  xla = xla_flops(compiled)  # of the per-device (SPMD-partitioned) program
   dtype = config.model.dtype
   peak_flops, peak_source = peak.peak_flops_per_device(dtype, mesh.devices.flat[0])
   tflops_analytic = analytic / num_devices / step_s / 1e12
