@@ -31,7 +31,7 @@ def get_config(arg: str = 'lite') -> ml_collections.ConfigDict:
   c.model = dict(MODELS[variant], dim_in=3, dim_out=3, num_joints=17, drop_rate=0.0,
                  attn_drop_rate=0.0, drop_path_rate=0.0, att_fuse=True, dtype='float32',
                  param_dtype='float32', attention_impl='einsum', remat_policy='none',
-                 scan_layers=False)
+                 scan_layers=False, init_scheme='official')
 
   # Official schedule: 90 epochs, batch 64, AdamW lr 5e-4 wd 0.01, lr x0.99 per epoch, 3D only
   # for the first 30 epochs.

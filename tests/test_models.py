@@ -132,6 +132,49 @@ def test_init_matches_official_scheme():
   np.testing.assert_array_equal(params['ts_attn_1']['bias'], 0.5)
 
 
+def test_fan_in_init_scheme():
+  model = DSTformer(dim_feat=64, dim_rep=32, depth=2, num_heads=4, mlp_ratio=2, maxlen=81,
+                    init_scheme='fan_in')
+  params = meta.unbox(model.init(jax.random.key(0), jnp.zeros((1, 4, 17, 3))))['params']
+  qkv = params['blocks_st_0']['attn_s']['qkv']['kernel']  # fan_in 64
+  fc2 = params['blocks_st_0']['mlp_s']['fc2']['kernel']  # fan_in 128
+  # Truncated at 2 std and rescaled (flax variance_scaling): std 1/sqrt(fan_in).
+  assert abs(float(qkv.std()) - 64 ** -0.5) < 0.01
+  assert abs(float(fc2.std()) - 128 ** -0.5) < 0.01
+  assert float(np.abs(qkv).max()) <= 2.0 * 64 ** -0.5 / 0.8796 + 1e-6
+  assert abs(float(params['pos_embed'].std()) - 0.88) < 0.1  # trunc_normal(1) cut at +-2
+  # The fusion keeps its official init under either scheme.
+  np.testing.assert_array_equal(params['ts_attn_1']['kernel'], 0.0)
+  np.testing.assert_array_equal(params['ts_attn_1']['bias'], 0.5)
+  with pytest.raises(ValueError, match='init_scheme'):
+    DSTformer(dim_feat=32, dim_rep=16, depth=1, num_heads=4, maxlen=9, init_scheme='xavier').init(
+        jax.random.key(0), jnp.zeros((1, 4, 17, 3)))
+
+
+def _spatial_attention_at_init(scheme):
+  """Logits and probabilities of the first spatial attention of a dim-64 model at init."""
+  model = DSTformer(dim_feat=64, dim_rep=64, depth=2, num_heads=4, mlp_ratio=2, maxlen=5,
+                    init_scheme=scheme)
+  x = 0.5 * jax.random.normal(jax.random.key(1), (2, 5, 17, 3))
+  variables = model.init(jax.random.key(0), x)
+  _, state = model.apply(variables, x, capture_intermediates=lambda m, _: m.name == 'qkv',
+                         mutable=['intermediates'])
+  qkv = state['intermediates']['blocks_st_0']['attn_s']['qkv']['__call__'][0]
+  qkv = qkv.reshape(2, 5, 17, 3, 4, 16)
+  logits = jnp.einsum('btjhd,btkhd->bthjk', qkv[..., 0, :, :], qkv[..., 1, :, :]) / 4.0
+  return np.asarray(logits), np.asarray(jax.nn.softmax(logits, axis=-1))
+
+
+def test_fan_in_init_starts_with_non_uniform_attention():
+  """Why configs/demo.py uses init_scheme='fan_in': at dim 64 the official std .02 gives attention
+  logits of std ~0.03, i.e. uniform attention over the 17 joints, which a short run does not
+  escape; with fan-in scaling the logits start at std ~1."""
+  logits, probs = _spatial_attention_at_init('official')
+  assert logits.std() < 0.05 and probs.max(-1).mean() < 1.1 / 17
+  logits, probs = _spatial_attention_at_init('fan_in')
+  assert logits.std() > 0.5 and probs.max(-1).mean() > 2.0 / 17
+
+
 def test_bad_inputs_fail_clearly():
   model = DSTformer(dim_feat=32, dim_rep=16, depth=1, num_heads=4, maxlen=9)
   variables = model.init(jax.random.key(0), jnp.zeros((1, 9, 17, 3)))

@@ -40,14 +40,34 @@ def trunc_normal_init(std: float = 0.02) -> Callable:
   return init
 
 
+# Initialisation schemes (`DSTformer.init_scheme`):
+# - 'official': every Linear kernel trunc_normal(std=.02), pos/temp embeddings the same, as the
+#   official `_init_weights`. The default; the released checkpoints were trained from it.
+# - 'fan_in': Linear kernels truncated normal with std 1/sqrt(fan_in), embeddings std 1. For narrow
+#   models (dim <= 128) on short budgets: at dim 64 the official scheme starts with attention
+#   logits of std ~0.03 (uniform attention over joints and frames), and a short run does not
+#   leave it; configs/demo.py measures the difference (README, "Demo").
+INIT_SCHEMES = ('official', 'fan_in')
+
+
+def _kernel_init(init_scheme: str) -> Callable:
+  if init_scheme == 'fan_in':
+    return nn.initializers.variance_scaling(1.0, 'fan_in', 'truncated_normal')
+  return trunc_normal_init()
+
+
+def _embed_init(init_scheme: str) -> Callable:
+  return trunc_normal_init(1.0 if init_scheme == 'fan_in' else 0.02)
+
+
 def _dense(features: int, logical_axes: tuple[str, str], *, dtype, param_dtype, name: str,
-           use_bias: bool = True) -> nn.Dense:
+           use_bias: bool = True, init_scheme: str = 'official') -> nn.Dense:
   return nn.Dense(
       features,
       use_bias=use_bias,
       dtype=dtype,
       param_dtype=param_dtype,
-      kernel_init=nn.with_logical_partitioning(trunc_normal_init(), logical_axes),
+      kernel_init=nn.with_logical_partitioning(_kernel_init(init_scheme), logical_axes),
       bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), logical_axes[1:]),
       name=name,
   )
@@ -82,6 +102,7 @@ class Attention(nn.Module):
   attn_drop: float = 0.0
   proj_drop: float = 0.0
   impl: str = 'einsum'
+  init_scheme: str = 'official'
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -91,7 +112,7 @@ class Attention(nn.Module):
     H = self.num_heads
     hd = C // H
     qkv = _dense(3 * C, ('embed', 'qkv'), dtype=self.dtype, param_dtype=self.param_dtype,
-                 name='qkv', use_bias=self.qkv_bias)(x)
+                 name='qkv', use_bias=self.qkv_bias, init_scheme=self.init_scheme)(x)
     # Official split: qkv(x).reshape(..., 3, H, C // H): q, k, v outer, heads inner.
     qkv = qkv.reshape(B, T, J, 3, H, hd)
     q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
@@ -105,7 +126,7 @@ class Attention(nn.Module):
     out = out.reshape(B, T, J, C)
     out = _constrain(out, 'batch', 'time', 'joints', 'embed')
     out = _dense(C, ('embed_in', 'embed'), dtype=self.dtype, param_dtype=self.param_dtype,
-                 name='proj')(out)
+                 name='proj', init_scheme=self.init_scheme)(out)
     return nn.Dropout(self.proj_drop)(out, deterministic=deterministic)
 
   def _einsum_attention(self, q, k, v, deterministic):
@@ -136,6 +157,7 @@ class Attention(nn.Module):
 class Mlp(nn.Module):
   hidden: int
   drop: float = 0.0
+  init_scheme: str = 'official'
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -143,11 +165,12 @@ class Mlp(nn.Module):
   def __call__(self, x, deterministic: bool = True):
     C = x.shape[-1]
     h = _dense(self.hidden, ('embed', 'mlp'), dtype=self.dtype, param_dtype=self.param_dtype,
-               name='fc1')(x)
+               name='fc1', init_scheme=self.init_scheme)(x)
     h = nn.gelu(h, approximate=False)  # torch nn.GELU default: exact erf form
     h = _constrain(h, 'batch', 'time', 'joints', 'mlp')
     h = nn.Dropout(self.drop)(h, deterministic=deterministic)
-    h = _dense(C, ('mlp', 'embed'), dtype=self.dtype, param_dtype=self.param_dtype, name='fc2')(h)
+    h = _dense(C, ('mlp', 'embed'), dtype=self.dtype, param_dtype=self.param_dtype, name='fc2',
+               init_scheme=self.init_scheme)(h)
     return nn.Dropout(self.drop)(h, deterministic=deterministic)
 
 
@@ -178,6 +201,7 @@ class Block(nn.Module):
   attn_drop: float = 0.0
   drop_path: float = 0.0
   attention_impl: str = 'einsum'
+  init_scheme: str = 'official'
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -189,8 +213,9 @@ class Block(nn.Module):
       mode = 'spatial' if axis == 's' else 'temporal'
       attn = Attention(self.dim, self.num_heads, mode, qkv_bias=self.qkv_bias,
                        attn_drop=self.attn_drop, proj_drop=self.drop, impl=self.attention_impl,
-                       name=f'attn_{axis}', **kw)
-      mlp = Mlp(int(self.dim * self.mlp_ratio), drop=self.drop, name=f'mlp_{axis}', **kw)
+                       init_scheme=self.init_scheme, name=f'attn_{axis}', **kw)
+      mlp = Mlp(int(self.dim * self.mlp_ratio), drop=self.drop, init_scheme=self.init_scheme,
+                name=f'mlp_{axis}', **kw)
       x = x + drop_path(attn(_layer_norm(f'norm1_{axis}', **kw)(x), deterministic), deterministic)
       x = x + drop_path(mlp(_layer_norm(f'norm2_{axis}', **kw)(x), deterministic), deterministic)
       x = _constrain(x, 'batch', 'time', 'joints', 'embed')
@@ -275,6 +300,7 @@ class DSTformer(nn.Module):
   attention_impl: str = 'einsum'  # 'einsum' | 'xla' | 'cudnn' (jax.nn.dot_product_attention)
   remat_policy: str = 'none'  # a key of REMAT_POLICIES
   scan_layers: bool = False  # nn.scan over depth: one compiled layer; params under 'layers'
+  init_scheme: str = 'official'  # 'official' | 'fan_in' (see INIT_SCHEMES above)
 
   def _check_input(self, x):
     if x.ndim != 4:
@@ -289,6 +315,8 @@ class DSTformer(nn.Module):
                        'cut it into clips of at most maxlen frames')
     if self.attention_impl not in ATTENTION_IMPLS:
       raise ValueError(f'attention_impl={self.attention_impl!r}, expected one of {ATTENTION_IMPLS}')
+    if self.init_scheme not in INIT_SCHEMES:
+      raise ValueError(f'init_scheme={self.init_scheme!r}, expected one of {INIT_SCHEMES}')
     if self.remat_policy not in REMAT_POLICIES:
       raise ValueError(f'remat_policy={self.remat_policy!r}, expected one of {list(REMAT_POLICIES)}')
 
@@ -299,12 +327,14 @@ class DSTformer(nn.Module):
     deterministic = not train
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     x = x.astype(self.dtype)
-    x = _dense(self.dim_feat, ('coords', 'embed'), name='joints_embed', **kw)(x)
+    init = dict(init_scheme=self.init_scheme)
+    x = _dense(self.dim_feat, ('coords', 'embed'), name='joints_embed', **init, **kw)(x)
     pos_embed = self.param('pos_embed', nn.with_logical_partitioning(
-        trunc_normal_init(), ('joints', 'embed')), (self.num_joints, self.dim_feat),
+        _embed_init(self.init_scheme), ('joints', 'embed')), (self.num_joints, self.dim_feat),
                            self.param_dtype)
     temp_embed = self.param('temp_embed', nn.with_logical_partitioning(
-        trunc_normal_init(), ('time', 'embed')), (self.maxlen, self.dim_feat), self.param_dtype)
+        _embed_init(self.init_scheme), ('time', 'embed')), (self.maxlen, self.dim_feat),
+                            self.param_dtype)
     x = x + pos_embed.astype(self.dtype)[None, None] + temp_embed[:T].astype(self.dtype)[None, :,
                                                                                           None]
     x = nn.Dropout(self.drop_rate)(x, deterministic=deterministic)
@@ -314,7 +344,7 @@ class DSTformer(nn.Module):
     dpr = [self.drop_path_rate * i / max(self.depth - 1, 1) for i in range(self.depth)]
     block_kw = dict(dim=self.dim_feat, num_heads=self.num_heads, mlp_ratio=self.mlp_ratio,
                     qkv_bias=self.qkv_bias, drop=self.drop_rate, attn_drop=self.attn_drop_rate,
-                    attention_impl=self.attention_impl, **kw)
+                    attention_impl=self.attention_impl, **init, **kw)
     if self.scan_layers:
       layers = nn.scan(DepthLayer, variable_axes={'params': 0},
                        split_rngs={'params': True, 'dropout': True}, in_axes=0,
@@ -329,10 +359,10 @@ class DSTformer(nn.Module):
 
     x = _layer_norm('norm', **kw)(x)
     if self.dim_rep:
-      x = jnp.tanh(_dense(self.dim_rep, ('embed', 'rep'), name='pre_logits', **kw)(x))
+      x = jnp.tanh(_dense(self.dim_rep, ('embed', 'rep'), name='pre_logits', **init, **kw)(x))
     if self.dim_out <= 0:
       return x
-    head = _dense(self.dim_out, ('rep', 'coords'), name='head', **kw)
+    head = _dense(self.dim_out, ('rep', 'coords'), name='head', **init, **kw)
     if return_rep:
       if self.is_initializing():
         head(x)  # create it anyway: official action checkpoints carry backbone.head.*
