@@ -227,6 +227,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
   mesh = sharding.make_mesh(dict(config.mesh), devices=devices)
   rules = sharding.logical_rules(fsdp=config.get('fsdp', False),
                                  tensor=config.get('tensor_parallel', False))
+  batch_ways = mesh.shape['data'] * mesh.shape['fsdp']
+  if config.batch_size % batch_ways:
+    raise ValueError(f'config.batch_size={config.batch_size} does not split over the mesh\'s '
+                     f'{batch_ways} batch shards (data x fsdp of {dict(mesh.shape)}); use a '
+                     f'multiple of {batch_ways}, or set config.mesh / config.mesh_devices')
 
   # ---------------------------------------------------------------------------------- data
   curriculum = task.make_curriculum(config)
