@@ -83,6 +83,10 @@ def main(argv=None) -> int:
   summary = run(args.workdir, overrides=overrides)
   keys = ('mpjpe_mm', 'p_mpjpe_mm', 'baseline_mpjpe_mm', 'zero_depth_mpjpe_mm', 'total_s')
   print('\n'.join(f'{k:>22s}: {summary[k]:.1f}' for k in keys))
+  ratio = summary['baseline_mpjpe_mm'] / summary['mpjpe_mm']
+  margin = summary['zero_depth_mpjpe_mm'] - summary['mpjpe_mm']
+  print(f'held-out MPJPE: {ratio:.2f}x lower than the mean pose, '
+        f'{"%.1f mm lower" % margin if margin > 0 else "%.1f mm higher" % -margin} than zero depth')
   print(f'wrote {os.path.join(args.workdir, "summary.json")} and pictures {summary["pictures"]}')
   return 0
 
