@@ -167,6 +167,29 @@ def state_layout(model, tx, boxed_params, mesh, rules, seed: int) -> StateLayout
   return StateLayout(init_state, abstract, shardings, batch_sh)
 
 
+class MeshStep:
+  """A jitted step that is traced and dispatched with `mesh` set (`jax.set_mesh`), so that the
+  model's `activation_*` sharding constraints reach XLA; outside a mesh Flax drops them."""
+
+  def __init__(self, jitted, mesh):
+    self.jitted, self.mesh = jitted, mesh
+
+  def __call__(self, *args):
+    with jax.set_mesh(self.mesh):
+      return self.jitted(*args)
+
+  def lower(self, *args):
+    with jax.set_mesh(self.mesh):
+      return self.jitted.lower(*args)
+
+
+def jit_train_step(train_step, layout: StateLayout, mesh) -> MeshStep:
+  """`make_train_step`'s step, jitted with the layout's shardings and the state donated."""
+  return MeshStep(jax.jit(train_step, static_argnums=2, donate_argnums=0,
+                          in_shardings=(layout.shardings, layout.batch_shardings),
+                          out_shardings=(layout.shardings, sharding.replicated(mesh))), mesh)
+
+
 def make_train_step(task, model, tx, schedule, rules, config):
   """The pure step `train_step(state, batch, kind) -> (state, metrics)`, jitted by the caller.
 
@@ -255,10 +278,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
   param_sh, opt_sh, batch_sh = state_sh['params'], state_sh['opt_state'], layout.batch_shardings
 
   # ---------------------------------------------------------------------------------- step
-  train_step = make_train_step(task, model, tx, schedule, rules, config)
-  p_train_step = jax.jit(train_step, static_argnums=2, donate_argnums=0,
-                         in_shardings=(state_sh, batch_sh),
-                         out_shardings=(state_sh, sharding.replicated(mesh)))
+  p_train_step = jit_train_step(make_train_step(task, model, tx, schedule, rules, config), layout,
+                                mesh)
 
   # ------------------------------------------------------------------------------- restore
   ckpt = ckpt_lib.Checkpointer(workdir, keep=config.checkpoint.keep,

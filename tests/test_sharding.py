@@ -11,12 +11,14 @@ import pathlib
 import shutil
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from mbjax import metrics, train
+from mbjax import metrics, sharding, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = ROOT / 'tests' / 'configs' / 'tiny_pretrain.py'
@@ -181,3 +183,28 @@ def test_fsdp_checkpoint_restores_on_one_device(tmp_path, data_dir, sharded_runs
   jax.tree_util.tree_map(np.testing.assert_array_equal, _host(restored['opt_state']),
                          saved['opt_state'])
   np.testing.assert_array_equal(_host(restored['rng']), saved['rng'])
+
+
+@pytest.mark.parametrize('through_trainer', [False, True])
+def test_train_step_applies_activation_constraints(data_dir, through_trainer):
+  """`train.jit_train_step` traces under the mesh, so the model's `activation_*` constraints reach
+  XLA; a plain jax.jit of the same step drops them (Flax needs a mesh in context)."""
+  from mbjax.tasks import pretrain
+  config = _config(data_dir, mesh=dict(data=4, fsdp=1, tensor=2), tensor_parallel=True)
+  mesh = sharding.make_mesh(dict(config.mesh))
+  rules = sharding.logical_rules(tensor=True)
+  model = pretrain.make_model(config)
+  tx = optax.adamw(1e-3)
+  layout = train.state_layout(model, tx, train.abstract_params(model), mesh, rules, 0)
+  step = train.make_train_step(pretrain, model, tx, optax.constant_schedule(1e-3), rules, config)
+  jitted = (train.jit_train_step(step, layout, mesh) if through_trainer
+            else jax.jit(step, static_argnums=2))
+  batch = {k: jax.ShapeDtypeStruct((8, 9, 17, 1 if k == 'conf' else 3), jnp.float32,
+                                   sharding=layout.batch_shardings[k])
+           for k in ('input', 'target', 'conf')}
+  state = jax.tree_util.tree_map(
+      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), layout.abstract,
+      layout.shardings)
+  text = jitted.lower(state, batch, '3d').as_text()
+  constraints = text.count('sharding_constraint') + text.count('@Sharding')
+  assert (constraints > 0) == through_trainer, constraints

@@ -89,10 +89,7 @@ def run(args) -> dict:
 
   step_fn = trainer.make_train_step(task, model, tx, schedule, rules, config)
   t0 = time.perf_counter()
-  compiled = jax.jit(step_fn, static_argnums=2, donate_argnums=0,
-                     in_shardings=(state_sh, batch_sh),
-                     out_shardings=(state_sh, sharding.replicated(mesh))).lower(
-                         state, batch, args.kind).compile()
+  compiled = trainer.jit_train_step(step_fn, layout, mesh).lower(state, batch, args.kind).compile()
   compile_s = time.perf_counter() - t0
 
   for _ in range(args.warmup):
