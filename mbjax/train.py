@@ -167,6 +167,15 @@ def state_layout(model, tx, boxed_params, mesh, rules, seed: int) -> StateLayout
   return StateLayout(init_state, abstract, shardings, batch_sh)
 
 
+def log_due(step: int, total_steps: int, every: int, kind_of) -> bool:
+  """Whether the metrics of the `step`-th completed step (index step - 1) are written: every
+  `every` steps, at the end, and at the last step of each curriculum phase, so that short phases
+  (a few 2D batches per epoch) still appear in the logs and loss curves."""
+  if step % every == 0 or step == total_steps:
+    return True
+  return kind_of(step) != kind_of(step - 1)
+
+
 class MeshStep:
   """A jitted step that is traced and dispatched with `mesh` set (`jax.set_mesh`), so that the
   model's `activation_*` sharding constraints reach XLA; outside a mesh Flax drops them."""
@@ -337,7 +346,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
           f'non-finite loss ({m["loss"]}) at step {step}; the last good checkpoint '
           f'(step {ckpt.latest_step()}) is left intact in {workdir}/checkpoints. Lower the '
           'learning rate or check the data of that step.')
-    if step % config.log_every_steps == 0 or step == total_steps:
+    if log_due(step, total_steps, config.log_every_steps, curriculum.kind_of):
       writer.scalars(step, m)
     progress.update(step, m)
     return m

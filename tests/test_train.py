@@ -77,6 +77,14 @@ def test_train_end_to_end(tmp_path, data_dir):
   assert again['step'] == 10
 
 
+def test_log_due_every_n_at_the_end_and_at_phase_ends():
+  from mbjax import train
+  kinds = ['3d'] * 25 + ['2d'] * 2 + ['3d'] * 25 + ['2d'] * 2 + ['3d'] * 6  # 60 steps
+  due = [s for s in range(1, 61) if train.log_due(s, 60, 10, kinds.__getitem__)]
+  # Step s completes index s - 1; 25, 27, 52 and 54 close a phase.
+  assert due == [10, 20, 25, 27, 30, 40, 50, 52, 54, 60]
+
+
 def test_sigkill_resume_matches_uninterrupted_run(tmp_path, data_dir):
   straight = str(tmp_path / 'straight')
   proc = _main(straight, data_dir, 'long')
