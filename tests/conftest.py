@@ -27,3 +27,15 @@ def shared_data_dir() -> pathlib.Path:
   if not path.is_dir():
     pytest.fail(f'shared data not found at {path}; set MBJAX_SHARED to the shared/ folder')
   return path
+
+
+@pytest.fixture(scope='session')
+def pretrain_data_dir(tmp_path_factory) -> str:
+  """ArrayRecord `mocap` and `wild` datasets for tests/configs/tiny_pretrain.py (9-frame clips of
+  the shipped assets), built once per session."""
+  from data_prep import builder, mocap, wild
+  d = tmp_path_factory.mktemp('pretrain_tfds')
+  builder.build('mocap', source=mocap.ASSETS, data_dir=d,
+                options=dict(clip_len=9, stride=27, yaws=(0.0,)))
+  builder.build('wild', source=wild.ASSETS, data_dir=d, options=dict(clip_len=9, stride=9))
+  return str(d)

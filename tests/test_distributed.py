@@ -24,15 +24,6 @@ STEPS = 4  # the 2-process run; the single-process runs go on to STEPS + 2
 ATOL = 1e-5
 
 
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  from data_prep import builder, mocap, wild
-  d = tmp_path_factory.mktemp('tfds')
-  builder.build('mocap', source=mocap.ASSETS, data_dir=d,
-                options=dict(clip_len=9, stride=27, yaws=(0.0,)))
-  builder.build('wild', source=wild.ASSETS, data_dir=d, options=dict(clip_len=9, stride=9))
-  return str(d)
-
 
 def _launch(num_processes, *flags, env=None, timeout=180):
   """launch/local.sh with one CPU device per process (no 8-device flag); (returncode, output)."""
@@ -51,11 +42,11 @@ def _launch(num_processes, *flags, env=None, timeout=180):
   return proc.returncode, out
 
 
-def _single_process_config(data_dir, total_steps):
+def _single_process_config(pretrain_data_dir, total_steps):
   spec = importlib.util.spec_from_file_location('tiny_pretrain', CONFIG)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  c = module.get_config(data_dir)
+  c = module.get_config(pretrain_data_dir)
   c.evals = ml_collections.ConfigDict()
   c.total_steps = total_steps
   c.mesh = dict(data=1, fsdp=1, tensor=1)
@@ -82,10 +73,10 @@ def _assert_close(got, want):
                                err_msg=jax.tree_util.keystr(path))
 
 
-def test_two_processes_match_one_and_resume_in_one(tmp_path, data_dir):
+def test_two_processes_match_one_and_resume_in_one(tmp_path, pretrain_data_dir):
   workdir = tmp_path / 'two_processes'
   logs = tmp_path / 'logs'
-  code, out = _launch(2, f'--config={CONFIG}:{data_dir}', f'--workdir={workdir}',
+  code, out = _launch(2, f'--config={CONFIG}:{pretrain_data_dir}', f'--workdir={workdir}',
                       f'--config.total_steps={STEPS}', f'--config.checkpoint.every_steps={STEPS}',
                       env=dict(LOG_DIR=str(logs)))
   logs_text = '\n'.join(p.read_text() for p in sorted(logs.glob('process_*.log')))
@@ -101,7 +92,7 @@ def test_two_processes_match_one_and_resume_in_one(tmp_path, data_dir):
 
   # The single-process run of the same config, on one device, checkpointing at step STEPS.
   single = tmp_path / 'one_process'
-  reference = train.train_and_evaluate(_single_process_config(data_dir, STEPS + 2), str(single))
+  reference = train.train_and_evaluate(_single_process_config(pretrain_data_dir, STEPS + 2), str(single))
   assert reference['update_norm'] > 100 * ATOL  # parameters move: the comparison is not vacuous
   like = reference['state']
   _assert_close(_saved_params(workdir, STEPS, like), _saved_params(single, STEPS, like))
@@ -109,7 +100,7 @@ def test_two_processes_match_one_and_resume_in_one(tmp_path, data_dir):
   # The 2-process checkpoint resumes in this (single) process and lands on the same parameters.
   resumed_dir = tmp_path / 'resumed'
   shutil.copytree(workdir, resumed_dir)
-  resumed = train.train_and_evaluate(_single_process_config(data_dir, STEPS + 2),
+  resumed = train.train_and_evaluate(_single_process_config(pretrain_data_dir, STEPS + 2),
                                      str(resumed_dir))
   assert resumed['step'] == STEPS + 2
   rows = metrics.read_jsonl(resumed_dir / 'metrics.jsonl')

@@ -32,21 +32,12 @@ MESHES = {
 }
 
 
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  from data_prep import builder, mocap, wild
-  d = tmp_path_factory.mktemp('tfds')
-  builder.build('mocap', source=mocap.ASSETS, data_dir=d,
-                options=dict(clip_len=9, stride=27, yaws=(0.0,)))
-  builder.build('wild', source=wild.ASSETS, data_dir=d, options=dict(clip_len=9, stride=9))
-  return str(d)
 
-
-def _config(data_dir, *, mesh, mesh_devices=0, **switches):
+def _config(pretrain_data_dir, *, mesh, mesh_devices=0, **switches):
   spec = importlib.util.spec_from_file_location('tiny_pretrain', CONFIG)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  c = module.get_config(data_dir)
+  c = module.get_config(pretrain_data_dir)
   c.evals = ml_collections.ConfigDict()  # parameters are what is compared; evals cost compiles
   c.total_steps = STEPS
   c.mesh = mesh
@@ -77,10 +68,10 @@ def _assert_close(got, want, atol=ATOL):
 
 
 @pytest.fixture(scope='module')
-def reference(data_dir, tmp_path_factory):
+def reference(pretrain_data_dir, tmp_path_factory):
   """The 1-device run: (summary, workdir)."""
   workdir = tmp_path_factory.mktemp('one_device')
-  config = _config(data_dir, mesh=dict(data=1, fsdp=1, tensor=1), mesh_devices=1)
+  config = _config(pretrain_data_dir, mesh=dict(data=1, fsdp=1, tensor=1), mesh_devices=1)
   summary = _run(config, workdir)
   for x in jax.tree_util.tree_leaves(summary['state']['params']):
     assert len(x.sharding.device_set) == 1
@@ -88,7 +79,7 @@ def reference(data_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def sharded_runs(data_dir, tmp_path_factory):
+def sharded_runs(pretrain_data_dir, tmp_path_factory):
   """name -> (summary, workdir) of the 8-device runs, computed on first use."""
   runs = {}
 
@@ -96,7 +87,7 @@ def sharded_runs(data_dir, tmp_path_factory):
     if name not in runs:
       mesh, switches = MESHES[name]
       workdir = tmp_path_factory.mktemp(f'mesh_{name}')
-      runs[name] = (_run(_config(data_dir, mesh=mesh, **switches), workdir), workdir)
+      runs[name] = (_run(_config(pretrain_data_dir, mesh=mesh, **switches), workdir), workdir)
     return runs[name]
 
   return get
@@ -167,12 +158,12 @@ def test_tensor_parallel_shards_heads_and_mlp(sharded_runs):
   assert norm.sharding.is_fully_replicated
 
 
-def test_fsdp_checkpoint_restores_on_one_device(tmp_path, data_dir, sharded_runs):
+def test_fsdp_checkpoint_restores_on_one_device(tmp_path, pretrain_data_dir, sharded_runs):
   summary, fsdp_workdir = sharded_runs('fsdp')
   workdir = tmp_path / 'resumed'
   shutil.copytree(fsdp_workdir, workdir)
   # The trainer restarted at the saved step on a 1-device mesh restores the whole state there.
-  config = _config(data_dir, mesh=dict(data=1, fsdp=1, tensor=1), mesh_devices=1)
+  config = _config(pretrain_data_dir, mesh=dict(data=1, fsdp=1, tensor=1), mesh_devices=1)
   restored = _run(config, workdir)['state']
   for x in jax.tree_util.tree_leaves(restored):
     assert len(x.sharding.device_set) == 1 and x.sharding.is_fully_replicated
@@ -186,11 +177,11 @@ def test_fsdp_checkpoint_restores_on_one_device(tmp_path, data_dir, sharded_runs
 
 
 @pytest.mark.parametrize('through_trainer', [False, True])
-def test_train_step_applies_activation_constraints(data_dir, through_trainer):
+def test_train_step_applies_activation_constraints(pretrain_data_dir, through_trainer):
   """`train.jit_train_step` traces under the mesh, so the model's `activation_*` constraints reach
   XLA; a plain jax.jit of the same step drops them (Flax needs a mesh in context)."""
   from mbjax.tasks import pretrain
-  config = _config(data_dir, mesh=dict(data=4, fsdp=1, tensor=2), tensor_parallel=True)
+  config = _config(pretrain_data_dir, mesh=dict(data=4, fsdp=1, tensor=2), tensor_parallel=True)
   mesh = sharding.make_mesh(dict(config.mesh))
   rules = sharding.logical_rules(tensor=True)
   model = pretrain.make_model(config)

@@ -20,26 +20,17 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = ROOT / 'tests' / 'configs' / 'tiny_pretrain.py'
 
 
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  from data_prep import builder, mocap, wild
-  d = tmp_path_factory.mktemp('tfds')
-  builder.build('mocap', source=mocap.ASSETS, data_dir=d,
-                options=dict(clip_len=9, stride=27, yaws=(0.0,)))
-  builder.build('wild', source=wild.ASSETS, data_dir=d, options=dict(clip_len=9, stride=9))
-  return str(d)
 
-
-def _config(data_dir, *flags):
+def _config(pretrain_data_dir, *flags):
   import importlib.util
   spec = importlib.util.spec_from_file_location('tiny_pretrain', CONFIG)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config(','.join([data_dir, *flags]))
+  return module.get_config(','.join([pretrain_data_dir, *flags]))
 
 
-def _main(workdir, data_dir, *flags, **popen):
-  arg = ','.join([data_dir, *flags])
+def _main(workdir, pretrain_data_dir, *flags, **popen):
+  arg = ','.join([pretrain_data_dir, *flags])
   cmd = [sys.executable, '-m', 'mbjax.main', f'--config={CONFIG}:{arg}', f'--workdir={workdir}']
   env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
   return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -55,9 +46,9 @@ def _final_params(workdir):
   return step, jax.device_get(state['params'])
 
 
-def test_train_end_to_end(tmp_path, data_dir):
+def test_train_end_to_end(tmp_path, pretrain_data_dir):
   from mbjax import train
-  config = _config(data_dir)
+  config = _config(pretrain_data_dir)
   workdir = str(tmp_path / 'run')
   summary = train.train_and_evaluate(config, workdir)
   assert summary['step'] == 10
@@ -85,14 +76,14 @@ def test_log_due_every_n_at_the_end_and_at_phase_ends():
   assert due == [10, 20, 25, 27, 30, 40, 50, 52, 54, 60]
 
 
-def test_sigkill_resume_matches_uninterrupted_run(tmp_path, data_dir):
+def test_sigkill_resume_matches_uninterrupted_run(tmp_path, pretrain_data_dir):
   straight = str(tmp_path / 'straight')
-  proc = _main(straight, data_dir, 'long')
+  proc = _main(straight, pretrain_data_dir, 'long')
   out, _ = proc.communicate(timeout=300)
   assert proc.returncode == 0, out
 
   killed = str(tmp_path / 'killed')
-  proc = _main(killed, data_dir, 'long')
+  proc = _main(killed, pretrain_data_dir, 'long')
   ckpts = os.path.join(killed, 'checkpoints')
   deadline = time.time() + 240
   while time.time() < deadline:  # kill it mid-run, after a first checkpoint landed
@@ -104,7 +95,7 @@ def test_sigkill_resume_matches_uninterrupted_run(tmp_path, data_dir):
   proc.wait()
   partial, _ = _final_params(killed)
   assert 6 <= partial < 40
-  proc = _main(killed, data_dir, 'long')
+  proc = _main(killed, pretrain_data_dir, 'long')
   out, _ = proc.communicate(timeout=300)
   assert proc.returncode == 0, out
   step_a, a = _final_params(straight)
@@ -114,9 +105,9 @@ def test_sigkill_resume_matches_uninterrupted_run(tmp_path, data_dir):
     np.testing.assert_array_equal(x, y)  # bitwise on CPU
 
 
-def test_sigterm_saves_and_exits_zero(tmp_path, data_dir):
+def test_sigterm_saves_and_exits_zero(tmp_path, pretrain_data_dir):
   workdir = str(tmp_path / 'term')
-  proc = _main(workdir, data_dir, 'long')
+  proc = _main(workdir, pretrain_data_dir, 'long')
   ckpts = os.path.join(workdir, 'checkpoints')
   deadline = time.time() + 240
   while time.time() < deadline:
@@ -130,19 +121,19 @@ def test_sigterm_saves_and_exits_zero(tmp_path, data_dir):
   assert 2 <= step <= 40
 
 
-def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, data_dir):
+def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, pretrain_data_dir):
   from mbjax import train
   workdir = str(tmp_path / 'nan')
   with pytest.raises(train.NonFiniteLossError, match='non-finite loss'):
-    train.train_and_evaluate(_config(data_dir, 'nan'), workdir)
+    train.train_and_evaluate(_config(pretrain_data_dir, 'nan'), workdir)
   step, params = _final_params(workdir)
   assert step >= 1
   assert all(np.isfinite(p).all() for p in jax.tree_util.tree_leaves(params))
 
 
-def test_init_from_official_bin(tmp_path, data_dir):
+def test_init_from_official_bin(tmp_path, pretrain_data_dir):
   from mbjax import train
-  config = _config(data_dir)
+  config = _config(pretrain_data_dir)
   model = DSTformer(**{k: v for k, v in config.model.items()
                        if k not in ('dtype', 'param_dtype')})
   variables = model.init(jax.random.key(42), jnp.zeros((1, 9, 17, 3)))
@@ -167,11 +158,11 @@ def test_init_from_official_bin(tmp_path, data_dir):
   assert summary['step'] == 2
 
 
-def test_gradient_accumulation_matches_the_full_batch(tmp_path, data_dir):
+def test_gradient_accumulation_matches_the_full_batch(tmp_path, pretrain_data_dir):
   from mbjax import train
   results = []
   for accum in (1, 2):
-    config = _config(data_dir)
+    config = _config(pretrain_data_dir)
     with config.unlocked():
       config.total_steps = 3
       config.grad_accum_steps = accum
