@@ -10,10 +10,8 @@ reports MPJPE / P-MPJPE on the `h36m` test split with the protocol of `mbjax.eva
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from mbjax import losses
 from mbjax.data import finetune, pipelines
 from mbjax.evaluate import h36m as h36m_eval
 from mbjax.models import DSTformer
@@ -44,15 +42,7 @@ def loss_fn(model, params, batch, rng, kind: str, config):
   if kind != pipelines.KIND_3D:
     raise ValueError(f'pose3d.loss_fn: batch kind {kind!r}, expected {pipelines.KIND_3D!r} '
                      '(Human3.6M finetuning has 3D targets only)')
-  pred = model.apply({'params': params}, batch['input'], train=True, rngs={'dropout': rng})
-  pred = pred.astype(jnp.float32)
-  loss = config.loss
-  total, parts = losses.pretrain_loss_3d(
-      pred, batch['target'], lambda_scale=loss.lambda_scale,
-      lambda_3d_velocity=loss.lambda_3d_velocity, lambda_lv=loss.lambda_lv,
-      lambda_lg=loss.lambda_lg, lambda_a=loss.lambda_a, lambda_av=loss.lambda_av)
-  parts = {**parts, 'mpjpe_3d': parts['loss_3d_pos']}
-  return total, {f'{kind}/{k}': v for k, v in parts.items()}
+  return pretrain.loss_fn(model, params, batch, rng, kind, config)
 
 
 def split_inputs(source) -> tuple[np.ndarray, list[dict]]:
