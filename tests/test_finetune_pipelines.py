@@ -8,18 +8,6 @@ import pytest
 from mbjax.data import finetune, pipelines, transforms
 
 
-class ListSource:
-
-  def __init__(self, records):
-    self.records = records
-
-  def __len__(self):
-    return len(self.records)
-
-  def __getitem__(self, i):
-    return self.records[i]
-
-
 def _h36m_source(n, T=27, seed=0):
   rng = np.random.default_rng(seed)
   recs = []
@@ -28,7 +16,7 @@ def _h36m_source(n, T=27, seed=0):
     xy = gt[..., :2] + 0.01 * rng.standard_normal((T, 17, 2))
     conf = rng.uniform(0.3, 1.0, (T, 17, 1))
     recs.append({'joint_2d': np.concatenate([xy, conf], -1).astype(np.float32), 'joint_3d': gt})
-  return ListSource(recs)
+  return list(recs)
 
 
 def _action_record(T, label, rng, second_person=True):
@@ -44,7 +32,7 @@ def _action_record(T, label, rng, second_person=True):
 
 def _action_source(n, seed=0):
   rng = np.random.default_rng(seed)
-  return ListSource([_action_record(int(rng.integers(20, 80)), i % 7, rng, second_person=i % 3 != 0)
+  return list([_action_record(int(rng.integers(20, 80)), i % 7, rng, second_person=i % 3 != 0)
                      for i in range(n)])
 
 
@@ -277,9 +265,9 @@ def test_eval_batches_h36m_exact_and_oversized():
 
 def test_eval_batches_errors_name_the_record():
   src = _h36m_source(5)
-  src.records[3] = dict(src.records[3], joint_3d=np.zeros((27, 16, 3), np.float32))
+  src[3] = dict(src[3], joint_3d=np.zeros((27, 16, 3), np.float32))
   batches = finetune.eval_batches(src, finetune.h36m_example, 2)
   with pytest.raises(ValueError, match='record 3: h36m_example: joint_3d has shape'):
     batches[1]
   with pytest.raises(ValueError, match='no records'):
-    finetune.eval_batches(ListSource([]), finetune.h36m_example, 2)
+    finetune.eval_batches(list([]), finetune.h36m_example, 2)

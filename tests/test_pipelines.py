@@ -8,22 +8,10 @@ import pytest
 from mbjax.data import pipelines, transforms
 
 
-class ListSource:
-
-  def __init__(self, records):
-    self.records = records
-
-  def __len__(self):
-    return len(self.records)
-
-  def __getitem__(self, i):
-    return self.records[i]
-
-
 def _source_3d(n, T, seed=0):
   rng = np.random.default_rng(seed)
   base = rng.standard_normal((17, 3)).astype(np.float32)
-  return ListSource([{'joints3d': (base + 0.1 * rng.standard_normal((T, 17, 3))).astype(
+  return list([{'joints3d': (base + 0.1 * rng.standard_normal((T, 17, 3))).astype(
       np.float32), 'id': np.array(i)} for i in range(n)])
 
 
@@ -34,7 +22,7 @@ def _source_2d(n, T, seed=1):
     xy = rng.uniform(100, 400, (T, 17, 2))
     conf = rng.uniform(0.2, 1.0, (T, 17, 1))
     recs.append({'joint_2d': np.concatenate([xy, conf], -1).astype(np.float32)})
-  return ListSource(recs)
+  return list(recs)
 
 
 def _curriculum(epochs=3, k=1, batch=4, noise=True):
@@ -128,7 +116,7 @@ def test_phase_smaller_than_a_batch_fails_clearly():
 
 def test_bad_record_names_phase_and_record():
   c = _curriculum()
-  c.phases[1].source.records[5]['joints3d'] = np.zeros((27, 16, 3), np.float32)
+  c.phases[1].source[5]['joints3d'] = np.zeros((27, 16, 3), np.float32)
   hb = pipelines.HostBatches(c, seed=0)
   step = next(s for s in range(c.total_steps) if c.kind_of(s) == '3d' and 5 in hb.indices(s))
   with pytest.raises(ValueError, match="phase 'mocap', record 5"):
