@@ -24,7 +24,10 @@ Dtype = Any
 # Sizes of the released checkpoints (official configs MB_release / MB_lite).
 RELEASE = dict(dim_feat=512, mlp_ratio=2, depth=5, dim_rep=512, num_heads=8, maxlen=243)
 LITE = dict(dim_feat=256, mlp_ratio=4, depth=5, dim_rep=512, num_heads=8, maxlen=243)
-VARIANTS = {'release': RELEASE, 'lite': LITE}
+# The one small size for tests, the demo and `runlocal` configs (not a released checkpoint); the
+# demo trains it with maxlen=27, tests override maxlen to their clip length.
+TINY = dict(dim_feat=64, mlp_ratio=2, depth=2, dim_rep=64, num_heads=4, maxlen=243)
+VARIANTS = {'release': RELEASE, 'lite': LITE, 'tiny': TINY}
 
 LAYER_NORM_EPS = 1e-6  # official scripts build DSTformer with partial(nn.LayerNorm, eps=1e-6)
 ATTENTION_IMPLS = ('einsum', 'xla', 'cudnn')
@@ -408,5 +411,5 @@ def _variant(name: str) -> dict:
 
 
 def dstformer_from_variant(name: str, **overrides) -> DSTformer:
-  """`DSTformer` at the size of a released checkpoint ('release' or 'lite')."""
+  """`DSTformer` at a named size: 'release' or 'lite' (released checkpoints), or 'tiny'."""
   return DSTformer(**{**_variant(name), **overrides})
