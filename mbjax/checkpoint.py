@@ -1,4 +1,9 @@
-"""One orbax CheckpointManager for the train state and the grain iterator, saved together.
+"""Checkpoints: the trainer's orbax manager, and the one loader of trained or released weights.
+
+`Checkpointer`: one orbax CheckpointManager for the train state and the grain iterator, saved
+together. `load_variables` / `load_pretrained`: weights from an official `.bin`, an
+`mbjax.convert` directory or a trainer workdir, fitted onto a model (a pretrained DSTformer onto
+the `backbone/` of a head model), with a report of what was taken and what was kept.
 
 Layout under the workdir: `checkpoints/<step>/{state,data}` (latest, keep-N, async) and
 `best/<step>/state` (best validation metric, keep 1). Restore order in the trainer: workdir latest
@@ -8,11 +13,19 @@ Layout under the workdir: `checkpoints/<step>/{state,data}` (latest, keep-N, asy
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import grain
+import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from flax.core import meta
+
+from mbjax import convert
+from mbjax.models.dstformer import scan_params, unscan_params
 
 
 class Checkpointer:
@@ -89,3 +102,127 @@ def restore_state_only(directory: str, abstract_state: Any, step: int | None = N
       raise FileNotFoundError(f'no checkpoint in {directory}')
     return mngr.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state))).state
+
+
+# ------------------------------------------------------------------------------------------
+# Weights: the one loader for every place that reads trained or released weights.
+
+
+def _official_kind(state_dict: dict) -> str:
+  keys = [k.removeprefix('module.') for k in state_dict]
+  if any(k.startswith('backbone.') for k in keys):
+    return 'action-class' if any(k.startswith('head.fc2.') for k in keys) else 'action-embed'
+  return 'pose'
+
+
+def _restore_workdir(path: str) -> dict:
+  """Variables (params + model state) of the latest checkpoint of a trainer workdir, on this
+  process's first device whatever mesh it was saved from."""
+  directory = os.path.join(path, 'checkpoints') if os.path.isdir(
+      os.path.join(path, 'checkpoints')) else path
+  with ocp.CheckpointManager(os.path.abspath(directory), item_names=('state', 'data')) as m:
+    step = m.latest_step()
+  if step is None:
+    raise FileNotFoundError(f'{path}: no trainer checkpoint found (looked in {directory})')
+  state_path = os.path.join(os.path.abspath(directory), str(step), 'state')
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  with ocp.StandardCheckpointer() as ckptr:
+    target = jax.tree_util.tree_map(
+        lambda md: jax.ShapeDtypeStruct(md.shape, md.dtype, sharding=device),
+        ckptr.metadata(state_path).item_metadata)
+    state = ckptr.restore(state_path, target)
+  return {'params': state['params'], **(state.get('model_state') or {})}
+
+
+def load_variables(path: str) -> dict:
+  """Flax variables (`params` and any `batch_stats`) from an official `.bin`, an
+  `mbjax.convert` directory, or a trainer workdir (its latest checkpoint)."""
+  path = os.fspath(path)
+  if os.path.isfile(path):
+    state_dict = convert.load_official(path)
+    return convert.official_to_variables(state_dict, _official_kind(state_dict))
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f'{path}: no such file or directory (expected an official .bin, an '
+                            'mbjax.convert directory or a trainer workdir)')
+  if os.path.exists(os.path.join(path, 'config.json')) and os.path.isdir(
+      os.path.join(path, 'variables')):
+    return dict(meta.unbox(convert.restore(path)[1]))
+  return _restore_workdir(path)
+
+
+def _is_dstformer(params) -> bool:
+  return isinstance(params, dict) and 'pos_embed' in params
+
+
+def _align_source(target: dict, source: dict) -> dict:
+  """`source` laid out like `target`: a bare DSTformer under `backbone/` (or the reverse), and
+  scanned or unscanned layers as the target has them."""
+  t_params, s_params = target.get('params', {}), source.get('params', {})
+  if 'backbone' in t_params and _is_dstformer(s_params):
+    source = {'params': {'backbone': s_params}}
+  elif _is_dstformer(t_params) and 'backbone' in s_params:
+    source = {'params': s_params['backbone']}
+
+  def fit_layers(t, s):
+    if 'layers' in t and 'layers' not in s:
+      return scan_params(s, jax.tree_util.tree_leaves(t['layers'])[0].shape[0])
+    if 'layers' in s and 'layers' not in t:
+      return unscan_params(s)
+    return s
+
+  t_params, s_params = target.get('params', {}), source.get('params', {})
+  if _is_dstformer(t_params):
+    s_params = fit_layers(t_params, s_params)
+  elif 'backbone' in t_params and 'backbone' in s_params:
+    s_params = dict(s_params, backbone=fit_layers(t_params['backbone'], s_params['backbone']))
+  return dict(source, params=s_params)
+
+
+def _flat(tree) -> dict:
+  return {'/'.join(str(k.key) for k in path): v
+          for path, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def fit_pretrained(target: dict, source: dict, *, fresh=(), what: str = 'pretrained weights'
+                   ) -> tuple[dict, dict]:
+  """(target with every variable of `source` that has its path and shape, report).
+
+  `fresh`: regular expressions (searched in 'collection/path') of the variables allowed to keep
+  their initial value (a new head). Any other variable of `target` that `source` lacks or has in
+  another shape is an error listing each (path, stored shape, wanted shape).
+  """
+  target = meta.unbox(target)
+  flat_src = _flat(_align_source(target, source))
+  taken, kept, wrong = [], [], []
+
+  def pick(keypath, value):
+    key = '/'.join(str(k.key) for k in keypath)
+    stored = flat_src.get(key)
+    if stored is not None and tuple(np.shape(stored)) == tuple(value.shape):
+      taken.append(key)
+      return jnp.asarray(stored, value.dtype)
+    (wrong if stored is not None else kept).append(key)
+    return value
+
+  variables = jax.tree_util.tree_map_with_path(pick, target)
+  allowed = lambda key: any(re.search(p, key) for p in fresh)
+  bad = [k for k in kept + wrong if not allowed(k)]
+  if bad:
+    lines = [f'  {k}: stored {tuple(np.shape(flat_src[k]))}, model wants '
+             f'{tuple(_flat(target)[k].shape)}' if k in flat_src else f'  {k}: missing'
+             for k in bad[:20]]
+    more = f'\n  ... and {len(bad) - 20} more' if len(bad) > 20 else ''
+    raise ValueError(f'{what}: {len(bad)} of {len(taken) + len(kept) + len(wrong)} model '
+                     'variables are missing or have another shape (is it the same model size?):\n'
+                     + '\n'.join(lines) + more)
+  unused = sorted(set(flat_src) - set(taken) - set(wrong))
+  report = dict(taken=len(taken), fresh=sorted(kept + wrong), unused=unused)
+  logging.info('%s: %d variables loaded, %d kept from init %s, %d in the file unused %s', what,
+               len(taken), len(report['fresh']), report['fresh'][:10], len(unused), unused[:10])
+  return variables, report
+
+
+def load_pretrained(variables: dict, path: str, *, fresh=()) -> tuple[dict, dict]:
+  """`fit_pretrained(variables, load_variables(path))`: the task protocol's usual loader."""
+  return fit_pretrained(variables, load_variables(path), fresh=fresh,
+                        what=f'pretrained weights {path}')

@@ -59,10 +59,14 @@ def param_shardings(abstract_variables, mesh: Mesh, rules) -> Any:
 
 
 def opt_state_shardings(tx, abstract_opt_state, param_sh, default: NamedSharding):
-  """Optimizer-state shardings: moments follow their parameters, the rest (counts) `default`."""
+  """Optimizer-state shardings: moments follow their parameters, the rest (counts) `default`.
+
+  Frozen parameters (optax masking) have an empty `MaskedNode` in the state, kept as it is.
+  """
   import optax
-  return optax.tree_map_params(tx, lambda _, s: s, abstract_opt_state, param_sh,
-                               transform_non_params=lambda _: default)
+  masked = lambda x: isinstance(x, optax.MaskedNode)
+  return optax.tree_map_params(tx, lambda p, s: p if masked(p) else s, abstract_opt_state,
+                               param_sh, transform_non_params=lambda _: default, is_leaf=masked)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

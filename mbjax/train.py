@@ -1,8 +1,11 @@
-"""The one trainer: mesh -> data -> model/optimizer -> shard -> step -> restore -> evals -> loop.
+"""The one trainer: setup (mesh -> data -> model/optimizer -> shard -> step) -> restore -> evals
+-> loop.
 
-Tasks differ only in a small module chosen by `config.task` (see mbjax/tasks/). A run can be killed
-at any moment (SIGKILL) and restarted with the same command: it resumes from the latest checkpoint
-and reaches bitwise the same parameters as an uninterrupted run on CPU. SIGTERM saves and exits 0.
+The trainer knows no task: `config.task` names a module implementing `mbjax.tasks.base.Task`,
+and everything task-specific (model, batch keys, data, loss, evaluators, pretrained weights,
+FLOPs) comes from it. A run can be killed at any moment (SIGKILL) and restarted with the same
+command: it resumes from the latest checkpoint and reaches bitwise the same parameters as an
+uninterrupted run on CPU. SIGTERM saves and exits 0.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import dataclasses
 import importlib
 import os
 import signal
-import time
 from typing import Any
 
 import flax.linen as nn
@@ -24,96 +26,39 @@ from flax.core import meta
 
 from mbjax import checkpoint as ckpt_lib
 from mbjax import metrics as metrics_lib
-from mbjax import optim, sharding
+from mbjax import optim, peak_flops, sharding
 from mbjax.data import pipelines
+from mbjax.tasks import base
 
 
 class NonFiniteLossError(RuntimeError):
   pass
 
 
-def _task(config):
-  return importlib.import_module(f'mbjax.tasks.{config.task}')
+def get_task(config):
+  """The task module of `config.task`: a name under mbjax/tasks/ or a dotted module path."""
+  name = config.task
+  module_name = name if '.' in name else f'mbjax.tasks.{name}'
+  try:
+    task = importlib.import_module(module_name)
+  except ModuleNotFoundError as e:
+    if e.name != module_name:
+      raise
+    tasks_dir = os.path.dirname(base.__file__)
+    known = sorted(f[:-3] for f in os.listdir(tasks_dir)
+                   if f.endswith('.py') and f not in ('__init__.py', 'base.py'))
+    raise ValueError(f'config.task={name!r}: no module {module_name}; tasks: {known} '
+                     '(or a dotted module path)') from None
+  missing = [f for f in base.TASK_FUNCTIONS if not callable(getattr(task, f, None))]
+  if missing:
+    raise TypeError(f'task module {module_name} lacks {missing} of the task protocol '
+                    '(mbjax/tasks/base.py)')
+  return task
 
 
 def _tree_norm(tree):
   return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32)))
                       for x in jax.tree_util.tree_leaves(tree)))
-
-
-def _init_params_from(path: str, params, model_kind: str = 'pose'):
-  """Params initialised from an official .bin, an mbjax.convert dir or a trainer workdir.
-
-  Variables whose path and shape match are taken; the rest keep their fresh init (e.g. a new head).
-  """
-  from mbjax import convert
-  if os.path.isfile(path):
-    source = convert.official_to_variables(convert.load_official(path), model_kind)['params']
-  elif os.path.exists(os.path.join(path, 'config.json')) and os.path.isdir(
-      os.path.join(path, 'variables')):
-    source = meta.unbox(convert.restore(path)[1])['params']
-  else:
-    directory = os.path.join(path, 'checkpoints') if os.path.isdir(
-        os.path.join(path, 'checkpoints')) else path
-    import orbax.checkpoint as ocp
-    with ocp.CheckpointManager(os.path.abspath(directory), item_names=('state', 'data')) as m:
-      step = m.latest_step()
-    if step is None:
-      raise FileNotFoundError(f'init_from={path}: no checkpoint found')
-    # Restore onto this process's first device, whatever mesh the run was saved from.
-    state_path = os.path.join(os.path.abspath(directory), str(step), 'state')
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    with ocp.StandardCheckpointer() as ckptr:
-      target = jax.tree_util.tree_map(
-          lambda md: jax.ShapeDtypeStruct(md.shape, md.dtype, sharding=device),
-          ckptr.metadata(state_path).item_metadata)
-      source = ckptr.restore(state_path, target)['params']
-  params = meta.unbox(params)
-  from mbjax.models.dstformer import scan_params, unscan_params
-  if 'layers' in params and 'layers' not in source:  # scanned model, unscanned weights
-    depth = jax.tree_util.tree_leaves(params['layers'])[0].shape[0]
-    source = scan_params(source, depth)
-  elif 'layers' in source and 'layers' not in params:
-    source = unscan_params(source)
-  flat_src = {jax.tree_util.keystr(k): v for k, v in
-              jax.tree_util.tree_flatten_with_path(source)[0]}
-  taken, kept = [], []
-
-  def pick(keypath, value):
-    key = jax.tree_util.keystr(keypath)
-    if key in flat_src and tuple(np.shape(flat_src[key])) == tuple(value.shape):
-      taken.append(key)
-      return jnp.asarray(flat_src[key], value.dtype)
-    kept.append(key)
-    return value
-
-  params = jax.tree_util.tree_map_with_path(pick, params)
-  logging.info('init_from %s: %d tensors loaded, %d kept from init: %s', path, len(taken),
-               len(kept), kept[:10])
-  if not taken:
-    raise ValueError(f'init_from={path}: no parameter matched the model')
-  return params
-
-
-def _throughput_accounting(model, batches, curriculum, config):
-  """(analytic model FLOPs of a 3D-phase train step, peak FLOP/s per device) for TFLOP/s and MFU
-  in the progress line; (None, None) where unknown. Shorter 2D-phase clips make those steps
-  cheaper than this figure."""
-  from mbjax.bench.flops import dstformer_forward_flops
-  from mbjax.bench.peak import peak_flops_per_device
-  try:
-    step = next(s for s in range(curriculum.total_steps)
-                if curriculum.kind_of(s) == pipelines.KIND_3D)
-    frames = curriculum.phases[curriculum.locate(step)[1]].source[0]
-    T = max(np.shape(v)[0] for v in frames.values() if np.ndim(v) == 3)
-    fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(model)
-              if f.name not in ('parent', 'name')}
-    flops = 3 * dstformer_forward_flops(batch=config.batch_size, frames=T, **fields)
-    dtype = 'bfloat16' if 'bfloat16' in str(config.model.get('dtype', '')) else 'float32'
-    return flops, peak_flops_per_device(dtype)[0]
-  except Exception as e:  # accounting is informative only
-    logging.info('no TFLOP/s / MFU accounting: %s', e)
-    return None, None
 
 
 class _Preemption:
@@ -131,40 +76,59 @@ class _Preemption:
     signal.signal(signal.SIGTERM, self._previous)
 
 
-def abstract_params(model):
-  """The model's (boxed, logically partitioned) parameter shapes, without computing them."""
-  example = jnp.zeros((1, 1, model.num_joints, model.dim_in), jnp.float32)
-  return jax.eval_shape(lambda rng: model.init(rng, example)['params'], jax.random.key(0))
+# ------------------------------------------------------------------------------------ state
+
+
+def _init_input(example) -> jnp.ndarray:
+  x = example['input']
+  return jnp.zeros((1,) + tuple(x.shape[1:]), x.dtype)
+
+
+def abstract_variables(model, example):
+  """The model's (boxed, logically partitioned) variable shapes, without computing them."""
+  return jax.eval_shape(lambda rng: model.init(rng, _init_input(example)), jax.random.key(0))
 
 
 @dataclasses.dataclass
 class StateLayout:
-  """How the train state dict(step, params, opt_state, rng) is built and sharded over `mesh`."""
+  """How the train state dict(step, params, model_state, opt_state, rng) is built and sharded."""
 
   init: Any  # rng -> state (jit it with out_shardings=shardings)
   abstract: Any  # eval_shape of `init`
   shardings: Any  # NamedShardings matching `abstract`
-  batch_shardings: dict
+  batch_shardings: dict  # one per key of the task's example batch
 
 
-def state_layout(model, tx, boxed_params, mesh, rules, seed: int) -> StateLayout:
-  """Partitioned init: shapes by eval_shape, shardings from the logical axis names."""
-  example = jnp.zeros((1, 1, model.num_joints, model.dim_in), jnp.float32)
+def state_layout(model, tx, example, mesh, rules, seed: int) -> StateLayout:
+  """Partitioned init: shapes by eval_shape, shardings from the logical axis names. The model
+  state (e.g. BatchNorm statistics) is small and replicated."""
+  x = _init_input(example)
 
   def init_state(rng):
-    params = meta.unbox(model.init(rng, example)['params'])
-    return dict(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                rng=jax.random.key_data(jax.random.fold_in(rng, 1)))
+    variables = dict(meta.unbox(model.init(rng, x)))
+    params = variables.pop('params')
+    return dict(step=jnp.zeros((), jnp.int32), params=params, model_state=variables,
+                opt_state=tx.init(params), rng=jax.random.key_data(jax.random.fold_in(rng, 1)))
 
   with mesh, nn.logical_axis_rules(rules):
-    param_sh = sharding.param_shardings(boxed_params, mesh, rules)
+    param_sh = sharding.param_shardings(abstract_variables(model, example)['params'], mesh, rules)
   abstract = jax.eval_shape(init_state, jax.random.key(seed))
-  opt_sh = sharding.opt_state_shardings(tx, abstract['opt_state'], param_sh,
-                                        sharding.replicated(mesh))
-  shardings = dict(step=sharding.replicated(mesh), params=param_sh, opt_state=opt_sh,
-                   rng=sharding.replicated(mesh))
-  batch_sh = {k: sharding.batch_sharding(mesh, 4) for k in ('input', 'target', 'conf')}
+  replicated = sharding.replicated(mesh)
+  opt_sh = sharding.opt_state_shardings(tx, abstract['opt_state'], param_sh, replicated)
+  shardings = dict(step=replicated, params=param_sh,
+                   model_state=jax.tree_util.tree_map(lambda _: replicated,
+                                                      abstract['model_state']),
+                   opt_state=opt_sh, rng=replicated)
+  batch_sh = {k: sharding.batch_sharding(mesh, len(v.shape)) for k, v in example.items()}
   return StateLayout(init_state, abstract, shardings, batch_sh)
+
+
+def variables_of(state) -> dict:
+  """The model's full variables (params and model state) in a train state."""
+  return {'params': state['params'], **state['model_state']}
+
+
+# ------------------------------------------------------------------------------------- step
 
 
 def log_due(step: int, total_steps: int, every: int, kind_of) -> bool:
@@ -202,136 +166,232 @@ def jit_train_step(train_step, layout: StateLayout, mesh) -> MeshStep:
 def make_train_step(task, model, tx, schedule, rules, config):
   """The pure step `train_step(state, batch, kind) -> (state, metrics)`, jitted by the caller.
 
-  state: dict(step, params, opt_state, rng); batch: `input`/`target` (B, T, J, 3), `conf`
-  (B, T, J, 1); `kind` (static) picks the task's loss. Shared by the trainer and mbjax.bench.
+  state: dict(step, params, model_state, opt_state, rng); batch: the task's example-batch keys;
+  `kind` (static) picks the task's loss. Shared by the trainer and mbjax.bench.
   """
-
   accum = int(config.get('grad_accum_steps', 1) or 1)
 
-  def grads_of(params, batch, rng, kind):
+  def grads_of(params, model_state, batch, rng, kind):
     def loss(params):
-      return task.loss_fn(model, params, batch, rng, kind, config)
+      return task.loss_fn(model, {'params': params, **model_state}, batch, rng, kind, config)
 
     with nn.logical_axis_rules(rules):
-      (total, metrics), grads = jax.value_and_grad(loss, has_aux=True)(params)
-    return grads, dict(metrics, loss=total)
+      (total, (metrics, new_state)), grads = jax.value_and_grad(loss, has_aux=True)(params)
+    if (jax.tree_util.tree_structure(dict(new_state)) !=
+        jax.tree_util.tree_structure(dict(model_state))):
+      raise ValueError(f'task {config.task}: loss_fn returned a model state with collections '
+                       f'{sorted(new_state)}, the model has {sorted(model_state)}')
+    return grads, dict(metrics, loss=total), dict(new_state)
+
+  def accumulated(state, batch, rng, kind):
+    # `accum` equal micro-batches, scanned; the mean of their gradients is the full batch's
+    # gradient (losses are batch means), with 1/accum of the activations. The model state (BatchNorm
+    # statistics) is updated micro-batch after micro-batch.
+    micro = jax.tree_util.tree_map(
+        lambda x: x.reshape(accum, x.shape[0] // accum, *x.shape[1:]), batch)
+
+    def body(carry, xs):
+      grads, metrics, model_state = carry
+      i, mb = xs
+      g, m, model_state = grads_of(state['params'], model_state, mb, jax.random.fold_in(rng, i),
+                                   kind)
+      return (*jax.tree_util.tree_map(jnp.add, (grads, metrics), (g, m)), model_state), None
+
+    shapes = jax.eval_shape(lambda p, ms, mb, r: grads_of(p, ms, mb, r, kind)[:2],
+                            state['params'], state['model_state'],
+                            jax.tree_util.tree_map(lambda x: x[0], micro), rng)
+    zeros = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+    (grads, metrics, model_state), _ = jax.lax.scan(
+        body, (*zeros, state['model_state']), (jnp.arange(accum), micro))
+    grads, metrics = jax.tree_util.tree_map(lambda x: x / accum, (grads, metrics))
+    return grads, metrics, model_state
 
   def train_step(state, batch, kind):
     rng = jax.random.fold_in(jax.random.wrap_key_data(state['rng']), state['step'])
     if accum == 1:
-      grads, metrics = grads_of(state['params'], batch, rng, kind)
+      grads, metrics, model_state = grads_of(state['params'], state['model_state'], batch, rng,
+                                             kind)
     else:
-      # Gradient accumulation: `accum` equal micro-batches, scanned; the mean of their gradients
-      # is the full batch's gradient (losses are batch means), with 1/accum of the activations.
-      micro = jax.tree_util.tree_map(
-          lambda x: x.reshape(accum, x.shape[0] // accum, *x.shape[1:]), batch)
-
-      def body(carry, xs):
-        i, mb = xs
-        g, m = grads_of(state['params'], mb, jax.random.fold_in(rng, i), kind)
-        return jax.tree_util.tree_map(jnp.add, carry, (g, m)), None
-
-      shapes = jax.eval_shape(lambda p, mb, r: grads_of(p, mb, r, kind), state['params'],
-                              jax.tree_util.tree_map(lambda x: x[0], micro), rng)
-      zeros = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
-      (grads, metrics), _ = jax.lax.scan(body, zeros, (jnp.arange(accum), micro))
-      grads, metrics = jax.tree_util.tree_map(lambda x: x / accum, (grads, metrics))
+      grads, metrics, model_state = accumulated(state, batch, rng, kind)
     total = metrics.pop('loss')
     updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
     params = optax.apply_updates(state['params'], updates)
     metrics.update(loss=total, grad_norm=_tree_norm(grads), param_norm=_tree_norm(params),
                    update_norm=_tree_norm(updates), lr=schedule(state['step']))
-    return dict(step=state['step'] + 1, params=params, opt_state=opt_state,
-                rng=state['rng']), metrics
+    return dict(step=state['step'] + 1, params=params, model_state=model_state,
+                opt_state=opt_state, rng=state['rng']), metrics
 
   return train_step
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
-  """Runs (or resumes) training; returns the final metrics summary."""
-  os.makedirs(workdir, exist_ok=True)
-  task = _task(config)
-  is_primary = jax.process_index() == 0
+# ------------------------------------------------------------------------------------ setup
 
-  # ---------------------------------------------------------------------------------- mesh
+
+@dataclasses.dataclass
+class Setup:
+  """Everything a run is built from: used by the trainer, the train bench, export and sweeps."""
+
+  config: Any
+  mesh: jax.sharding.Mesh
+  rules: tuple
+  task: Any  # the task module (mbjax.tasks.base.Task)
+  model: nn.Module
+  example: dict  # the task's example batch: key -> ShapeDtypeStruct
+  curriculum: pipelines.Curriculum | None  # None when built without data (benches)
+  total_steps: int
+  tx: optax.GradientTransformation
+  schedule: Any
+  layout: StateLayout
+  train_step: MeshStep
+
+  def init_state(self):
+    """A freshly initialised, sharded train state."""
+    return jax.jit(self.layout.init, out_shardings=self.layout.shardings)(
+        jax.random.key(self.config.seed))
+
+  def abstract_state(self):
+    """The train state's shapes with their shardings (a restore target)."""
+    return jax.tree_util.tree_map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), self.layout.abstract,
+        self.layout.shardings)
+
+
+def make_mesh(config):
+  """The config's mesh and logical rules; the batch must split over its batch shards."""
   # `mesh_devices` > 0 uses only the first N devices (tests compare meshes of 1 and 8 fake CPUs).
   devices = jax.devices()[:config.mesh_devices] if config.get('mesh_devices', 0) else None
   mesh = sharding.make_mesh(dict(config.mesh), devices=devices)
-  rules = sharding.logical_rules(fsdp=config.get('fsdp', False),
-                                 tensor=config.get('tensor_parallel', False))
+  fsdp, tensor = config.get('fsdp', False), config.get('tensor_parallel', False)
+  rules = sharding.logical_rules(fsdp=fsdp, tensor=tensor)
+  if config.batch_size < 1:
+    raise ValueError(f'config.batch_size={config.batch_size}: must be a positive integer')
   batch_ways = mesh.shape['data'] * mesh.shape['fsdp']
   if config.batch_size % batch_ways:
     raise ValueError(f'config.batch_size={config.batch_size} does not split over the mesh\'s '
                      f'{batch_ways} batch shards (data x fsdp of {dict(mesh.shape)}); use a '
                      f'multiple of {batch_ways}, or set config.mesh / config.mesh_devices')
+  return mesh, rules
 
-  # ---------------------------------------------------------------------------------- data
-  curriculum = task.make_curriculum(config)
-  batches = pipelines.HostBatches(curriculum, seed=config.data_seed,
-                                  process_index=jax.process_index(),
-                                  process_count=jax.process_count())
-  total_steps = curriculum.total_steps
+
+def setup(config, *, with_data: bool = True) -> Setup:
+  """Mesh, task, model, curriculum, optimizer, state layout and jitted step of a config.
+
+  `with_data=False` skips the curriculum (benches on synthetic batches): one epoch from step 0.
+  """
+  mesh, rules = make_mesh(config)
+  task = get_task(config)
+  curriculum = task.make_curriculum(config) if with_data else None
+  epoch_starts = curriculum.epoch_starts if curriculum else [0]
+  total_steps = curriculum.total_steps if curriculum else 0
   if config.get('total_steps', -1) > 0:
-    total_steps = min(total_steps, config.total_steps)
+    total_steps = min(total_steps, config.total_steps) if curriculum else config.total_steps
 
-  # ------------------------------------------------------------------- model / optimizer
   model = task.make_model(config)
-  schedule = optim.schedules(config, epoch_starts=curriculum.epoch_starts)['lr']
-  boxed_params = abstract_params(model)
-  tx = optim.make_optimizer(config, params=meta.unbox(boxed_params),
-                            epoch_starts=curriculum.epoch_starts)
+  example = dict(task.example_batch(config))
+  if 'input' not in example:
+    raise ValueError(f'task {config.task}: example_batch has no `input` key ({sorted(example)})')
+  boxed = abstract_variables(model, example)
+  tx = optim.make_optimizer(config, params=meta.unbox(boxed['params']), epoch_starts=epoch_starts)
+  schedule = optim.schedules(config, epoch_starts=epoch_starts)['lr']
+  layout = state_layout(model, tx, example, mesh, rules, config.seed)
+  step = jit_train_step(make_train_step(task, model, tx, schedule, rules, config), layout, mesh)
+  return Setup(config, mesh, rules, task, model, example, curriculum, total_steps, tx, schedule,
+               layout, step)
 
-  # --------------------------------------------------------------------------------- shard
-  layout = state_layout(model, tx, boxed_params, mesh, rules, config.seed)
-  init_state, abstract_state, state_sh = layout.init, layout.abstract, layout.shardings
-  param_sh, opt_sh, batch_sh = state_sh['params'], state_sh['opt_state'], layout.batch_shardings
 
-  # ---------------------------------------------------------------------------------- step
-  p_train_step = jit_train_step(make_train_step(task, model, tx, schedule, rules, config), layout,
-                                mesh)
+# ---------------------------------------------------------------------------------- restore
 
-  # ------------------------------------------------------------------------------- restore
-  ckpt = ckpt_lib.Checkpointer(workdir, keep=config.checkpoint.keep,
-                               async_save=config.checkpoint.async_save,
-                               best_metric=config.get('best_metric') or None)
+
+def _init_from(s: Setup, state, path: str):
+  """`state` with the task's pretrained weights from `path` and a fresh optimizer state."""
+  sh = s.layout.shardings
+  variables, _ = s.task.load_pretrained(jax.device_get(variables_of(state)), path)
+  variables = dict(variables)
+  params = jax.device_put(variables.pop('params'), sh['params'])
+  model_state = jax.device_put(variables, sh['model_state'])
+  opt_state = jax.jit(s.tx.init, out_shardings=sh['opt_state'])(params)
+  return dict(state, params=params, model_state=model_state, opt_state=opt_state)
+
+
+def _restore_or_init(s: Setup, ckpt, batches, config):
+  """(state, data iterator, start step): workdir latest -> `init_from` -> scratch."""
   data_iter = pipelines.make_iterator(batches, num_workers=config.data.num_workers,
                                       prefetch=config.data.prefetch)
   start_step = ckpt.latest_step() or 0
-  abstract_sharded = jax.tree_util.tree_map(
-      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state, state_sh)
   if start_step:
-    state, data_restored = ckpt.restore(start_step, abstract_sharded, data_iter)
+    state, data_restored = ckpt.restore(start_step, s.abstract_state(), data_iter)
     if not data_restored:
       data_iter = pipelines.make_iterator(batches, num_workers=config.data.num_workers,
                                           prefetch=config.data.prefetch, start=start_step)
-    logging.info('resumed from %s at step %d', workdir, start_step)
-  else:
-    state = jax.jit(init_state, out_shardings=state_sh)(jax.random.key(config.seed))
-    if config.get('init_from'):
-      params = _init_params_from(config.init_from, jax.device_get(state['params']))
-      params = jax.device_put(params, param_sh)
-      state = dict(state, params=params, opt_state=jax.jit(tx.init, out_shardings=opt_sh)(params))
+    logging.info('resumed at step %d', start_step)
+    return state, data_iter, start_step
+  state = s.init_state()
+  if config.get('init_from'):
+    state = _init_from(s, state, config.init_from)
+  return state, data_iter, 0
 
-  # ---------------------------------------------------------------------------- evaluators
-  evaluators = task.make_evaluators(config, model) if hasattr(task, 'make_evaluators') else {}
 
-  def run_evals(step):
-    results = {}
-    for name, (every, fn) in evaluators.items():
-      if step == total_steps or (every and step % every == 0):
-        for k, v in fn(state['params']).items():
-          results[f'{name}/{k}'] = v
-    return results
+# ------------------------------------------------------------------------------- evaluators
 
-  # ---------------------------------------------------------------------------------- loop
+
+def _scalars(results: dict) -> dict:
+  """The scalar entries of evaluator results (tables and per-item lists are not logged)."""
+  def scalar(v):
+    return (isinstance(v, (int, float, np.number)) and not isinstance(v, bool)) or (
+        isinstance(v, (np.ndarray, jax.Array)) and v.ndim == 0)
+  return {k: float(v) for k, v in results.items() if scalar(v)}
+
+
+def _run_evals(evaluators, state, step: int, total_steps: int) -> dict:
+  results = {}
+  for name, (every, fn) in evaluators.items():
+    if step == total_steps or (every and step % every == 0):
+      for k, v in _scalars(fn(variables_of(state))).items():
+        results[f'{name}/{k}'] = v
+  return results
+
+
+def _throughput(s: Setup):
+  """(model FLOPs of a train step, peak FLOP/s of a device) for the progress line, or None each
+  where unknown; said once in the log."""
+  flops = s.task.flops_per_step(s.config)
+  if flops is None:
+    logging.info('task %s gives no FLOP count: no TFLOP/s or MFU in the progress line',
+                 s.config.task)
+    return None, None
+  dtype = 'bfloat16' if 'bfloat16' in str(s.config.model.get('dtype', '')) else 'float32'
+  try:
+    return flops, peak_flops.peak_flops_per_device(dtype)[0]
+  except KeyError as e:  # an accelerator missing from the peak table
+    logging.info('no MFU in the progress line: %s', e)
+    return flops, None
+
+
+# ------------------------------------------------------------------------------------- loop
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Runs (or resumes) training; returns the final metrics summary (with `state` and `model`)."""
+  os.makedirs(workdir, exist_ok=True)
+  s = setup(config)
+  total_steps, curriculum = s.total_steps, s.curriculum
+  batches = pipelines.HostBatches(curriculum, seed=config.data_seed,
+                                  process_index=jax.process_index(),
+                                  process_count=jax.process_count())
+  ckpt = ckpt_lib.Checkpointer(workdir, keep=config.checkpoint.keep,
+                               async_save=config.checkpoint.async_save,
+                               best_metric=config.get('best_metric') or None)
+  state, data_iter, start_step = _restore_or_init(s, ckpt, batches, config)
+  evaluators = s.task.make_evaluators(config, s.model)
+
   # The metrics of the restored step were written before its checkpoint: keep them on resume.
-  writer = metrics_lib.MetricWriter(workdir, is_primary=is_primary,
+  writer = metrics_lib.MetricWriter(workdir, is_primary=jax.process_index() == 0,
                                     resume_step=start_step + 1 if start_step else 0)
   writer.write_config(config.to_dict())
-  flops, peak = _throughput_accounting(model, batches, curriculum, config)
+  flops, peak = _throughput(s)
   progress = metrics_lib.Progress(total_steps, start_step=start_step,
                                   clips_per_step=config.batch_size, desc=config.task,
-                                  num_devices=mesh.size, flops_per_step=flops,
+                                  num_devices=s.mesh.size, flops_per_step=flops,
                                   peak_flops_per_device=peak, show=('loss', 'lr'))
   preempt = _Preemption()
   pending = None  # (step, metrics) dispatched but not yet read: read one step behind
@@ -355,7 +415,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   try:
     if start_step == 0 and evaluators:
       with progress.pause():
-        history_eval.update(run_evals(0))
+        history_eval.update(_run_evals(evaluators, state, 0, total_steps))
         writer.scalars(0, history_eval)
     while step < total_steps:
       if preempt.requested:
@@ -363,9 +423,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
       host = next(data_iter)
       if int(host['step'][0]) != step:
         raise RuntimeError(f'data pipeline at step {int(host["step"][0])}, trainer at {step}')
-      kind = curriculum.kind_of(step)
-      batch = sharding.global_batch({k: host[k] for k in batch_sh}, mesh)
-      state, m = p_train_step(state, batch, kind)
+      batch = sharding.global_batch(_batch_of(host, s.example, config.task), s.mesh)
+      state, m = s.train_step(state, batch, curriculum.kind_of(step))
       step += 1
       if pending is not None:
         last = drain(pending)
@@ -377,7 +436,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         pending = None
         with progress.pause():
           if evals_due or step == total_steps:
-            results = run_evals(step)
+            results = _run_evals(evaluators, state, step, total_steps)
             if results:
               writer.scalars(step, results)
               history_eval.update(results)
@@ -396,4 +455,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
                  **{k: v for k, v in last.items()}, **history_eval, **progress.rates())
   writer.write_summary(summary)
   writer.close()
-  return dict(summary, state=state, model=model)
+  return dict(summary, state=state, model=s.model)
+
+
+def _batch_of(host: dict, example: dict, task: str) -> dict:
+  """The example-batch keys of a host batch; a curriculum without one of them is a task bug."""
+  missing = sorted(set(example) - set(host))
+  if missing:
+    raise ValueError(f'task {task}: the curriculum\'s batches lack {missing} of example_batch '
+                     f'(they have {sorted(k for k in host if k != "step")})')
+  return {k: host[k] for k in example}

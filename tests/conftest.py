@@ -39,3 +39,19 @@ def pretrain_data_dir(tmp_path_factory) -> str:
                 options=dict(clip_len=9, stride=27, yaws=(0.0,)))
   builder.build('wild', source=wild.ASSETS, data_dir=d, options=dict(clip_len=9, stride=9))
   return str(d)
+
+
+@pytest.fixture(scope='session')
+def tiny_config():
+  """fn(name, arg) -> `get_config(arg)` of tests/configs/<name>.py, loaded by path as
+  `--config=tests/configs/<name>.py:arg` would load it."""
+  import importlib.util
+
+  def load(name: str, arg: str):
+    path = ROOT / 'tests' / 'configs' / f'{name}.py'
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+  return load

@@ -1,7 +1,6 @@
 """Two `jax.distributed` processes on localhost (CPU, gloo collectives) started by
 launch/local.sh train like one process, and their checkpoint resumes in a single process."""
 
-import importlib.util
 import os
 import pathlib
 import shutil
@@ -42,11 +41,8 @@ def _launch(num_processes, *flags, env=None, timeout=180):
   return proc.returncode, out
 
 
-def _single_process_config(pretrain_data_dir, total_steps):
-  spec = importlib.util.spec_from_file_location('tiny_pretrain', CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config(pretrain_data_dir)
+def _single_process_config(tiny_config, pretrain_data_dir, total_steps):
+  c = tiny_config('tiny_pretrain', pretrain_data_dir)
   c.evals = ml_collections.ConfigDict()
   c.total_steps = total_steps
   c.mesh = dict(data=1, fsdp=1, tensor=1)
@@ -73,7 +69,7 @@ def _assert_close(got, want):
                                err_msg=jax.tree_util.keystr(path))
 
 
-def test_two_processes_match_one_and_resume_in_one(tmp_path, pretrain_data_dir):
+def test_two_processes_match_one_and_resume_in_one(tmp_path, tiny_config, pretrain_data_dir):
   workdir = tmp_path / 'two_processes'
   logs = tmp_path / 'logs'
   code, out = _launch(2, f'--config={CONFIG}:{pretrain_data_dir}', f'--workdir={workdir}',
@@ -92,7 +88,8 @@ def test_two_processes_match_one_and_resume_in_one(tmp_path, pretrain_data_dir):
 
   # The single-process run of the same config, on one device, checkpointing at step STEPS.
   single = tmp_path / 'one_process'
-  reference = train.train_and_evaluate(_single_process_config(pretrain_data_dir, STEPS + 2), str(single))
+  reference = train.train_and_evaluate(
+      _single_process_config(tiny_config, pretrain_data_dir, STEPS + 2), str(single))
   assert reference['update_norm'] > 100 * ATOL  # parameters move: the comparison is not vacuous
   like = reference['state']
   _assert_close(_saved_params(workdir, STEPS, like), _saved_params(single, STEPS, like))
@@ -100,7 +97,7 @@ def test_two_processes_match_one_and_resume_in_one(tmp_path, pretrain_data_dir):
   # The 2-process checkpoint resumes in this (single) process and lands on the same parameters.
   resumed_dir = tmp_path / 'resumed'
   shutil.copytree(workdir, resumed_dir)
-  resumed = train.train_and_evaluate(_single_process_config(pretrain_data_dir, STEPS + 2),
+  resumed = train.train_and_evaluate(_single_process_config(tiny_config, pretrain_data_dir, STEPS + 2),
                                      str(resumed_dir))
   assert resumed['step'] == STEPS + 2
   rows = metrics.read_jsonl(resumed_dir / 'metrics.jsonl')

@@ -294,20 +294,29 @@ def tiny_checkpoint(tmp_path_factory):
   return module, variables, path
 
 
-def test_cli_on_a_tiny_official_checkpoint(h36m_test, tiny_checkpoint, tmp_path, capsys):
+def _eval_config(tiny_config, data_dir, *options, **h36m):
+  """tests/configs/tiny_pose3d.py with this file's TINY model and `evals.h36m` options."""
+  c = tiny_config('tiny_pose3d', ','.join([str(data_dir), *options]))
+  with c.unlocked():
+    c.model.update({k: v for k, v in TINY.items()})
+    c.evals.h36m.update(batch_size=4, **h36m)
+  return c
+
+
+def test_cli_on_a_tiny_official_checkpoint(h36m_test, tiny_checkpoint, tiny_config, tmp_path,
+                                           capsys):
+  from mbjax.evaluate import __main__ as cli
   data_dir, records = h36m_test
   module, variables, checkpoint = tiny_checkpoint
   out = tmp_path / 'eval' / 'eval.json'
-  status = h36m.main(['--data_dir', str(data_dir), '--checkpoint', str(checkpoint),
-                      '--config_json', json.dumps(TINY), '--out', str(out), '--batch_size', '4'])
-  assert status == 0
+  cli.run(_eval_config(tiny_config, data_dir), str(checkpoint), str(out))
   result = json.loads(out.read_text())
   for key in ('mpjpe', 'p_mpjpe', 'mpjpe_per_frame', 'p_mpjpe_per_frame', 'per_action', 'frames'):
     assert key in result
   assert set(result['per_action']) == {'Directions', 'Discussion', 'Eating', 'Phoning'}
-  assert result['flip'] and not result['gt_2d'] and result['clips'] == 6
+  assert result['flip'] and result['rootrel'] and not result['gt_2d'] and result['clips'] == 6
   printed = capsys.readouterr().out
-  assert 'Average (action-wise)' in printed and f'{result["mpjpe"]:.2f} mm' in printed
+  assert 'Average (action-wise)' in printed and f'mpjpe {result["mpjpe"]:.2f}' in printed
   # The same numbers by hand: the module on joint_2d, flip averaged, through evaluate.
   inputs = np.stack([r['joint_2d'] for r in records])
   apply = jax.jit(module.apply)
@@ -318,21 +327,48 @@ def test_cli_on_a_tiny_official_checkpoint(h36m_test, tiny_checkpoint, tmp_path,
   np.testing.assert_allclose(result['p_mpjpe'], expected['p_mpjpe'], rtol=1e-4)
 
 
-def test_cli_wrong_variant_fails_clearly(h36m_test, tiny_checkpoint, tmp_path):
+def test_cli_checkpoint_of_another_size_fails_clearly(h36m_test, tiny_checkpoint, tiny_config,
+                                                      tmp_path):
+  from mbjax.evaluate import __main__ as cli
   data_dir, _ = h36m_test
-  with pytest.raises(ValueError, match="does not match variant 'lite'"):
-    h36m.main(['--data_dir', str(data_dir), '--checkpoint', str(tiny_checkpoint[2]),
-               '--variant', 'lite', '--out', str(tmp_path / 'eval.json')])
+  config = _eval_config(tiny_config, data_dir)
+  with config.unlocked():
+    config.model.update(dim_feat=16, dim_rep=16)
+  with pytest.raises(ValueError, match=r'(?s)missing or have another shape.*stored \(8, 24\), '
+                                       r'model wants \(16, 48\)'):
+    cli.run(config, str(tiny_checkpoint[2]), str(tmp_path / 'eval.json'))
   assert not (tmp_path / 'eval.json').exists()
 
 
-def test_cli_on_a_convert_dir_with_gt_2d_and_no_flip(h36m_test, tiny_checkpoint, tmp_path):
+def test_cli_global_model_keeps_the_predicted_root(h36m_test, tiny_checkpoint, tiny_config,
+                                                   tmp_path):
+  """A `global` config (official rootrel=False) keeps the predicted root, as the trainer's
+  evaluator does; before, the CLI zeroed it whatever the config said. (The protocol's errors are
+  root-relative, so MPJPE is the same either way; the option must still reach the evaluator.)"""
+  from mbjax.evaluate import __main__ as cli
+  data_dir, records = h36m_test
+  module, variables, checkpoint = tiny_checkpoint
+  out = tmp_path / 'eval.json'
+  cli.run(_eval_config(tiny_config, data_dir, 'global'), str(checkpoint), str(out))
+  result = json.loads(out.read_text())
+  assert not result['rootrel']
+  inputs = np.stack([r['joint_2d'] for r in records])
+  apply = jax.jit(module.apply)
+  kept = h36m.evaluate(h36m.predict_clips(lambda x: apply(variables, x), inputs, rootrel=False,
+                                          batch_size=4), records)
+  np.testing.assert_allclose(result['mpjpe'], kept['mpjpe'], rtol=1e-4)
+  np.testing.assert_allclose(result['p_mpjpe'], kept['p_mpjpe'], rtol=1e-4)
+
+
+def test_cli_on_a_convert_dir_with_gt_2d_and_no_flip(h36m_test, tiny_checkpoint, tiny_config,
+                                                     tmp_path):
+  from mbjax.evaluate import __main__ as cli
   data_dir, records = h36m_test
   module, variables, _ = tiny_checkpoint
   convert.save(tmp_path / 'converted', variables, {'model': 'pose', 'backbone': TINY})
   out = tmp_path / 'eval.json'
-  assert h36m.main(['--data_dir', str(data_dir), '--checkpoint', str(tmp_path / 'converted'),
-                    '--no-flip', '--gt_2d', '--out', str(out)]) == 0
+  cli.run(_eval_config(tiny_config, data_dir, 'noflip', gt_2d=True), str(tmp_path / 'converted'),
+          str(out))
   result = json.loads(out.read_text())
   assert not result['flip'] and result['gt_2d']
   # By hand: ground-truth 2D in (x, y of joint_3d, confidence 1), predicted x, y replaced by it.

@@ -61,11 +61,10 @@ def data_dir(tmp_path_factory):
   return str(root / 'tfds')
 
 
-def _config(data_dir, *flags):
-  spec = importlib.util.spec_from_file_location('tiny_pose3d', CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(','.join([data_dir, *flags]))
+@pytest.fixture(scope='module')
+def config(tiny_config, data_dir):
+  """fn(*options) -> tests/configs/tiny_pose3d.py on this module's h36m data."""
+  return lambda *flags: tiny_config('tiny_pose3d', ','.join([data_dir, *flags]))
 
 
 def _backbone(config) -> dict:
@@ -73,9 +72,9 @@ def _backbone(config) -> dict:
 
 
 @pytest.fixture(scope='module')
-def official_bin(tmp_path_factory, data_dir):
+def official_bin(tmp_path_factory, config):
   """(variables, path) of a random tiny DSTformer saved in the official checkpoint format."""
-  module = DSTformer(**_backbone(_config(data_dir)))
+  module = DSTformer(**_backbone(config()))
   # Random weights from the abstract shapes: an eager init of DSTformer is slow on CPU.
   abstract = meta.unbox(jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, 4, 17, 3))))
   rng = np.random.default_rng(1)
@@ -96,9 +95,9 @@ def _evaluate_directly(module, params, data_dir, *, flip=True, rootrel=True) -> 
   return h36m.evaluate(pred, records)
 
 
-def test_finetune_from_official_bin(tmp_path, data_dir, official_bin):
+def test_finetune_from_official_bin(tmp_path, data_dir, official_bin, config):
   variables, path = official_bin
-  config = _config(data_dir)
+  config = config()
   with config.unlocked():
     config.init_from = str(path)
   workdir = tmp_path / 'ft'
@@ -148,11 +147,13 @@ def test_finetune_from_official_bin(tmp_path, data_dir, official_bin):
   cli = json.loads(out.read_text())
   for key in EVAL_KEYS:
     np.testing.assert_allclose(cli[key], trained[key], rtol=1e-4)
-  assert set(cli['per_action']) and 'mpjpe_per_frame' in cli
+  assert set(cli['per_action']) == set(trained['per_action']) and len(cli['per_action']) >= 2
+  for action, values in trained['per_action'].items():
+    np.testing.assert_allclose(cli['per_action'][action]['mpjpe'], values['mpjpe'], rtol=1e-4)
 
 
-def test_loss_fn_targets_and_metric_names(data_dir):
-  config = _config(data_dir, 'global', 'noflip')
+def test_loss_fn_targets_and_metric_names(data_dir, config):
+  config = config('global', 'noflip')
   assert not config.rootrel and not config.flip and not config.flip_test
   curriculum = pose3d.make_curriculum(config)
   assert curriculum.total_steps == 2 and curriculum.kind_of(0) == pipelines.KIND_3D
@@ -165,12 +166,14 @@ def test_loss_fn_targets_and_metric_names(data_dir):
   np.testing.assert_array_equal(example['input'], record['joint_2d'])
 
   model = pose3d.make_model(config)
-  params = meta.unbox(model.init(jax.random.key(0), jnp.zeros((1, 4, 17, 3))))['params']
+  variables = meta.unbox(model.init(jax.random.key(0), jnp.zeros((1, 4, 17, 3))))
+  params = variables['params']
   rng = np.random.default_rng(2)
   batch = {'input': jnp.asarray(rng.normal(size=(2, 4, 17, 3)), jnp.float32),
            'target': jnp.asarray(rng.normal(size=(2, 4, 17, 3)), jnp.float32)}
-  total, parts = pose3d.loss_fn(model, params, batch, jax.random.key(1), pipelines.KIND_3D,
-                                config)
+  total, (parts, model_state) = pose3d.loss_fn(model, variables, batch, jax.random.key(1),
+                                               pipelines.KIND_3D, config)
+  assert model_state == {}  # a DSTformer has no state besides its parameters
   assert set(parts) == {f'3d/{k}' for k in ('loss_3d_pos', 'loss_3d_scale', 'loss_3d_velocity',
                                             'loss_lv', 'loss_lg', 'loss_a', 'loss_av',
                                             'mpjpe_3d')}
@@ -181,7 +184,7 @@ def test_loss_fn_targets_and_metric_names(data_dir):
           20.0 * parts['3d/loss_3d_velocity'])
   np.testing.assert_allclose(float(total), float(want), rtol=1e-5)
   with pytest.raises(ValueError, match=r"batch kind '2d', expected '3d'"):
-    pose3d.loss_fn(model, params, batch, jax.random.key(1), '2d', config)
+    pose3d.loss_fn(model, variables, batch, jax.random.key(1), '2d', config)
 
 
 def test_config_variants():

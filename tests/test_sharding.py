@@ -6,8 +6,6 @@ is restricted with `config.mesh_devices`. Training that goes on after a change o
 process count is checked in test_distributed.py.
 """
 
-import importlib.util
-import pathlib
 import shutil
 
 import jax
@@ -20,8 +18,6 @@ from jax.sharding import PartitionSpec as P
 
 from mbjax import metrics, sharding, train
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-CONFIG = ROOT / 'tests' / 'configs' / 'tiny_pretrain.py'
 STEPS = 4
 ATOL = 1e-5  # fp32; observed differences are ~5e-7 (reduction order across devices)
 
@@ -33,20 +29,23 @@ MESHES = {
 
 
 
-def _config(pretrain_data_dir, *, mesh, mesh_devices=0, **switches):
-  spec = importlib.util.spec_from_file_location('tiny_pretrain', CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config(pretrain_data_dir)
-  c.evals = ml_collections.ConfigDict()  # parameters are what is compared; evals cost compiles
-  c.total_steps = STEPS
-  c.mesh = mesh
-  c.mesh_devices = mesh_devices
-  c.checkpoint.every_steps = STEPS
-  c.checkpoint.async_save = False
-  for key, value in switches.items():
-    c[key] = value
-  return c
+@pytest.fixture(scope='module')
+def make_config(tiny_config, pretrain_data_dir):
+  """fn(mesh=..., mesh_devices=0, **switches) -> tiny_pretrain without evals, on that mesh."""
+
+  def make(*, mesh, mesh_devices=0, **switches):
+    c = tiny_config('tiny_pretrain', pretrain_data_dir)
+    c.evals = ml_collections.ConfigDict()  # parameters are what is compared; evals cost compiles
+    c.total_steps = STEPS
+    c.mesh = mesh
+    c.mesh_devices = mesh_devices
+    c.checkpoint.every_steps = STEPS
+    c.checkpoint.async_save = False
+    for key, value in switches.items():
+      c[key] = value
+    return c
+
+  return make
 
 
 def _run(config, workdir):
@@ -68,10 +67,10 @@ def _assert_close(got, want, atol=ATOL):
 
 
 @pytest.fixture(scope='module')
-def reference(pretrain_data_dir, tmp_path_factory):
+def reference(make_config, tmp_path_factory):
   """The 1-device run: (summary, workdir)."""
   workdir = tmp_path_factory.mktemp('one_device')
-  config = _config(pretrain_data_dir, mesh=dict(data=1, fsdp=1, tensor=1), mesh_devices=1)
+  config = make_config(mesh=dict(data=1, fsdp=1, tensor=1), mesh_devices=1)
   summary = _run(config, workdir)
   for x in jax.tree_util.tree_leaves(summary['state']['params']):
     assert len(x.sharding.device_set) == 1
@@ -79,7 +78,7 @@ def reference(pretrain_data_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def sharded_runs(pretrain_data_dir, tmp_path_factory):
+def sharded_runs(make_config, tmp_path_factory):
   """name -> (summary, workdir) of the 8-device runs, computed on first use."""
   runs = {}
 
@@ -87,7 +86,7 @@ def sharded_runs(pretrain_data_dir, tmp_path_factory):
     if name not in runs:
       mesh, switches = MESHES[name]
       workdir = tmp_path_factory.mktemp(f'mesh_{name}')
-      runs[name] = (_run(_config(pretrain_data_dir, mesh=mesh, **switches), workdir), workdir)
+      runs[name] = (_run(make_config(mesh=mesh, **switches), workdir), workdir)
     return runs[name]
 
   return get
@@ -158,12 +157,12 @@ def test_tensor_parallel_shards_heads_and_mlp(sharded_runs):
   assert norm.sharding.is_fully_replicated
 
 
-def test_fsdp_checkpoint_restores_on_one_device(tmp_path, pretrain_data_dir, sharded_runs):
+def test_fsdp_checkpoint_restores_on_one_device(tmp_path, make_config, sharded_runs):
   summary, fsdp_workdir = sharded_runs('fsdp')
   workdir = tmp_path / 'resumed'
   shutil.copytree(fsdp_workdir, workdir)
   # The trainer restarted at the saved step on a 1-device mesh restores the whole state there.
-  config = _config(pretrain_data_dir, mesh=dict(data=1, fsdp=1, tensor=1), mesh_devices=1)
+  config = make_config(mesh=dict(data=1, fsdp=1, tensor=1), mesh_devices=1)
   restored = _run(config, workdir)['state']
   for x in jax.tree_util.tree_leaves(restored):
     assert len(x.sharding.device_set) == 1 and x.sharding.is_fully_replicated
@@ -177,16 +176,16 @@ def test_fsdp_checkpoint_restores_on_one_device(tmp_path, pretrain_data_dir, sha
 
 
 @pytest.mark.parametrize('through_trainer', [False, True])
-def test_train_step_applies_activation_constraints(pretrain_data_dir, through_trainer):
+def test_train_step_applies_activation_constraints(make_config, through_trainer):
   """`train.jit_train_step` traces under the mesh, so the model's `activation_*` constraints reach
   XLA; a plain jax.jit of the same step drops them (Flax needs a mesh in context)."""
   from mbjax.tasks import pretrain
-  config = _config(pretrain_data_dir, mesh=dict(data=4, fsdp=1, tensor=2), tensor_parallel=True)
+  config = make_config(mesh=dict(data=4, fsdp=1, tensor=2), tensor_parallel=True)
   mesh = sharding.make_mesh(dict(config.mesh))
   rules = sharding.logical_rules(tensor=True)
   model = pretrain.make_model(config)
   tx = optax.adamw(1e-3)
-  layout = train.state_layout(model, tx, train.abstract_params(model), mesh, rules, 0)
+  layout = train.state_layout(model, tx, pretrain.example_batch(config), mesh, rules, 0)
   step = train.make_train_step(pretrain, model, tx, optax.constant_schedule(1e-3), rules, config)
   jitted = (train.jit_train_step(step, layout, mesh) if through_trainer
             else jax.jit(step, static_argnums=2))

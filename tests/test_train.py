@@ -13,28 +13,31 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mbjax import checkpoint, convert, metrics
-from mbjax.models import DSTformer
+from mbjax import checkpoint, convert, metrics, models
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = ROOT / 'tests' / 'configs' / 'tiny_pretrain.py'
 
 
 
-def _config(pretrain_data_dir, *flags):
-  import importlib.util
-  spec = importlib.util.spec_from_file_location('tiny_pretrain', CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(','.join([pretrain_data_dir, *flags]))
+@pytest.fixture
+def config(tiny_config, pretrain_data_dir):
+  """fn(*options) -> tests/configs/tiny_pretrain.py on the session's tiny datasets."""
+  return lambda *flags: tiny_config('tiny_pretrain', ','.join([pretrain_data_dir, *flags]))
 
 
-def _main(workdir, pretrain_data_dir, *flags, **popen):
+def _main(workdir, pretrain_data_dir, *flags, overrides=(), **popen):
   arg = ','.join([pretrain_data_dir, *flags])
-  cmd = [sys.executable, '-m', 'mbjax.main', f'--config={CONFIG}:{arg}', f'--workdir={workdir}']
+  cmd = [sys.executable, '-m', 'mbjax.main', f'--config={CONFIG}:{arg}', f'--workdir={workdir}',
+         *overrides]
   env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
   return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def _checkpoint_steps(workdir):
+  ckpts = os.path.join(workdir, 'checkpoints')
+  return sorted(int(s) for s in os.listdir(ckpts) if s.isdigit()) if os.path.isdir(ckpts) else []
 
 
 def _final_params(workdir):
@@ -46,9 +49,15 @@ def _final_params(workdir):
   return step, jax.device_get(state['params'])
 
 
-def test_train_end_to_end(tmp_path, pretrain_data_dir):
+def _assert_trees_equal(a, b):
+  assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_train_end_to_end(tmp_path, config):
   from mbjax import train
-  config = _config(pretrain_data_dir)
+  config = config()
   workdir = str(tmp_path / 'run')
   summary = train.train_and_evaluate(config, workdir)
   assert summary['step'] == 10
@@ -63,9 +72,11 @@ def test_train_end_to_end(tmp_path, pretrain_data_dir):
   assert summary['lifting/mpjpe_mm'] > 0 and 'lifting/zero_depth_mpjpe_mm' in summary
   step, params = _final_params(workdir)
   assert step == 10
-  # Restarting a finished run does nothing and keeps the parameters.
+  _assert_trees_equal(params, jax.device_get(summary['state']['params']))
+  # Restarting a finished run trains no step and keeps the parameters.
   again = train.train_and_evaluate(config, workdir)
-  assert again['step'] == 10
+  assert again['step'] == 10 and _checkpoint_steps(workdir)[-1] == 10
+  _assert_trees_equal(jax.device_get(again['state']['params']), params)
 
 
 def test_log_due_every_n_at_the_end_and_at_phase_ends():
@@ -106,72 +117,102 @@ def test_sigkill_resume_matches_uninterrupted_run(tmp_path, pretrain_data_dir):
 
 
 def test_sigterm_saves_and_exits_zero(tmp_path, pretrain_data_dir):
+  # No periodic save before the end: the SIGTERM save is the only checkpoint there can be.
   workdir = str(tmp_path / 'term')
-  proc = _main(workdir, pretrain_data_dir, 'long')
-  ckpts = os.path.join(workdir, 'checkpoints')
+  proc = _main(workdir, pretrain_data_dir, 'long',
+               overrides=['--config.checkpoint.every_steps=1000'])
+  jsonl = os.path.join(workdir, 'metrics.jsonl')
   deadline = time.time() + 240
-  while time.time() < deadline:
-    if os.path.isdir(ckpts) and any(s.isdigit() for s in os.listdir(ckpts)):
+  while time.time() < deadline:  # a few steps trained
+    if os.path.exists(jsonl) and len(metrics.read_jsonl(jsonl)) >= 3:
       break
     time.sleep(0.05)
+  logged = max(r['step'] for r in metrics.read_jsonl(jsonl))
   proc.send_signal(signal.SIGTERM)
   out, _ = proc.communicate(timeout=120)
   assert proc.returncode == 0, out
-  step, _ = _final_params(workdir)
-  assert 2 <= step <= 40
+  steps = _checkpoint_steps(workdir)
+  assert len(steps) == 1 and logged <= steps[0] < 40, (steps, logged)
 
 
-def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, pretrain_data_dir):
+def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, config):
   from mbjax import train
   workdir = str(tmp_path / 'nan')
   with pytest.raises(train.NonFiniteLossError, match='non-finite loss'):
-    train.train_and_evaluate(_config(pretrain_data_dir, 'nan'), workdir)
+    train.train_and_evaluate(config('nan'), workdir)
   step, params = _final_params(workdir)
   assert step >= 1
   assert all(np.isfinite(p).all() for p in jax.tree_util.tree_leaves(params))
 
 
-def test_init_from_official_bin(tmp_path, pretrain_data_dir):
+def test_init_from_official_bin(tmp_path, config):
   from mbjax import train
-  config = _config(pretrain_data_dir)
-  model = DSTformer(**{k: v for k, v in config.model.items()
-                       if k not in ('dtype', 'param_dtype')})
+  config = config()
+  model = models.from_config(config.model)
   variables = model.init(jax.random.key(42), jnp.zeros((1, 9, 17, 3)))
   path = tmp_path / 'official.bin'
   convert.save_official(variables, 'pose', path, epoch=3)
-  fresh = jax.device_get(model.init(jax.random.key(0), jnp.zeros((1, 9, 17, 3)))['params'])
-  loaded = train._init_params_from(str(path), fresh)
   want = convert.official_to_variables(convert.load_official(path), 'pose')['params']
-  jax.tree_util.tree_map(np.testing.assert_array_equal, loaded, want)
+  fresh = jax.device_get(model.init(jax.random.key(0), jnp.zeros((1, 9, 17, 3))))
+  loaded, report = checkpoint.load_pretrained(fresh, str(path))
+  _assert_trees_equal(loaded['params'], want)
+  assert report['fresh'] == [] and report['unused'] == []
   # The same official weights load into the scanned-layers model.
   scanned = model.clone(scan_layers=True)
-  fresh_scanned = jax.device_get(
-      scanned.init(jax.random.key(0), jnp.zeros((1, 9, 17, 3)))['params'])
-  loaded_scanned = train._init_params_from(str(path), fresh_scanned)
+  fresh_scanned = jax.device_get(scanned.init(jax.random.key(0), jnp.zeros((1, 9, 17, 3))))
+  loaded_scanned, _ = checkpoint.load_pretrained(fresh_scanned, str(path))
   from mbjax.models.dstformer import unscan_params
-  jax.tree_util.tree_map(np.testing.assert_array_equal, unscan_params(loaded_scanned), want)
+  _assert_trees_equal(unscan_params(loaded_scanned['params']), want)
   with config.unlocked():
     config.init_from = str(path)
     config.total_steps = 2
     config.model.scan_layers = True
+    config.checkpoint.every_steps = 1000
+    config.evals = {}
+  # The trainer's restore path puts exactly the file's weights into the sharded state.
+  s = train.setup(config, with_data=False)
+  state = train._init_from(s, s.init_state(), str(path))
+  _assert_trees_equal(unscan_params(jax.device_get(state['params'])), want)
   summary = train.train_and_evaluate(config, str(tmp_path / 'ft'))
   assert summary['step'] == 2
 
 
-def test_gradient_accumulation_matches_the_full_batch(tmp_path, pretrain_data_dir):
+def test_init_from_a_checkpoint_of_another_size_fails_listing_the_tensors(tmp_path, config):
+  from mbjax import train
+  config = config()
+  dim = config.model.dim_feat
+  other = models.from_config(dict(config.model, dim_feat=2 * dim, dim_rep=2 * dim))
+  path = tmp_path / 'other.bin'
+  convert.save_official(other.init(jax.random.key(0), jnp.zeros((1, 9, 17, 3))), 'pose', path)
+  with config.unlocked():
+    config.init_from = str(path)
+  wrong = (rf'(?s)58 of 60 model variables .*blocks_st_0/attn_s/proj/kernel: stored '
+           rf'\({2 * dim}, {2 * dim}\), model wants \({dim}, {dim}\)')
+  with pytest.raises(ValueError, match=wrong):
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  with config.unlocked():
+    config.init_from = str(tmp_path / 'missing')
+  with pytest.raises(FileNotFoundError, match='no such file or directory'):
+    train.train_and_evaluate(config, str(tmp_path / 'run2'))
+  assert not (tmp_path / 'missing').exists()
+
+
+def test_gradient_accumulation_matches_the_full_batch(tmp_path, config):
   from mbjax import train
   results = []
   for accum in (1, 2):
-    config = _config(pretrain_data_dir)
-    with config.unlocked():
-      config.total_steps = 3
-      config.grad_accum_steps = accum
-      config.evals = {}
-    summary = train.train_and_evaluate(config, str(tmp_path / f'accum{accum}'))
+    c = config()
+    with c.unlocked():
+      c.total_steps = 3
+      c.grad_accum_steps = accum
+      c.evals = {}
+    summary = train.train_and_evaluate(c, str(tmp_path / f'accum{accum}'))
     results.append((summary, jax.device_get(summary['state']['params'])))
   (full, a), (accumulated, b) = results
   np.testing.assert_allclose(accumulated['loss'], full['loss'], rtol=1e-5)
-  moved = max(float(np.abs(x).max()) for x in jax.tree_util.tree_leaves(a))
-  assert moved > 0
+  initial = jax.device_get(train.setup(c, with_data=False).init_state()['params'])
+  moved = max(float(np.abs(x - y).max()) for x, y in
+              zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(initial)))
+  assert moved > 1e-4  # three steps changed the parameters, so the comparison below means something
   for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
     np.testing.assert_allclose(x, y, atol=1e-5)

@@ -4,12 +4,12 @@
   python -m mbjax.bench train --config=configs/pretrain.py:release --config.model.dtype=bfloat16 \\
       --config.mesh.fsdp=4 --config.fsdp=True --steps 20
 
-Builds the state, shardings and jitted step exactly as `mbjax.train` does (same mesh, logical
-rules, optimizer, `train.make_train_step`), feeds one device-resident random batch of
-(batch_size, frames, 17, 3) clips and times real steps. The last line printed is JSON with
+Builds the state, shardings and jitted step with the trainer's own `train.setup` (same task,
+mesh, logical rules, optimizer and step), feeds one device-resident random batch of the task's
+example-batch shapes (clips cut to `--frames`) and times real steps. The last line printed is JSON with
 `step_s`, `frames_per_s` (global), per-device `tflops_per_s_xla` (XLA's cost analysis of the
 compiled step) and `tflops_per_s_analytic` (3x the analytic forward FLOPs), `mfu` (analytic over
-the per-device peak of mbjax/bench/peak.py) and `peak_memory_bytes`.
+the per-device peak of mbjax/peak_flops.py) and `peak_memory_bytes`.
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ import time
 
 import jax
 import numpy as np
-from flax.core import meta
 
-from mbjax import optim, sharding
 from mbjax import train as trainer
-from mbjax.bench import peak
-from mbjax.bench.flops import dstformer_forward_flops, xla_flops
+from mbjax import peak_flops as peak
+from mbjax.flops import dstformer_forward_flops, xla_flops
+from mbjax.models import DSTformer
 from mbjax.data import pipelines
 
 
@@ -44,6 +43,10 @@ def load_config(config_arg: str, overrides: list[str]):
   return flag_values.config
 
 
+def _backbone(model) -> DSTformer:
+  return model if isinstance(model, DSTformer) else model.backbone
+
+
 def _peak_memory() -> tuple[int, str]:
   """(bytes, source): the largest device peak where the backend reports one, else max RSS."""
   peaks = []
@@ -59,37 +62,31 @@ def _peak_memory() -> tuple[int, str]:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, 'process max RSS'
 
 
+def synthetic_batch(example: dict, frames: int, rng: np.random.Generator) -> dict:
+  """Random host arrays for every key of a task's example batch, clips cut to `frames`."""
+  def make(spec):
+    shape = list(spec.shape)
+    if len(shape) >= 4:  # (B, T, J, C) or (B, M, T, J, C): the time axis is the third from last
+      shape[-3] = frames
+    if np.issubdtype(spec.dtype, np.integer):
+      return rng.integers(0, 2, shape).astype(spec.dtype)
+    return rng.uniform(0, 1, shape).astype(spec.dtype)  # also valid confidences
+  return {k: make(v) for k, v in example.items()}
+
+
 def run(args) -> dict:
   config = load_config(args.config, args.config_overrides)
-  task = trainer._task(config)
+  # The trainer's own setup without data: same mesh, rules, optimizer, layout and jitted step.
+  s = trainer.setup(config, with_data=False)
+  model, mesh = s.model, s.mesh
   frames = args.frames or config.model.maxlen
   B = config.batch_size
+  state = s.init_state()
+  host = synthetic_batch(s.example, frames, np.random.default_rng(0))
+  batch = {k: jax.device_put(v, s.layout.batch_shardings[k]) for k, v in host.items()}
 
-  # Mesh, model, optimizer, state and shardings as in train.train_and_evaluate.
-  devices = jax.devices()[:config.mesh_devices] if config.get('mesh_devices', 0) else None
-  mesh = sharding.make_mesh(dict(config.mesh), devices=devices)
-  rules = sharding.logical_rules(fsdp=config.get('fsdp', False),
-                                 tensor=config.get('tensor_parallel', False))
-  model = task.make_model(config)
-  boxed_params = trainer.abstract_params(model)
-  # One epoch from step 0: the benchmark never reaches a learning-rate decay.
-  tx = optim.make_optimizer(config, params=meta.unbox(boxed_params), epoch_starts=[0])
-  schedule = optim.schedules(config, epoch_starts=[0])['lr']
-  layout = trainer.state_layout(model, tx, boxed_params, mesh, rules, config.seed)
-  init_state, state_sh, batch_sh = layout.init, layout.shardings, layout.batch_shardings
-  state = jax.jit(init_state, out_shardings=state_sh)(jax.random.key(config.seed))
-
-  # Synthetic clips of the config's shapes: corrupted 2D + confidence in, 3D out.
-  rng = np.random.default_rng(0)
-  J = model.num_joints
-  host = {'input': rng.uniform(-1, 1, (B, frames, J, model.dim_in)).astype(np.float32),
-          'target': rng.uniform(-1, 1, (B, frames, J, 3)).astype(np.float32),
-          'conf': np.ones((B, frames, J, 1), np.float32)}
-  batch = {k: jax.device_put(v, batch_sh[k]) for k, v in host.items()}
-
-  step_fn = trainer.make_train_step(task, model, tx, schedule, rules, config)
   t0 = time.perf_counter()
-  compiled = trainer.jit_train_step(step_fn, layout, mesh).lower(state, batch, args.kind).compile()
+  compiled = s.train_step.lower(state, batch, args.kind).compile()
   compile_s = time.perf_counter() - t0
 
   for _ in range(args.warmup):
@@ -106,7 +103,7 @@ def run(args) -> dict:
     raise FloatingPointError(f'mbjax.bench train: non-finite loss {loss} on synthetic data')
 
   num_devices = mesh.devices.size
-  analytic = 3 * dstformer_forward_flops(batch=B, frames=frames, **model.__dict__)
+  analytic = 3 * dstformer_forward_flops(batch=B, frames=frames, **_backbone(model).__dict__)
   xla = xla_flops(compiled)  # of the per-device (SPMD-partitioned) program
   dtype = config.model.dtype
   peak_flops, peak_source = peak.peak_flops_per_device(dtype, mesh.devices.flat[0])

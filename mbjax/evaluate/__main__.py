@@ -1,36 +1,79 @@
 """python -m mbjax.evaluate --config=configs/pose3d_h36m.py:ft --checkpoint=PATH [--out=eval.json]
 
-Human3.6M evaluation with the settings of a pose3d config (data_dir, model size, flip test).
-PATH: an official `.bin` (e.g. FT_MB_release_MB_ft_h36m/best_epoch.bin), an mbjax.convert
-directory, or a finetuning run's workdir. Same protocol as `python -m mbjax.evaluate.h36m`.
+Runs the evaluators of a config (`config.evals`, the same ones the trainer runs) on the weights in
+PATH: an official `.bin` (e.g. FT_MB_release_MB_ft_h36m/best_epoch.bin), an `mbjax.convert`
+directory, or a training run's workdir. The model is the config's (`configs/pose3d_h36m.py:lite`
+for the Lite weights); every option is a config field, e.g. `--config.evals.h36m.gt_2d=True`,
+`--config.flip_test=False`, `--config.data.data_dir=...`.
 """
 
 import json
+import os
 import sys
+import time
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'pose3d config (path:variant).')
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (path:variant).',
+                                          lock_config=True)
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'official .bin, convert dir or workdir')
-_OUT = flags.DEFINE_string('out', 'eval.json', 'where to write the results')
-_GT_2D = flags.DEFINE_bool('gt_2d', False, 'ground-truth 2D input instead of detections')
+_OUT = flags.DEFINE_string('out', 'eval.json', 'where to write the results (JSON)')
 flags.mark_flags_as_required(['config', 'checkpoint'])
 
 
-def main(argv):
-  del argv
+def load_model(config, checkpoint: str):
+  """(task, model, variables) of `config` with every variable from `checkpoint`."""
+  import jax
+  import numpy as np
+  from flax.core import meta
+  from mbjax import train
+  task = train.get_task(config)
+  model = task.make_model(config)
+  abstract = meta.unbox(train.abstract_variables(model, task.example_batch(config)))
+  target = jax.tree_util.tree_map(lambda a: np.zeros(a.shape, a.dtype), abstract)
+  variables, _ = task.load_pretrained(target, checkpoint)
+  return task, model, jax.device_put(variables)
+
+
+def run(config, checkpoint: str, out: str) -> dict:
+  """{evaluator name: results} of the config's evaluators on `checkpoint`, written to `out`."""
   from mbjax.evaluate import h36m
-  config = _CONFIG.value
-  model = {k: v for k, v in config.model.items() if k not in ('dtype', 'param_dtype')}
-  args = ['--data_dir', config.data.data_dir, '--checkpoint', _CHECKPOINT.value,
-          '--out', _OUT.value, '--config_json', json.dumps(model)]
-  if not config.get('flip_test', True):
-    args.append('--no-flip')
-  if _GT_2D.value:
-    args.append('--gt_2d')
-  return h36m.main(args)
+  task, model, variables = load_model(config, checkpoint)
+  evaluators = task.make_evaluators(config, model)
+  if not evaluators:
+    raise ValueError(f'config.evals of task {config.task} is empty: nothing to evaluate')
+  results = {}
+  for name, (_, evaluate) in evaluators.items():
+    start = time.perf_counter()
+    result = dict(evaluate(variables), seconds=round(time.perf_counter() - start, 2))
+    if 'per_action' in result:
+      print(h36m.format_table(result))
+    scalars = {k: v for k, v in result.items() if isinstance(v, (int, float))}
+    print(f'{name}: ' + '  '.join(f'{k} {v:.2f}' if isinstance(v, float) else f'{k} {v}'
+                                  for k, v in scalars.items()), flush=True)
+    results[name] = result
+  summary = dict(checkpoint=os.path.abspath(checkpoint), task=config.task, **results)
+  if len(results) == 1:  # one evaluator: its metrics at the top level too
+    summary.update(next(iter(results.values())))
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  with open(out, 'w') as f:
+    json.dump(summary, f, indent=2)
+  print(f'wrote {out}')
+  return summary
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments {argv[1:]}')
+  try:
+    run(_CONFIG.value, _CHECKPOINT.value, _OUT.value)
+  except (FileNotFoundError, ValueError) as e:  # a user mistake: the message says what is wrong
+    logging.debug('evaluation failed', exc_info=True)
+    print(f'mbjax.evaluate: {e}', file=sys.stderr)
+    return 1
+  return 0
 
 
 if __name__ == '__main__':
-  sys.exit(app.run(main))
+  app.run(main)

@@ -1,7 +1,6 @@
 """Human3.6M 3D pose evaluation, the protocol MotionBERT reports (official `evaluate` of train.py).
 
-  python -m mbjax.evaluate.h36m --data_dir DIR --checkpoint MB_ft_h36m.bin [--variant release]
-      [--no-flip] [--gt_2d] [--out eval.json]
+  python -m mbjax.evaluate --config=configs/pose3d_h36m.py:ft --checkpoint=MB_ft_h36m.bin
 
 Steps, as the official code does them:
 1. `predict_clips`: the model on each 243-frame test clip of the `h36m` dataset (input `joint_2d`,
@@ -32,19 +31,15 @@ strings are the 15 action names):
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import re
-import sys
-import time
 from typing import Any, Callable, Mapping, Sequence
 
+import jax
 import numpy as np
 
 from data_prep import h36m as h36m_data
 from mbjax.data import transforms
-from mbjax.evaluate import metrics
+from mbjax.evaluate import batching, metrics
 
 NUM_JOINTS = 17
 # Takes the official evaluation leaves out (source names without the `_ca_XX` camera suffix).
@@ -71,7 +66,8 @@ def predict_clips(predict: Callable[[np.ndarray], Any], inputs: np.ndarray, *, f
 
   Args:
     predict: the model, (B, T, 17, C) -> (B, T, 17, 3). Every call gets `min(batch_size, N)` clips
-      (the last batch is padded with zeros), so a jitted model compiles once.
+      (the last batch is padded with zeros: `mbjax.evaluate.batching`), so a jitted model compiles
+      once.
     inputs: (N, T, 17, C) model inputs, normalised x, y (and confidence).
     flip: average the prediction with the mirrored prediction of the mirrored input,
       (f(x) + flip_pose(f(flip_pose(x)))) / 2 (official `args.flip`).
@@ -87,23 +83,10 @@ def predict_clips(predict: Callable[[np.ndarray], Any], inputs: np.ndarray, *, f
   inputs = np.asarray(inputs, np.float32)
   if inputs.ndim != 4 or inputs.shape[2] != NUM_JOINTS:
     raise ValueError(f'predict_clips: expected inputs (N, T, {NUM_JOINTS}, C), got {inputs.shape}')
-  if batch_size < 1:
-    raise ValueError(f'predict_clips: batch_size must be >= 1, got {batch_size}')
-  n = len(inputs)
-  out = np.zeros(inputs.shape[:3] + (3,), np.float32)
-  if n == 0:
-    return out
-  size = min(batch_size, n)
-  bar = None
-  if progress:
-    import tqdm
-    bar = tqdm.tqdm(total=n, unit='clip', desc='h36m test', dynamic_ncols=True)
-  for start in range(0, n, size):
-    batch = inputs[start:start + size]
-    count = len(batch)
-    if count < size:
-      pad = np.zeros((size - count,) + batch.shape[1:], batch.dtype)
-      batch = np.concatenate([batch, pad])
+  if len(inputs) == 0:
+    return np.zeros(inputs.shape[:3] + (3,), np.float32)
+
+  def one_batch(batch):
     pred = _call(predict, batch)
     if flip:
       mirrored = _call(predict, transforms.flip_pose(batch))
@@ -112,12 +95,10 @@ def predict_clips(predict: Callable[[np.ndarray], Any], inputs: np.ndarray, *, f
       pred[:, :, 0, :] = 0
     if gt_2d:
       pred[..., :2] = batch[..., :2]
-    out[start:start + count] = pred[:count]
-    if bar is not None:
-      bar.update(count)
-  if bar is not None:
-    bar.close()
-  return out
+    return pred
+
+  return batching.predict_batched(one_batch, inputs, batch_size,
+                                  progress='h36m test' if progress else None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -263,45 +244,22 @@ def format_table(result: Mapping[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# Command line.
+# The `h36m` evaluator (mbjax.evaluate.registry), as the trainer and `python -m mbjax.evaluate`
+# run it.
 
 
-def load_pose_model(checkpoint: str, *, variant: str = 'release',
-                    config: Mapping[str, Any] | None = None):
-  """(DSTformer, variables) from an official `.bin`, an mbjax.convert directory or a trainer workdir.
+def test_inputs(source, *, gt_2d: bool = False) -> tuple[np.ndarray, list[dict]]:
+  """(N, 243, 17, 3) model inputs of a split and its records without their pose arrays (small).
 
-  Args:
-    checkpoint: official pose checkpoint (`model_pos` entry) or an mbjax convert directory.
-    variant: DSTformer size of an official checkpoint ('release' or 'lite').
-    config: DSTformer keyword arguments instead of `variant` (other sizes, e.g. tests).
+  Detected 2D (`joint_2d`), or with `gt_2d` the x, y of the normalised 3D pose and confidence 1.
   """
-  from mbjax import convert
-  from mbjax.models import DSTformer, dstformer_from_variant
-  if os.path.isdir(os.path.join(checkpoint, 'checkpoints')):  # a trainer workdir (finetuning run)
-    import jax
-    from mbjax import train
-    module = DSTformer(**config) if config is not None else dstformer_from_variant(variant)
-    abstract = jax.eval_shape(lambda: module.init(jax.random.key(0), np.zeros((1, 1, 17, 3))))
-    return module, {'params': train._init_params_from(checkpoint, abstract['params'])}
-  if os.path.isdir(checkpoint):
-    module, variables = convert.restore(checkpoint)
-    if not isinstance(module, DSTformer):
-      raise ValueError(f'{checkpoint}: holds a {type(module).__name__}, expected a pose DSTformer')
-    return module, variables
-  state_dict = convert.load_official(checkpoint)
-  variables = convert.official_to_variables(state_dict, 'pose')
-  if config is not None:
-    return DSTformer(**config), variables
-  convert.config_from_state_dict(state_dict, 'pose', variant)  # raises if the sizes differ
-  return dstformer_from_variant(variant), variables
-
-
-def _test_inputs(source, *, gt_2d: bool) -> tuple[np.ndarray, list[dict]]:
-  """(N, 243, 17, 3) model inputs and the records without their pose arrays (kept small)."""
   inputs, records = [], []
   for index in range(len(source)):
     record = source[index]
-    if gt_2d:  # ground-truth 2D: x, y of the normalised 3D pose, confidence 1
+    key = 'joint_3d' if gt_2d else 'joint_2d'
+    if key not in record:
+      raise ValueError(f'{source}: record {index} has no {key} (keys: {sorted(record)})')
+    if gt_2d:
       xy = np.asarray(record['joint_3d'])[..., :2]
       inputs.append(np.concatenate([xy, np.ones_like(xy[..., :1])], axis=-1))
     else:
@@ -310,50 +268,27 @@ def _test_inputs(source, *, gt_2d: bool) -> tuple[np.ndarray, list[dict]]:
   return np.stack(inputs).astype(np.float32), records
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(
-      prog='python -m mbjax.evaluate.h36m',
-      description='Human3.6M MPJPE / P-MPJPE of a pose checkpoint, as MotionBERT reports them.')
-  parser.add_argument('--data_dir', required=True, help='TFDS data dir holding the built h36m')
-  parser.add_argument('--checkpoint', required=True,
-                      help='official pose .bin, or a directory written by python -m mbjax.convert')
-  parser.add_argument('--variant', choices=('release', 'lite'), default='release',
-                      help='DSTformer size of an official .bin')
-  parser.add_argument('--no-flip', dest='flip', action='store_false', help='no flip test')
-  parser.add_argument('--gt_2d', action='store_true',
-                      help='ground-truth 2D input (x, y of joint_3d, confidence 1)')
-  parser.add_argument('--batch_size', type=int, default=32)
-  parser.add_argument('--out', default='eval.json', help='where to write the results (JSON)')
-  parser.add_argument('--config_json', default=None, help=argparse.SUPPRESS)  # other model sizes
-  args = parser.parse_args(argv)
+def make_evaluator(config, model, spec):
+  """fn(variables) -> the `evaluate` result (mm) on the `h36m` split `spec.split` (test).
 
-  import jax
+  Test-time options follow the official evaluation, from the spec or else the task config: flip
+  averaging (`flip`, else `config.flip_test`), the predicted root set to 0 when training
+  root-relative (`rootrel`, else `config.rootrel`), ground-truth 2D input (`gt_2d`). Errors are
+  always root-relative, as the official protocol computes them.
+  """
   from data_prep import builder
+  source = builder.load('h36m', spec.get('split', 'test'),
+                        data_dir=spec.get('data_dir') or config.data.data_dir)
+  gt_2d = bool(spec.get('gt_2d', False))
+  flip = bool(spec.get('flip', config.get('flip_test', True)))
+  rootrel = bool(spec.get('rootrel', config.get('rootrel', True)))
+  inputs, records = test_inputs(source, gt_2d=gt_2d)
+  apply = jax.jit(model.apply)
+  batch_size = spec.get('batch_size', 32)
 
-  source = builder.load('h36m', 'test', data_dir=args.data_dir)
-  config = json.loads(args.config_json) if args.config_json else None
-  module, variables = load_pose_model(args.checkpoint, variant=args.variant, config=config)
-  variables = jax.device_put(variables)
-  apply = jax.jit(lambda v, x: module.apply(v, x))
-  inputs, records = _test_inputs(source, gt_2d=args.gt_2d)
-  print(f'{source}: {len(inputs)} clips, flip={args.flip}, gt_2d={args.gt_2d}', flush=True)
-  start = time.perf_counter()
-  predictions = predict_clips(lambda x: apply(variables, x), inputs, flip=args.flip,
-                              gt_2d=args.gt_2d, batch_size=args.batch_size, progress=True)
-  seconds = time.perf_counter() - start
-  result = evaluate(predictions, records)
-  print(format_table(result))
-  print(f'Protocol #1 (MPJPE): {result["mpjpe"]:.2f} mm   Protocol #2 (P-MPJPE): '
-        f'{result["p_mpjpe"]:.2f} mm')
-  result.update(checkpoint=os.path.abspath(args.checkpoint), flip=args.flip, gt_2d=args.gt_2d,
-                predict_seconds=round(seconds, 2))
-  out_dir = os.path.dirname(os.path.abspath(args.out))
-  os.makedirs(out_dir, exist_ok=True)
-  with open(args.out, 'w') as f:
-    json.dump(result, f, indent=2)
-  print(f'wrote {args.out}')
-  return 0
+  def run(variables):
+    pred = predict_clips(lambda x: apply(variables, x), inputs, flip=flip, rootrel=rootrel,
+                         gt_2d=gt_2d, batch_size=batch_size)
+    return dict(evaluate(pred, records), flip=flip, rootrel=rootrel, gt_2d=gt_2d)
 
-
-if __name__ == '__main__':
-  sys.exit(main())
+  return run

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import Callable
 
+import jax
 import numpy as np
 
-from mbjax.data import transforms
-from mbjax.evaluate import metrics
+from mbjax.data import pipelines, transforms
+from mbjax.evaluate import batching, metrics
 
 AMASS_UNITS_PER_METRE = 0.298
 
@@ -60,3 +61,36 @@ def evaluate_lifting(predict: Callable[[np.ndarray], np.ndarray], clips: np.ndar
     result[f'{prefix}p_mpjpe_mm'] = float(metrics.p_mpjpe(p_mm, gt_mm).mean())
   result['frames'] = int(gt.shape[0] * gt.shape[1])
   return result
+
+
+def _load(spec, data_dir):
+  from data_prep import builder
+  return builder.load(spec['name'], spec.get('split', 'train'),
+                      data_dir=spec.get('data_dir') or data_dir)
+
+
+def _stack(source, key: str) -> np.ndarray:
+  return np.stack([source[i][key] for i in range(len(source))]).astype(np.float32)
+
+
+def make_evaluator(config, model, spec):
+  """The registry's `lifting` evaluator: fn(variables) -> `evaluate_lifting` metrics.
+
+  spec: `name`, `split` (default 'train'), `key` (default 'joints3d') and optional `data_dir` of
+  the held-out 3D clips, `batch_size`. The mean-pose baseline is taken over the clips of
+  `config.data.sources_3d` with the same key.
+  """
+  key = spec.get('key', 'joints3d')
+  data_dir = config.data.data_dir
+  clips = _stack(_load(spec, data_dir), key)
+  train = pipelines.ConcatSource([_load(s, data_dir) for s in config.data.sources_3d
+                                  if s['key'] == key])
+  train_mean_pose = mean_pose(normalise_clips(_stack(train, key))[0])
+  apply = jax.jit(model.apply)
+  batch_size = spec.get('batch_size', 16)
+
+  def evaluate(variables):
+    predict = lambda x: batching.predict_batched(lambda b: apply(variables, b), x, batch_size)
+    return evaluate_lifting(predict, clips, train_mean_pose)
+
+  return evaluate

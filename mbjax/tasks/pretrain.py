@@ -1,36 +1,54 @@
 """MotionBERT pretraining: recover 3D motion (or clean 2D) from corrupted 2D clips.
 
-A task module gives the trainer: `make_model(config)`, `make_curriculum(config)` (the data) and
-`loss_fn(model, params, batch, rng, kind, config)`; batches carry `input` (B, T, 17, 3),
-`target` (B, T, 17, 3) and `conf` (B, T, 17, 1).
+The task (`mbjax/tasks/base.py`): a DSTformer of `config.model`; batches carry `input`
+(B, T, 17, 3: corrupted x, y, confidence), `target` (B, T, 17, 3) and `conf` (B, T, 17, 1), with
+T up to `config.model.maxlen`; 3D phases train the official 3D loss, 2D phases the
+confidence-weighted 2D loss; evaluators from `config.evals` (e.g. `lifting`).
 """
 
 from __future__ import annotations
 
 import functools
 
+import jax
 import jax.numpy as jnp
 
-from mbjax import losses
+from mbjax import checkpoint, flops, losses, models
 from mbjax.data import pipelines, transforms
-from mbjax.models import DSTformer
+from mbjax.evaluate import registry
+from mbjax.tasks import base
 
-DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+def make_model(config):
+  return models.from_config(config.model)
 
 
-def make_model(config) -> DSTformer:
-  m = dict(config.model)
-  m['dtype'] = DTYPES[m.pop('dtype', 'float32')]
-  m['param_dtype'] = DTYPES[m.pop('param_dtype', 'float32')]
-  return DSTformer(**m)
+def example_batch(config) -> dict:
+  """`input`, `target` (B, maxlen, J, 3) and `conf` (B, maxlen, J, 1), float32."""
+  m = config.model
+  B, T, J = config.batch_size, m.maxlen, m.get('num_joints', 17)
+  return {'input': jax.ShapeDtypeStruct((B, T, J, m.get('dim_in', 3)), jnp.float32),
+          'target': jax.ShapeDtypeStruct((B, T, J, 3), jnp.float32),
+          'conf': jax.ShapeDtypeStruct((B, T, J, 1), jnp.float32)}
+
+
+def flops_per_step(config) -> float:
+  """3x the analytic forward FLOPs of the global batch at `maxlen` frames."""
+  fields = {k: v for k, v in config.model.items() if k != 'head'}
+  fields.pop('maxlen', None)
+  return 3 * flops.dstformer_forward_flops(batch=config.batch_size, frames=config.model.maxlen,
+                                           **fields)
+
+
+def load_pretrained(variables, path):
+  """A DSTformer checkpoint: every variable must be there with its shape."""
+  return checkpoint.load_pretrained(variables, path)
 
 
 def _load_source(spec, data_dir):
   from data_prep import builder
   return builder.load(spec['name'], spec.get('split', 'train'), data_dir=spec.get('data_dir')
                       or data_dir)
-
-
 def make_curriculum(config) -> pipelines.Curriculum:
   """3D sources (synthetic 2D from 3D) and 2D-only sources, in the official order and schedule."""
   aug = config.augment
@@ -59,9 +77,9 @@ def make_curriculum(config) -> pipelines.Curriculum:
                               global_batch=config.batch_size)
 
 
-def loss_fn(model, params, batch, rng, kind: str, config):
-  """(total loss, metrics) for one batch of the given kind."""
-  pred = model.apply({'params': params}, batch['input'], train=True, rngs={'dropout': rng})
+def loss_fn(model, variables, batch, rng, kind: str, config):
+  """(total loss, (metrics, new model state)) for one batch of the given kind."""
+  pred, model_state = base.apply_train(model, variables, batch['input'], rng)
   pred = pred.astype(jnp.float32)
   if kind == pipelines.KIND_3D:
     loss = config.loss
@@ -72,35 +90,9 @@ def loss_fn(model, params, batch, rng, kind: str, config):
     parts = {**parts, 'mpjpe_3d': parts['loss_3d_pos']}
   else:
     total, parts = losses.pretrain_loss_2d(pred, batch['target'], batch['conf'])
-  return total, {f'{kind}/{k}': v for k, v in parts.items()}
+  return total, ({f'{kind}/{k}': v for k, v in parts.items()}, model_state)
 
 
-def make_evaluators(config, model) -> dict:
-  """name -> (every_steps, fn(params) -> metrics) from `config.evals`."""
-  import jax
-  import numpy as np
-  from mbjax.evaluate import lifting
-
-  evaluators = {}
-  for name, spec in config.get('evals', {}).items():
-    if spec['type'] != 'lifting':
-      raise ValueError(f'evals.{name}: unknown evaluator type {spec["type"]!r} for pretraining')
-    source = _load_source(spec, config.data.data_dir)
-    key = spec.get('key', 'joints3d')
-    clips = np.stack([source[i][key] for i in range(len(source))]).astype(np.float32)
-    train = pipelines.ConcatSource([_load_source(s, config.data.data_dir)
-                                    for s in config.data.sources_3d if s['key'] == key])
-    train_norm, _ = lifting.normalise_clips(
-        np.stack([train[i][key] for i in range(len(train))]).astype(np.float32))
-    mean_pose = lifting.mean_pose(train_norm)
-    apply = jax.jit(lambda p, x: model.apply({'params': p}, x))
-    batch = spec.get('batch_size', 16)
-
-    def evaluate(params, clips=clips, mean_pose=mean_pose, apply=apply, batch=batch):
-      def predict(x):
-        return np.concatenate([np.asarray(apply(params, x[i:i + batch]))
-                               for i in range(0, len(x), batch)])
-      return lifting.evaluate_lifting(predict, clips, mean_pose)
-
-    evaluators[name] = (spec.get('every_steps', 0), evaluate)
-  return evaluators
+def make_evaluators(config, model) -> base.Evaluators:
+  """`config.evals` through the evaluator registry (`lifting`, `h36m`)."""
+  return registry.make_evaluators(config, model)

@@ -1,0 +1,67 @@
+"""The one model factory: a `config.model` block -> a Flax module.
+
+`config.model` holds the DSTformer constructor fields (dtype names as strings: 'float32',
+'bfloat16'); an optional `head` entry (a dict of `ActionNet` fields, e.g. version, num_classes)
+puts an action head on top of that DSTformer. Trainer, evaluators, benches and CLIs all build
+their models here, so one config always means one architecture.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from mbjax.models.dstformer import DSTformer
+from mbjax.models.heads import ActionNet
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
+_DSTFORMER_FIELDS = tuple(f.name for f in dataclasses.fields(DSTformer)
+                          if f.name not in ('parent', 'name'))
+_HEAD_FIELDS = tuple(f.name for f in dataclasses.fields(ActionNet)
+                     if f.name not in ('parent', 'name', 'backbone'))
+
+
+def resolve_dtype(value: Any, field: str) -> Any:
+  """A dtype from its name ('bfloat16'); dtypes pass through."""
+  if not isinstance(value, str):
+    return value
+  if value not in DTYPES:
+    raise ValueError(f'config.model.{field}={value!r}: unknown dtype, expected one of '
+                     f'{sorted(DTYPES)}')
+  return DTYPES[value]
+
+
+def _check_fields(given, known, where: str) -> None:
+  unknown = sorted(set(given) - set(known))
+  if unknown:
+    raise ValueError(f'{where}: unknown field(s) {unknown}; valid fields: {sorted(known)}')
+
+
+def dstformer_from_config(model_config: Mapping[str, Any]) -> DSTformer:
+  """The DSTformer of a `config.model` block (without its `head` entry)."""
+  fields = {k: v for k, v in dict(model_config).items() if k != 'head'}
+  _check_fields(fields, _DSTFORMER_FIELDS, 'config.model')
+  for name in ('dtype', 'param_dtype'):
+    if name in fields:
+      fields[name] = resolve_dtype(fields[name], name)
+  model = DSTformer(**fields)
+  if model.dim_feat % model.num_heads:
+    raise ValueError(f'config.model.num_heads={model.num_heads} does not divide '
+                     f'config.model.dim_feat={model.dim_feat}')
+  return model
+
+
+def from_config(model_config: Mapping[str, Any]) -> nn.Module:
+  """The module of a `config.model` block: a DSTformer, or an ActionNet when it has a `head`."""
+  backbone = dstformer_from_config(model_config)
+  head = model_config.get('head')
+  if not head:
+    return backbone
+  head = dict(head)
+  _check_fields(head, _HEAD_FIELDS, 'config.model.head')
+  head.setdefault('dim_rep', backbone.dim_rep)
+  head.setdefault('num_joints', backbone.num_joints)
+  return ActionNet(backbone=backbone, **head)

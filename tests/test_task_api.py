@@ -1,0 +1,131 @@
+"""The task protocol is enough for a model the trainer has never seen: tests/toy_action_task.py
+(ActionNet, a BatchNorm head, 5-D input) trains, keeps its BatchNorm statistics in the state and
+the checkpoint, hands them to evaluators, resumes bitwise after SIGKILL, shards over 8 devices
+equal to 1, and loads a pretrained DSTformer onto its backbone, with no trainer change."""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from mbjax import convert, models, train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIG = ROOT / 'tests' / 'configs' / 'toy_action.py'
+
+
+@pytest.fixture
+def config(tiny_config):
+  return lambda arg='': tiny_config('toy_action', arg)
+
+
+def _state(workdir):
+  with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'),
+                             item_names=('state', 'data')) as m:
+    step = m.latest_step()
+    state = m.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
+  return step, jax.device_get(state)
+
+
+def _assert_equal(a, b, atol=0.0):
+  assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=0, atol=atol)
+
+
+def test_protocol_task_trains_with_batchnorm_state(tmp_path, config):
+  c = config()
+  summary = train.train_and_evaluate(c, str(tmp_path / 'run'))
+  assert summary['step'] == 6
+  step, state = _state(str(tmp_path / 'run'))
+  bn = state['model_state']['batch_stats']['head']['bn']
+  # Train mode updated the running statistics once per step; they are in the checkpoint.
+  assert step == 6 and int(bn['num_batches_tracked']) == 6
+  assert float(np.abs(bn['mean']).mean()) > 1e-3
+  # Evaluators get the full variables: the statistics of that very state.
+  assert summary['toy/bn_batches_tracked'] == 6.0
+  np.testing.assert_allclose(summary['toy/bn_mean_abs'], float(np.abs(bn['mean']).mean()),
+                             rtol=1e-6)
+  initial = jax.device_get(train.setup(c, with_data=False).init_state())
+  assert max(float(np.abs(x - y).max()) for x, y in zip(
+      jax.tree_util.tree_leaves(state['params']),
+      jax.tree_util.tree_leaves(initial['params']))) > 1e-4
+
+
+def test_protocol_task_on_8_devices_equals_1(tmp_path, config):
+  states = []
+  for devices, mesh in ((1, dict(data=1, fsdp=1, tensor=1)), (8, dict(data=2, fsdp=4, tensor=1))):
+    c = config()
+    with c.unlocked():
+      c.mesh = mesh
+      c.mesh_devices = devices
+      c.fsdp = devices > 1
+    train.train_and_evaluate(c, str(tmp_path / f'd{devices}'))
+    states.append(_state(str(tmp_path / f'd{devices}'))[1])
+  one, eight = states
+  # fp32 sums in another order across devices: ~1e-7 apart in the gradients; Adam's normalised
+  # update turns that into up to ~1e-5 on parameters whose gradient is near zero.
+  _assert_equal(one['params'], eight['params'], atol=1e-4)
+  _assert_equal(one['model_state'], eight['model_state'], atol=1e-5)
+
+
+def _main(workdir):
+  cmd = [sys.executable, '-m', 'mbjax.main', f'--config={CONFIG}:long', f'--workdir={workdir}']
+  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
+  return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.slow
+def test_protocol_task_resumes_bitwise_after_sigkill(tmp_path):
+  straight = str(tmp_path / 'straight')
+  out, _ = (proc := _main(straight)).communicate(timeout=300)
+  assert proc.returncode == 0, out
+  killed = str(tmp_path / 'killed')
+  proc = _main(killed)
+  ckpts = os.path.join(killed, 'checkpoints')
+  deadline = time.time() + 240
+  while time.time() < deadline:
+    steps = [int(s) for s in os.listdir(ckpts) if s.isdigit()] if os.path.isdir(ckpts) else []
+    if steps and max(steps) >= 10:
+      break
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert 10 <= _state(killed)[0] < 40
+  out, _ = (proc := _main(killed)).communicate(timeout=300)
+  assert proc.returncode == 0, out
+  (step_a, a), (step_b, b) = _state(straight), _state(killed)
+  assert step_a == step_b == 40
+  _assert_equal(a, b)  # params, BatchNorm statistics, optimizer state, rng: bitwise on CPU
+
+
+def test_pretrained_dstformer_loads_onto_the_backbone(tmp_path, config):
+  c = config()
+  backbone = models.from_config({k: v for k, v in c.model.items() if k != 'head'})
+  pretrained = backbone.init(jax.random.key(7), jnp.zeros((1, 8, 17, 3)))
+  path = tmp_path / 'pretrained.bin'
+  convert.save_official(pretrained, 'pose', path)
+  s = train.setup(c, with_data=False)
+  state = s.init_state()
+  variables, report = s.task.load_pretrained(jax.device_get(train.variables_of(state)),
+                                             str(path))
+  want = convert.official_to_variables(convert.load_official(path), 'pose')['params']
+  _assert_equal(variables['params']['backbone'], want)
+  # The fresh head and its BatchNorm statistics stay as initialised; all of the file is used.
+  assert report['fresh'] and all(k.startswith(('params/head/', 'batch_stats/head/'))
+                                 for k in report['fresh'])
+  assert report['unused'] == []
+  _assert_equal(variables['params']['head'], jax.device_get(state['params']['head']))
+  with c.unlocked():
+    c.init_from = str(path)
+  summary = train.train_and_evaluate(c, str(tmp_path / 'ft'))
+  assert summary['step'] == 6
