@@ -19,6 +19,7 @@ import sys
 import time
 
 from data_prep import builder
+from mbjax.data import records
 
 
 def parse_options(pairs: list[str] | None) -> dict:
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f'error: {name}: {e}', file=sys.stderr)
     return 1
   print(f'{name}: built in {time.perf_counter() - start:.1f} s under '
-        f'{builder.dataset_dir(name, data_dir=args.data_dir)}')
+        f'{records.dataset_dir(name, data_dir=args.data_dir)}')
   print(report)
   return 0
 

@@ -13,7 +13,7 @@ the evaluation target).
 Normalisation as the official reader: with (res_w, res_h) of the frame's camera, x and y map to
 xy / res_w * 2 - [1, res_h / res_w] and depth to z / res_w * 2. Each sequence is cut into clips of
 243 frames, stride 81 (train) or 243 (test), with the official `split_clips` rule (see
-`data_prep.builder.split_clips`): tails that do not fill a window are dropped, sequences shorter
+`mbjax.data.transforms.split_clips`): tails that do not fill a window are dropped, sequences shorter
 than a clip are resampled to 243 frames, and a short last sequence is dropped (skip reason).
 
 All records share one FEATURES dict: train clips have action '' and zero `factor_2_5d` /
@@ -29,8 +29,8 @@ from typing import Iterator
 
 import numpy as np
 
-from data_prep.builder import split_clips
-from data_prep.report import BuildReport
+from mbjax.data.report import BuildReport
+from mbjax.data.transforms import split_clips
 
 NAME = 'h36m'
 SPLITS = ('train', 'test')

@@ -27,7 +27,7 @@ import numpy as np
 from data_prep import mocap_asfamc
 from data_prep import mocap_bvh
 from data_prep import mocap_maps
-from data_prep.report import BuildReport
+from mbjax.data.report import BuildReport
 
 NAME = 'mocap'
 SPLITS = ('train', 'test')

@@ -27,7 +27,7 @@ from typing import Iterator, Mapping
 import numpy as np
 
 from data_prep import skeletons
-from data_prep.report import BuildReport
+from mbjax.data.report import BuildReport
 
 NTU60_SPLITS = ('xsub_train', 'xsub_val', 'xview_train', 'xview_val')
 ONESHOT_SPLITS = ('oneshot_aux', 'oneshot_exemplar', 'oneshot_eval')

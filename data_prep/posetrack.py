@@ -24,7 +24,7 @@ from typing import Iterator
 import numpy as np
 
 from data_prep import skeletons
-from data_prep.report import BuildReport
+from mbjax.data.report import BuildReport
 
 NAME = 'posetrack'
 SPLITS = ('train',)

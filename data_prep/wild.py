@@ -34,7 +34,7 @@ from typing import Iterator
 
 import numpy as np
 
-from data_prep.report import BuildReport
+from mbjax.data.report import BuildReport
 
 NAME = 'wild'
 SPLITS = ('train',)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from data_prep import instavariety, ntu, posetrack, skeletons
-from data_prep.report import BuildReport
+from mbjax.data.report import BuildReport
 
 
 def _collect(module_generate, *args, **kwargs):
@@ -408,14 +408,16 @@ def test_ntu120_oneshot(ntu120_file):
 # -------------------------------------------------------------------------- through the builder
 
 def test_build_and_load_posetrack_and_ntu60(tmp_path, ntu60_file):
-  from data_prep import builder  # imports tensorflow_datasets: only this test pays for it
+  # These import tensorflow_datasets: only this test pays for it.
+  from data_prep import builder
+  from mbjax.data.records import load as load_split
 
   source = tmp_path / 'posetrack_annotations'
   _write_posetrack(source)
   expected = _collect(posetrack.generate, source, 'train', BuildReport('x'))
   report = builder.build('posetrack', source=source, data_dir=tmp_path / 'tfds')
   assert report.as_dict()['splits']['train']['written'] == 3
-  records = builder.load('posetrack', 'train', data_dir=tmp_path / 'tfds')
+  records = load_split('posetrack', 'train', data_dir=tmp_path / 'tfds')
   assert len(records) == 3
   for record, (key, ex) in zip((records[i] for i in range(3)), expected.items()):
     np.testing.assert_array_equal(record['joint_2d'], ex['joint_2d'])
@@ -424,7 +426,7 @@ def test_build_and_load_posetrack_and_ntu60(tmp_path, ntu60_file):
   path, _ = ntu60_file
   expected = _collect(ntu.generate, path, 'xsub_val', BuildReport('x'))
   builder.build('ntu60', source=path, data_dir=tmp_path / 'tfds')
-  records = builder.load('ntu60', 'xsub_val', data_dir=tmp_path / 'tfds')
+  records = load_split('ntu60', 'xsub_val', data_dir=tmp_path / 'tfds')
   assert len(records) == 2
   for i, ex in enumerate(expected.values()):
     np.testing.assert_array_equal(records[i]['keypoint'], ex['keypoint'])  # variable T kept
@@ -432,8 +434,8 @@ def test_build_and_load_posetrack_and_ntu60(tmp_path, ntu60_file):
     assert int(records[i]['label']) == ex['label']
 
 
-def test_split_clips_agrees_with_builder():
-  from data_prep import builder
+def test_split_clips_agrees_with_transforms():
+  from mbjax.data import transforms
 
   rng = np.random.default_rng(3)
   for _ in range(20):
@@ -441,7 +443,7 @@ def test_split_clips_agrees_with_builder():
     ids = np.concatenate([[vid] * n for vid, n in runs])
     ours = [rows for _, rows, _ in instavariety.split_clips(ids, np.random.default_rng(5))
             if rows is not None]
-    theirs = builder.split_clips(ids, 81, 27, np.random.default_rng(5))
+    theirs = transforms.split_clips(ids, 81, 27, np.random.default_rng(5))
     assert len(ours) == len(theirs)
     for a, b in zip(ours, theirs):
       np.testing.assert_array_equal(a, b)

@@ -10,7 +10,7 @@ from data_prep import mocap
 from data_prep import mocap_asfamc
 from data_prep import mocap_bvh
 from data_prep import mocap_maps
-from data_prep.report import BuildReport
+from mbjax.data.report import BuildReport
 
 # file -> (frames, fps, built-in map, up axis), as recorded in shared/data/SOURCES.md.
 REAL_FILES = {

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from data_prep import builder, wild
-from data_prep.report import BuildReport
 from mbjax.data import transforms
+from mbjax.data.records import load as load_split
+from mbjax.data.report import BuildReport
 
 BOXING2 = 'boxing2_alphapose-results.json'
 
@@ -200,7 +201,7 @@ def test_build_and_load(tmp_path):
   report = builder.build('wild', source=wild.ASSETS, data_dir=tmp_path,
                          options={'img_size': (1920, 1080)})
   assert report.written_counts['train'] == 9  # (301 - 81) // 27 + 1
-  records = builder.load('wild', 'train', data_dir=tmp_path)
+  records = load_split('wild', 'train', data_dir=tmp_path)
   assert len(records) == 9
   _, kp = wild.read_alphapose(wild.ASSETS / BOXING2)[1]
   for i in (0, 8):
@@ -211,5 +212,5 @@ def test_build_and_load(tmp_path):
   # FEATURES follow the clip_len option through `module_for`.
   builder.build('wild', source=wild.ASSETS, data_dir=tmp_path / 'other',
                 options={'clip_len': 27, 'stride': 27})
-  short = builder.load('wild', 'train', data_dir=tmp_path / 'other')
+  short = load_split('wild', 'train', data_dir=tmp_path / 'other')
   assert len(short) == 301 // 27 and short[0]['joint_2d'].shape == (27, 17, 3)

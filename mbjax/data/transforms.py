@@ -417,3 +417,38 @@ def resample_indices(ori_len: int, target_len: int,
     result = even + rng.random(target_len) * (ori_len / target_len)
   return np.clip(result, 0, ori_len - 1).astype(np.int64)
 
+
+def split_clips(sources: np.ndarray, clip_len: int, stride: int,
+                rng: np.random.Generator) -> list[np.ndarray]:
+  """Official `split_clips`: clips of `clip_len` frames over per-frame sequence ids.
+
+  Each run of equal ids gets windows starting at its first frame, every `stride` frames, as long as
+  the window fits (a tail that does not fill one is dropped). A run with no window whose id has no
+  clip yet is resampled to `clip_len` frames, except the last run of the file: the official loop
+  stops before that check, so a short last sequence gives no clip.
+
+  Args:
+    sources: (N,) sequence id of each frame (strings or ints).
+    clip_len: frames per clip.
+    stride: frames between window starts.
+    rng: draws the resampling of short sequences.
+
+  Returns:
+    One (clip_len,) int64 array of frame indices into `sources` per clip, in official order.
+  """
+  sources = np.asarray(sources)
+  if len(sources) == 0:
+    return []
+  starts = np.concatenate([[0], np.flatnonzero(sources[1:] != sources[:-1]) + 1])
+  ends = np.append(starts[1:], len(sources))
+  clips, saved = [], set()
+  for run, (begin, end) in enumerate(zip(starts.tolist(), ends.tolist())):
+    windows = range(begin, end - clip_len + 1, stride)
+    clips.extend(np.arange(st, st + clip_len, dtype=np.int64) for st in windows)
+    sequence = np.asarray(sources[begin]).item()
+    if windows:
+      saved.add(sequence)
+    elif run < len(starts) - 1 and sequence not in saved:
+      clips.append(begin + resample_indices(end - begin, clip_len, rng))
+      saved.add(sequence)
+  return clips

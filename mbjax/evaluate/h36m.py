@@ -328,9 +328,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parser.parse_args(argv)
 
   import jax
-  from data_prep import builder
+  from mbjax.data import records
 
-  source = builder.load('h36m', 'test', data_dir=args.data_dir)
+  source = records.load('h36m', 'test', data_dir=args.data_dir)
   config = json.loads(args.config_json) if args.config_json else None
   module, variables = load_pose_model(args.checkpoint, variant=args.variant, config=config)
   variables = jax.device_put(variables)

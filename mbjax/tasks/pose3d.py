@@ -26,8 +26,8 @@ def make_model(config) -> DSTformer:
 
 
 def _load(split: str, data_dir: str):
-  from data_prep import builder
-  return builder.load('h36m', split, data_dir=data_dir)
+  from mbjax.data import records
+  return records.load('h36m', split, data_dir=data_dir)
 
 
 def make_curriculum(config) -> pipelines.Curriculum:

@@ -26,8 +26,8 @@ def make_model(config) -> DSTformer:
 
 
 def _load_source(spec, data_dir):
-  from data_prep import builder
-  return builder.load(spec['name'], spec.get('split', 'train'), data_dir=spec.get('data_dir')
+  from mbjax.data import records
+  return records.load(spec['name'], spec.get('split', 'train'), data_dir=spec.get('data_dir')
                       or data_dir)
 
 
