@@ -23,7 +23,7 @@ from typing import Iterator
 
 import numpy as np
 
-from data_prep import skeletons
+from mbjax.data import skeletons
 from mbjax.data.report import BuildReport
 
 NAME = 'posetrack'

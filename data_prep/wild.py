@@ -35,21 +35,13 @@ from typing import Iterator
 import numpy as np
 
 from mbjax.data.report import BuildReport
+from mbjax.data.skeletons import NUM_HALPE, halpe_to_h36m
 
 NAME = 'wild'
 SPLITS = ('train',)
 CLIP_LEN = 81
 STRIDE = 27
 ASSETS = pathlib.Path(__file__).parent / 'assets' / 'wild'
-
-HALPE_JOINTS = ('nose', 'leye', 'reye', 'lear', 'rear', 'lsho', 'rsho', 'lelb', 'relb', 'lwri',
-                'rwri', 'lhip', 'rhip', 'lknee', 'rknee', 'lankle', 'rankle', 'head', 'neck',
-                'hip', 'lbigtoe', 'rbigtoe', 'lsmalltoe', 'rsmalltoe', 'lheel', 'rheel')
-NUM_HALPE = len(HALPE_JOINTS)
-# Halpe joint copied into each H36M joint (official `halpe2h36m`); the belly (7) is set afterwards
-# to the mean of Halpe neck (18) and hip (19).
-_HALPE_SOURCE = (19, 12, 14, 16, 11, 13, 15, 19, 18, 0, 17, 5, 7, 9, 6, 8, 10)
-_BELLY, _HALPE_NECK, _HALPE_HIP = 7, 18, 19
 
 SKIP_SHORT = 'track shorter than clip_len frames (after filling gaps)'
 _RESULTS_SUFFIX = 'alphapose-results'
@@ -70,22 +62,7 @@ FEATURES = features(CLIP_LEN)
 
 
 # ----------------------------------------------------------------------------------------------
-# Joints and coordinates.
-
-
-def halpe_to_h36m(x: np.ndarray) -> np.ndarray:
-  """Halpe-26 (..., 26, C) -> H36M-17 (..., 17, C) float64 (official `halpe2h36m`).
-
-  Every channel, the score included, is mapped the same way: pelvis = Halpe hip, neck = Halpe
-  neck, head = Halpe head, belly = mean of Halpe neck and hip; feet and face points are dropped.
-  """
-  x = np.asarray(x, dtype=np.float64)
-  if x.ndim < 2 or x.shape[-2] != NUM_HALPE:
-    raise ValueError(f'halpe_to_h36m: expected an array of shape (..., {NUM_HALPE}, C), '
-                     f'got {x.shape}')
-  y = x[..., _HALPE_SOURCE, :]
-  y[..., _BELLY, :] = (x[..., _HALPE_NECK, :] + x[..., _HALPE_HIP, :]) * 0.5
-  return y
+# Screen coordinates.
 
 
 def _check_size(width, height, fn: str) -> tuple[float, float]:

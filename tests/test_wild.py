@@ -32,20 +32,6 @@ def _write(path, detections):
 
 # ------------------------------------------------------------------------------ joints, screen
 
-def test_halpe_to_h36m_hand_made():
-  x = _halpe_pose()
-  y = wild.halpe_to_h36m(x[None, None])[0, 0]  # leading (M, T) dims are kept
-  expected = {0: x[19], 1: x[12], 2: x[14], 3: x[16], 4: x[11], 5: x[13], 6: x[15],
-              7: (x[18] + x[19]) / 2, 8: x[18], 9: x[0], 10: x[17], 11: x[5], 12: x[7], 13: x[9],
-              14: x[6], 15: x[8], 16: x[10]}
-  assert y.shape == (17, 3) and y.dtype == np.float64
-  for joint, value in expected.items():
-    np.testing.assert_allclose(y[joint], value, rtol=0, atol=1e-12, err_msg=f'joint {joint}')
-  np.testing.assert_allclose(y[7, 2], (0.02 + 0.03 * 18 + 0.02 + 0.03 * 19) / 2)  # score averaged
-  with pytest.raises(ValueError, match='26'):
-    wild.halpe_to_h36m(np.zeros((4, 17, 3)))
-
-
 def test_normalize_screen_and_wild_pixels():
   w, h = 640, 360
   pts = np.array([[0, 0, 0.5], [w / 2, h / 2, 0.7], [w, h, 0.9]], np.float32)
