@@ -16,6 +16,7 @@ from data_prep import amass
 from data_prep import build as build_cli
 from data_prep import builder
 from data_prep import h36m
+from mbjax.data import h36m as h36m_screen
 from mbjax.data import transforms, writer
 from mbjax.data.records import dataset_dir, load as load_split
 from mbjax.data.report import BuildReport
@@ -119,21 +120,21 @@ def test_resample_indices_short_and_long():
 
 
 def test_h36m_normalisation_by_hand():
-  res_w, res_h = h36m.camera_resolutions(['54138969', '55011271', '60457274', '58860488'])
+  res_w, res_h = h36m_screen.camera_resolutions(['54138969', '55011271', '60457274', '58860488'])
   np.testing.assert_array_equal(res_w, [1000] * 4)
   np.testing.assert_array_equal(res_h, [1002, 1000, 1002, 1000])
   pixels = np.array([[[500, 501]], [[500, 500]], [[1000, 1002]], [[0, 0]]], np.float32)
-  np.testing.assert_allclose(h36m.normalize_2d(pixels, res_w, res_h)[:, 0],
+  np.testing.assert_allclose(h36m_screen.normalize_2d(pixels, res_w, res_h)[:, 0],
                              [[0, 0], [0, 0], [1, 1.002], [-1, -1]], atol=1e-6)
   xyz = np.array([[[500, 501, 250]], [[750, 500, -100]]], np.float32)
-  out = h36m.normalize_3d(xyz, res_w[:2], res_h[:2])
+  out = h36m_screen.normalize_3d(xyz, res_w[:2], res_h[:2])
   np.testing.assert_allclose(out[:, 0], [[0, 0, 0.5], [0.5, 0, -0.2]], atol=1e-6)
-  np.testing.assert_allclose(h36m.denormalize_3d(out, res_w[:2], res_h[:2]), xyz, atol=1e-4)
+  np.testing.assert_allclose(h36m_screen.denormalize_3d(out, res_w[:2], res_h[:2]), xyz, atol=1e-4)
 
 
 def test_h36m_bad_camera_names_the_row():
   with pytest.raises(ValueError, match=r"camera_name\[2\] = '12345678'"):
-    h36m.camera_resolutions(['54138969', '55011271', '12345678'])
+    h36m_screen.camera_resolutions(['54138969', '55011271', '12345678'])
 
 
 def test_h36m_cli_report_and_counts(h36m_built):

@@ -16,8 +16,8 @@ from flax.core import meta
 
 import data_formats
 from data_prep import builder
-from data_prep import h36m as h36m_data
 from mbjax import convert
+from mbjax.data import h36m as h36m_data
 from mbjax.data.records import load as load_split
 from mbjax.evaluate import h36m
 from mbjax.models import DSTformer

@@ -42,7 +42,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from data_prep import h36m as h36m_data
+from mbjax.data import h36m as h36m_data
 from mbjax.data import transforms
 from mbjax.evaluate import metrics
 
