@@ -7,9 +7,10 @@ convention of the official AMASS preprocessing: from Z-up metres p, p @ [[1,0,0]
 (x stays, y' = -z points down like image y, z' = y is depth), times 0.298. A camera view is a turn
 of the whole scene about the vertical axis through the origin by `yaw` degrees, before that change.
 
-`builder.py` wraps NAME / SPLITS / FEATURES / generate() into a TFDS builder.
+`mbjax.data.writer` wraps NAME / SPLITS / FEATURES / generate() into a TFDS builder; the real
+recordings shipped with the checkout are in data_prep/assets/mocap.
 
-  from data_prep import mocap
+  from mbjax.data import mocap
   positions, fps = mocap.load_h36m17('walk.bvh', fps=50)  # (T, 17, 3) metres, Z-up
   clip = mocap.to_motionbert(positions[:243], yaw_deg=90.0)
 """
@@ -24,9 +25,9 @@ from typing import Iterator, Sequence
 from absl import logging
 import numpy as np
 
-from data_prep import mocap_asfamc
-from data_prep import mocap_bvh
-from data_prep import mocap_maps
+from mbjax.data import mocap_asfamc
+from mbjax.data import mocap_bvh
+from mbjax.data import mocap_maps
 from mbjax.data.report import BuildReport
 
 NAME = 'mocap'
@@ -37,7 +38,6 @@ FEATURES = {  # name -> (shape, numpy dtype name)
     'yaw': ((), 'float32'),  # camera yaw of this view, degrees
     'start_frame': ((), 'int32'),  # first frame of the clip after resampling
 }
-ASSETS = pathlib.Path(__file__).parent / 'assets' / 'mocap'
 
 MOTIONBERT_SCALE = 0.298  # official AMASS preprocessing: metres -> normalised units
 # Row vectors times this: Z-up world (x, y, z) -> camera-like (x, -z, y).
@@ -234,7 +234,7 @@ def generate(source: pathlib.Path, split: str, report: BuildReport, *,
         }
 
 
-# `builder.build` passes the build options to `module_for` to get FEATURES (clip_len).
+# `writer.build` passes the build options to `module_for` to get FEATURES (clip_len).
 OPTION_DEPENDENT_FEATURES = True
 
 

@@ -4,7 +4,7 @@ Source: an AlphaPose results json, or a folder searched for `*alphapose-results.
 depth; if there is none, the `*.json` files of the folder itself). The json is a list of detections
 `{'image_id': '12.jpg', 'category_id': 1, 'keypoints': [78 numbers: 26 Halpe joints x (x, y,
 score)], 'score': float, 'box': [...], 'idx': person id (an int, or a list whose first element is
-the id)}`, in pixels, possibly several persons per frame. `ASSETS` holds a real one (boxing2).
+the id)}`, in pixels, possibly several persons per frame. data_prep/assets/wild holds a real one (boxing2).
 
 Per file, detections are grouped by person and ordered by the integer in `image_id` (the video
 frame number). A person's track spans its first to its last frame; frames inside that span without
@@ -41,7 +41,6 @@ NAME = 'wild'
 SPLITS = ('train',)
 CLIP_LEN = 81
 STRIDE = 27
-ASSETS = pathlib.Path(__file__).parent / 'assets' / 'wild'
 
 SKIP_SHORT = 'track shorter than clip_len frames (after filling gaps)'
 _RESULTS_SUFFIX = 'alphapose-results'
@@ -340,8 +339,8 @@ def _generator_for(features_len: int):
     clip_len, stride = _check_int('clip_len', clip_len), _check_int('stride', stride)
     if clip_len != features_len:
       raise ValueError(f'wild: clip_len={clip_len} but this module stores {features_len}-frame '
-                       f'clips; build with data_prep.wild.module_for(clip_len={clip_len}) (e.g. '
-                       f'builder.make_builder(wild.module_for(clip_len={clip_len}), ...))')
+                       f'clips; build with mbjax.data.wild.module_for(clip_len={clip_len}) (e.g. '
+                       f'writer.make_builder(wild.module_for(clip_len={clip_len}), ...))')
     _image_size(img_size)  # fail before any file is read
     return _generate(source, split, report, clip_len, stride, img_size)
 
@@ -351,7 +350,7 @@ def _generator_for(features_len: int):
 generate = _generator_for(CLIP_LEN)
 
 
-# `builder.build` passes the build options to `module_for` to get FEATURES (clip_len).
+# `writer.build` passes the build options to `module_for` to get FEATURES (clip_len).
 OPTION_DEPENDENT_FEATURES = True
 
 
