@@ -4,7 +4,8 @@ Source: an AlphaPose results json, or a folder searched for `*alphapose-results.
 depth; if there is none, the `*.json` files of the folder itself). The json is a list of detections
 `{'image_id': '12.jpg', 'category_id': 1, 'keypoints': [78 numbers: 26 Halpe joints x (x, y,
 score)], 'score': float, 'box': [...], 'idx': person id (an int, or a list whose first element is
-the id)}`, in pixels, possibly several persons per frame. data_prep/assets/wild holds a real one (boxing2).
+the id)}`, in pixels, possibly several persons per frame. data_prep/assets/wild holds a real one
+(boxing2).
 
 Per file, detections are grouped by person and ordered by the integer in `image_id` (the video
 frame number). A person's track spans its first to its last frame; frames inside that span without
