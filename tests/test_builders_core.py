@@ -2,7 +2,9 @@
 
 import contextlib
 import io
+import pathlib
 import pickle
+import subprocess
 import sys
 import types
 
@@ -47,7 +49,7 @@ def h36m_built(tmp_path_factory):
   data_dir = root / 'data'
   printed = io.StringIO()
   with contextlib.redirect_stdout(printed):  # capsys is function-scoped
-    status = build_cli.main(['h36m', '--source', str(source), '--data_dir', str(data_dir),
+    status = build_cli.run(['h36m', '--source', str(source), '--data_dir', str(data_dir),
                              '--opt', 'seed=0'])
   assert status == 0
   return data_dir, printed.getvalue()
@@ -337,21 +339,34 @@ def test_amass_rejects_a_non_list(tmp_path):
 def test_cli_errors(tmp_path, capsys):
   source = data_formats.write_amass(tmp_path / 'a.pkl', [data_formats.amass_sequence(250)] * 2)
   with pytest.raises(SystemExit) as exit_info:
-    build_cli.main(['h63m', '--source', str(source), '--data_dir', str(tmp_path)])
+    build_cli.run(['h63m', '--source', str(source), '--data_dir', str(tmp_path)])
   err = capsys.readouterr().err
   assert exit_info.value.code == 2
   assert "unknown dataset 'h63m'" in err and 'amass, h36m' in err
   missing = tmp_path / 'nowhere.pkl'
   with pytest.raises(SystemExit):
-    build_cli.main(['amass', '--source', str(missing), '--data_dir', str(tmp_path)])
+    build_cli.run(['amass', '--source', str(missing), '--data_dir', str(tmp_path)])
   assert f'source {missing} does not exist' in capsys.readouterr().err
-  assert build_cli.main(['amass', '--source', str(source), '--data_dir', str(tmp_path),
+  assert build_cli.run(['amass', '--source', str(source), '--data_dir', str(tmp_path),
                          '--opt', 'sead=1']) == 1
   assert 'accepts: seed, stride' in capsys.readouterr().err
-  assert build_cli.main(['amass', '--source', str(source), '--data_dir', str(tmp_path),
+  assert build_cli.run(['amass', '--source', str(source), '--data_dir', str(tmp_path),
                          '--opt', 'stride=200']) == 0
   out = capsys.readouterr().out
   assert 'train: 2 records written, 0 skipped' in out  # 2 sequences of 250, one window each
+
+
+def test_cli_as_a_process(tmp_path):
+  """`python -m data_prep.build` from the repository root, as the README runs it (absl flags)."""
+  root = pathlib.Path(__file__).resolve().parents[1]
+  command = [sys.executable, '-m', 'data_prep.build', 'wild', '--source', 'data_prep/assets/wild',
+             '--data_dir', str(tmp_path), '--opt', 'clip_len=27', '--opt=stride=27']
+  done = subprocess.run(command, cwd=root, capture_output=True, text=True)
+  assert done.returncode == 0, done.stderr
+  assert 'train: 11 records written, 0 skipped' in done.stdout  # 301 frames // 27
+  missing = subprocess.run(command[:5] + ['nowhere'] + command[6:], cwd=root,
+                           capture_output=True, text=True)
+  assert missing.returncode == 2 and 'wild: source nowhere does not exist' in missing.stderr
 
 
 def test_parse_options():
