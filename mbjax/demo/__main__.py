@@ -29,6 +29,11 @@ flags.mark_flags_as_required(['workdir'])
 def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  try:  # before anything is built: a clear message, not a traceback
+    for kind in shipped.CONTENTS:
+      shipped.assets_dir(kind, _ASSETS.value)
+  except FileNotFoundError as e:
+    raise app.UsageError(str(e)) from e
   from mbjax.demo import job
   summary = job.run(_WORKDIR.value, config=_CONFIG.value, assets=_ASSETS.value)
   print(job.describe(summary, _WORKDIR.value))
