@@ -6,10 +6,10 @@ in the official camera-like frame: p @ [[1, 0, 0], [0, 0, 1], [0, -1, 0]] (row v
 takes -z and z takes y), times 0.298 to bring metres to the scale of the normalised H36M clips.
 
 Clips: 243 frames, stride 81, with the official `split_clips` rule over all kept sequences in file
-order (see `data_prep.builder.split_clips`): tails that do not fill a window are dropped, shorter
-sequences are resampled to 243 frames, a short last sequence is dropped. Sequences that are not
-(17, T, 3) arrays or hold NaN/Inf are skipped with a reason in the build report (the official
-script assumes clean input).
+order (see `mbjax.data.transforms.split_clips`): tails that do not fill a window are dropped,
+shorter sequences are resampled to 243 frames, a short last sequence is dropped. Sequences that
+are not (17, T, 3) arrays or hold NaN/Inf are skipped with a reason in the build report (the
+official script assumes clean input).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Iterator
 
 import numpy as np
 
-from data_prep.builder import split_clips
-from data_prep.report import BuildReport
+from mbjax.data.report import BuildReport
+from mbjax.data.transforms import split_clips
 
 NAME = 'amass'
 SPLITS = ('train',)

@@ -8,17 +8,26 @@
 `--opt key=value` (repeatable) passes options to the dataset's `generate`; values are Python
 literals when they parse as one (1, 0.5, True, 'a', (1, 2)), else strings. ntu60 / ntu120 build
 `data_prep.ntu` with option version=60 / 120. Prints progress (records/s) and the build report.
+Exit status: 0 built, 1 bad data, 2 bad arguments.
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
 import pathlib
 import sys
 import time
+from typing import Sequence
+
+from absl import app, flags
 
 from data_prep import builder
+from mbjax.data import records
+
+PROG = 'python -m data_prep.build'
+_SOURCE = flags.DEFINE_string('source', None, 'the published file or folder to read')
+_DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data directory to write NAME/VERSION/ into')
+_OPT = flags.DEFINE_multi_string('opt', [], 'KEY=VALUE option for the dataset module (repeatable)')
 
 
 def parse_options(pairs: list[str] | None) -> dict:
@@ -42,52 +51,64 @@ class ProgressPrinter:
     self.name = name
     self.stream = stream
 
-  def __call__(self, split: str, records: int, seconds: float, done: bool) -> None:
-    rate = records / max(seconds, 1e-9)
+  def __call__(self, split: str, count: int, seconds: float, done: bool) -> None:
+    rate = count / max(seconds, 1e-9)
     state = 'done' if done else '...'
-    print(f'{self.name} {split}: {records} records, {rate:.0f} records/s, {seconds:.1f} s {state}',
+    print(f'{self.name} {split}: {count} records, {rate:.0f} records/s, {seconds:.1f} s {state}',
           file=self.stream or sys.stdout, flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-  """Runs the CLI; returns the exit status (0 ok, 1 bad data, 2 bad arguments)."""
-  parser = argparse.ArgumentParser(
-      prog='python -m data_prep.build',
-      description='Build one dataset (published raw files -> ArrayRecord via TFDS).')
-  parser.add_argument('name', help='dataset name, e.g. h36m, amass, ntu60')
-  parser.add_argument('--source', required=True, type=pathlib.Path,
-                      help='the published file or folder to read')
-  parser.add_argument('--data_dir', required=True, type=pathlib.Path,
-                      help='TFDS data directory to write NAME/VERSION/ into')
-  parser.add_argument('--opt', action='append', metavar='KEY=VALUE', default=[],
-                      help='option for the dataset module (repeatable)')
-  args = parser.parse_args(argv)
+def _usage_error(message: str) -> app.UsageError:
+  return app.UsageError(message, exitcode=2)
 
-  try:
-    options = parse_options(args.opt)
-  except ValueError as e:
-    parser.error(str(e))
-  try:
-    _, name, _ = builder.resolve(args.name)
-  except ValueError as e:
-    parser.error(str(e))
-  if not args.source.exists():
-    parser.error(f'{name}: source {args.source} does not exist')
 
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  tfds.disable_progress_bar()  # our own progress lines instead of tqdm bars
+def _arguments(argv: Sequence[str]) -> tuple[str, str, pathlib.Path, pathlib.Path, dict]:
+  """(name as given, builder name, source, data_dir, options) from the parsed flags."""
+  if len(argv) != 2:
+    raise _usage_error(f'expected one dataset name (e.g. h36m, amass, ntu60), got {argv[1:]}')
+  missing = [f'--{f.name}' for f in (_SOURCE, _DATA_DIR) if not f.value]
+  if missing:
+    raise _usage_error(f'{" and ".join(missing)} required')
+  try:
+    options = parse_options(_OPT.value)
+    _, name, _ = builder.resolve(argv[1])
+  except ValueError as e:
+    raise _usage_error(str(e)) from e
+  source = pathlib.Path(_SOURCE.value)
+  if not source.exists():
+    raise _usage_error(f'{name}: source {source} does not exist')
+  return argv[1], name, source, pathlib.Path(_DATA_DIR.value), options
+
+
+def main(argv: Sequence[str]) -> int:
+  """Builds the dataset named in `argv` (after absl parsed the flags); returns the exit status."""
+  requested, name, source, data_dir, options = _arguments(argv)
   start = time.perf_counter()
   try:
-    report = builder.build(args.name, source=args.source, data_dir=args.data_dir,
-                           options=options, progress=ProgressPrinter(name))
+    report = builder.build(requested, source=source, data_dir=data_dir, options=options,
+                           progress=ProgressPrinter(name))
   except (ValueError, FileNotFoundError) as e:
     print(f'error: {name}: {e}', file=sys.stderr)
     return 1
   print(f'{name}: built in {time.perf_counter() - start:.1f} s under '
-        f'{builder.dataset_dir(name, data_dir=args.data_dir)}')
+        f'{records.dataset_dir(name, data_dir=data_dir)}')
   print(report)
   return 0
 
 
+def run(args: Sequence[str]) -> int:
+  """The command line without a process: `args` as after `python -m data_prep.build`.
+
+  Returns the exit status of a build; bad arguments print the error and raise SystemExit(2).
+  """
+  flags.FLAGS.unparse_flags()  # a previous call's flags do not carry over
+  try:
+    argv = flags.FLAGS([PROG, *args])
+    return main(argv)
+  except (flags.Error, app.UsageError) as e:
+    print(f'{PROG}: error: {e}', file=sys.stderr)
+    raise SystemExit(getattr(e, 'exitcode', 2)) from e
+
+
 if __name__ == '__main__':
-  sys.exit(main())
+  app.run(main)

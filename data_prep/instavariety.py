@@ -19,7 +19,8 @@ from typing import Iterator
 
 import numpy as np
 
-from data_prep.report import BuildReport
+from mbjax.data import transforms
+from mbjax.data.report import BuildReport
 
 NAME = 'instavariety'
 SPLITS = ('train',)
@@ -35,20 +36,6 @@ SKIP_ROOT = 'root (joint 0) not visible in the first frame'
 SKIP_LAST_SHORT = f'last video of id_all shorter than {CLIP_LEN} frames (official split_clips)'
 SKIP_REPEATED_SHORT = (f'run shorter than {CLIP_LEN} frames of a video id already cut earlier '
                        '(official split_clips)')
-
-
-def resample_short(length: int, target: int, rng: np.random.Generator) -> np.ndarray:
-  """Official `resample(length, target)` with randomness for length < target: (target,) indices.
-
-  Each of `target` evenly spaced positions in [0, length) is rounded down or up at random; the
-  indices are sorted and clipped to [0, length - 1].
-  """
-  if not 0 < length < target:
-    raise ValueError(f'resample_short: expected 0 < length < target, got {length} and {target}')
-  even = np.linspace(0, length, num=target, endpoint=False)
-  pick_floor = rng.integers(0, 2, size=target).astype(bool)
-  idx = np.sort(np.where(pick_floor, np.floor(even), np.ceil(even)))
-  return np.clip(idx, 0, length - 1).astype(np.int64)
 
 
 def split_clips(ids: np.ndarray, rng: np.random.Generator, clip_len: int = CLIP_LEN,
@@ -75,7 +62,7 @@ def split_clips(ids: np.ndarray, rng: np.random.Generator, clip_len: int = CLIP_
       yield a, None, SKIP_REPEATED_SHORT
     else:
       saved.add(vid)
-      yield a, a + resample_short(b - a, clip_len, rng), None
+      yield a, a + transforms.resample_indices(b - a, clip_len, rng), None
 
 
 def _load(path: pathlib.Path, allow_pickle: bool) -> np.ndarray:

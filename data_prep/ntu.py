@@ -26,8 +26,8 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
-from data_prep import skeletons
-from data_prep.report import BuildReport
+from mbjax.data import skeletons, transforms
+from mbjax.data.report import BuildReport
 
 NTU60_SPLITS = ('xsub_train', 'xsub_val', 'xview_train', 'xview_val')
 ONESHOT_SPLITS = ('oneshot_aux', 'oneshot_exemplar', 'oneshot_eval')
@@ -53,13 +53,6 @@ OFFICIAL_EXEMPLARS = {
     c: f'S{1 if c < 60 else 18:03d}C003P008R001A{c + 1:03d}' for c in NOVEL_CLASSES}
 
 SKIP_MISSING = 'frame_dir listed in the split has no annotation'
-
-
-def make_cam(x: np.ndarray, img_shape) -> np.ndarray:
-  """Official `make_cam`: pixels (..., 2) -> [-1, 1] along the longer image side (h, w)."""
-  h, w = img_shape
-  scale = float(w) if w >= h else float(h)  # python float keeps float32 input in float32
-  return x / scale * 2 - 1
 
 
 def human_tracking(x: np.ndarray) -> np.ndarray:
@@ -96,7 +89,7 @@ def sample_keypoint(keypoint: np.ndarray, score: np.ndarray, img_shape) -> np.nd
   """
   kp = np.asarray(keypoint)[:MAX_PERSONS]
   conf = np.asarray(score)[:MAX_PERSONS]
-  xy = skeletons.coco_to_h36m(human_tracking(make_cam(kp, img_shape)))
+  xy = skeletons.coco_to_h36m(human_tracking(transforms.make_cam(kp, img_shape)))
   out = np.zeros((MAX_PERSONS,) + xy.shape[1:3] + (3,), np.float32)
   out[:len(kp), ..., :2] = xy
   # Official quirk kept for parity with the released action checkpoints: the score channel is the

@@ -23,8 +23,8 @@ from typing import Iterator
 
 import numpy as np
 
-from data_prep import skeletons
-from data_prep.report import BuildReport
+from mbjax.data import skeletons
+from mbjax.data.report import BuildReport
 
 NAME = 'posetrack'
 SPLITS = ('train',)

@@ -33,11 +33,13 @@ def shared_data_dir() -> pathlib.Path:
 def pretrain_data_dir(tmp_path_factory) -> str:
   """ArrayRecord `mocap` and `wild` datasets for tests/configs/tiny_pretrain.py (9-frame clips of
   the shipped assets), built once per session."""
-  from data_prep import builder, mocap, wild
+  from data_prep import builder
+  from mbjax.data import shipped
   d = tmp_path_factory.mktemp('pretrain_tfds')
-  builder.build('mocap', source=mocap.ASSETS, data_dir=d,
+  builder.build('mocap', source=shipped.assets_dir('mocap'), data_dir=d,
                 options=dict(clip_len=9, stride=27, yaws=(0.0,)))
-  builder.build('wild', source=wild.ASSETS, data_dir=d, options=dict(clip_len=9, stride=9))
+  builder.build('wild', source=shipped.assets_dir('wild'), data_dir=d,
+                options=dict(clip_len=9, stride=9))
   return str(d)
 
 

@@ -6,55 +6,13 @@ import pickle
 import numpy as np
 import pytest
 
-from data_prep import instavariety, ntu, posetrack, skeletons
-from data_prep.report import BuildReport
+from data_prep import instavariety, ntu, posetrack
+from mbjax.data import skeletons
+from mbjax.data.report import BuildReport
 
 
 def _collect(module_generate, *args, **kwargs):
   return dict(module_generate(*args, **kwargs))
-
-
-# ----------------------------------------------------------------------------------- skeletons
-
-def _distinct_pose(channels=3):
-  """(17, C): joint j holds (j, 100 + 2j, 0.01 + 0.05j) so every source joint is recognisable."""
-  j = np.arange(17.0)
-  cols = [j, 100 + 2 * j, 0.01 + 0.05 * j][:channels]
-  return np.stack(cols, axis=-1)
-
-
-def test_coco_to_h36m_hand_made():
-  x = _distinct_pose()
-  y = skeletons.coco_to_h36m(x[None, None])[0, 0]  # leading (M, T) dims are kept
-  mean = lambda a, b: (x[a] + x[b]) / 2
-  expected = {0: mean(11, 12), 1: x[12], 2: x[14], 3: x[16], 4: x[11], 5: x[13], 6: x[15],
-              8: mean(5, 6), 9: x[0], 10: mean(1, 2), 11: x[5], 12: x[7], 13: x[9], 14: x[6],
-              15: x[8], 16: x[10]}
-  expected[7] = (expected[0] + expected[8]) / 2
-  for joint, value in expected.items():
-    np.testing.assert_allclose(y[joint], value, rtol=0, atol=1e-12, err_msg=f'joint {joint}')
-  assert y.dtype == np.float64
-  # Two channels (the NTU x, y) work the same way.
-  np.testing.assert_allclose(skeletons.coco_to_h36m(x[:, :2]), y[:, :2])
-  with pytest.raises(ValueError, match='17'):
-    skeletons.coco_to_h36m(np.zeros((5, 16, 2)))
-
-
-def test_posetrack_to_h36m_hand_made():
-  x = _distinct_pose()
-  x[12, 2] = 0.003  # right hip less confident than left: the pelvis takes the minimum
-  y = skeletons.posetrack_to_h36m(x[None])[0]
-  mean = lambda a, b: (x[a] + x[b]) / 2
-  expected = {0: mean(11, 12), 1: x[12], 2: x[14], 3: x[16], 4: x[11], 5: x[13], 6: x[15],
-              8: x[1], 9: x[0], 10: x[2], 11: x[5], 12: x[7], 13: x[9], 14: x[6], 15: x[8],
-              16: x[10]}
-  expected[7] = (expected[0] + expected[8]) / 2
-  expected[0][2] = 0.003
-  expected[7][2] = min(0.003, x[1, 2])
-  for joint, value in expected.items():
-    np.testing.assert_allclose(y[joint], value, rtol=0, atol=1e-12, err_msg=f'joint {joint}')
-  with pytest.raises(ValueError, match='17, 3'):
-    skeletons.posetrack_to_h36m(np.zeros((4, 17, 2)))
 
 
 # ----------------------------------------------------------------------------------- posetrack
@@ -408,14 +366,16 @@ def test_ntu120_oneshot(ntu120_file):
 # -------------------------------------------------------------------------- through the builder
 
 def test_build_and_load_posetrack_and_ntu60(tmp_path, ntu60_file):
-  from data_prep import builder  # imports tensorflow_datasets: only this test pays for it
+  # These import tensorflow_datasets: only this test pays for it.
+  from data_prep import builder
+  from mbjax.data.records import load as load_split
 
   source = tmp_path / 'posetrack_annotations'
   _write_posetrack(source)
   expected = _collect(posetrack.generate, source, 'train', BuildReport('x'))
   report = builder.build('posetrack', source=source, data_dir=tmp_path / 'tfds')
   assert report.as_dict()['splits']['train']['written'] == 3
-  records = builder.load('posetrack', 'train', data_dir=tmp_path / 'tfds')
+  records = load_split('posetrack', 'train', data_dir=tmp_path / 'tfds')
   assert len(records) == 3
   for record, (key, ex) in zip((records[i] for i in range(3)), expected.items()):
     np.testing.assert_array_equal(record['joint_2d'], ex['joint_2d'])
@@ -424,7 +384,7 @@ def test_build_and_load_posetrack_and_ntu60(tmp_path, ntu60_file):
   path, _ = ntu60_file
   expected = _collect(ntu.generate, path, 'xsub_val', BuildReport('x'))
   builder.build('ntu60', source=path, data_dir=tmp_path / 'tfds')
-  records = builder.load('ntu60', 'xsub_val', data_dir=tmp_path / 'tfds')
+  records = load_split('ntu60', 'xsub_val', data_dir=tmp_path / 'tfds')
   assert len(records) == 2
   for i, ex in enumerate(expected.values()):
     np.testing.assert_array_equal(records[i]['keypoint'], ex['keypoint'])  # variable T kept
@@ -432,8 +392,8 @@ def test_build_and_load_posetrack_and_ntu60(tmp_path, ntu60_file):
     assert int(records[i]['label']) == ex['label']
 
 
-def test_split_clips_agrees_with_builder():
-  from data_prep import builder
+def test_split_clips_agrees_with_transforms():
+  from mbjax.data import transforms
 
   rng = np.random.default_rng(3)
   for _ in range(20):
@@ -441,7 +401,7 @@ def test_split_clips_agrees_with_builder():
     ids = np.concatenate([[vid] * n for vid, n in runs])
     ours = [rows for _, rows, _ in instavariety.split_clips(ids, np.random.default_rng(5))
             if rows is not None]
-    theirs = builder.split_clips(ids, 81, 27, np.random.default_rng(5))
+    theirs = transforms.split_clips(ids, 81, 27, np.random.default_rng(5))
     assert len(ours) == len(theirs)
     for a, b in zip(ours, theirs):
       np.testing.assert_array_equal(a, b)

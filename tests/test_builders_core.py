@@ -2,7 +2,9 @@
 
 import contextlib
 import io
+import pathlib
 import pickle
+import subprocess
 import sys
 import types
 
@@ -16,7 +18,10 @@ from data_prep import amass
 from data_prep import build as build_cli
 from data_prep import builder
 from data_prep import h36m
-from data_prep.report import BuildReport
+from mbjax.data import h36m as h36m_screen
+from mbjax.data import transforms, writer
+from mbjax.data.records import dataset_dir, load as load_split
+from mbjax.data.report import BuildReport
 
 # (source, camera, frames). Train: 2 windows + dropped tail, a short sequence (resampled), an
 # exact clip, and a short last sequence (dropped by the official rule).
@@ -44,7 +49,7 @@ def h36m_built(tmp_path_factory):
   data_dir = root / 'data'
   printed = io.StringIO()
   with contextlib.redirect_stdout(printed):  # capsys is function-scoped
-    status = build_cli.main(['h36m', '--source', str(source), '--data_dir', str(data_dir),
+    status = build_cli.run(['h36m', '--source', str(source), '--data_dir', str(data_dir),
                              '--opt', 'seed=0'])
   assert status == 0
   return data_dir, printed.getvalue()
@@ -55,7 +60,7 @@ def h36m_built(tmp_path_factory):
 
 
 def _frame_walk_split_clips(sources, clip_len, stride, rng):
-  """The official loop, frame by frame, as an independent oracle for builder.split_clips."""
+  """The official loop, frame by frame, as an independent oracle for transforms.split_clips."""
   clips, saved, st, i, n = [], set(), 0, 0, len(sources)
   while i < n:
     i += 1
@@ -67,7 +72,7 @@ def _frame_walk_split_clips(sources, clip_len, stride, rng):
       break
     if sources[i] != sources[i - 1]:
       if sources[i - 1] not in saved:
-        clips.append(st + builder.resample_indices(i - st, clip_len, rng))
+        clips.append(st + transforms.resample_indices(i - st, clip_len, rng))
         saved.add(sources[i - 1])
       st = i
   return clips
@@ -80,7 +85,7 @@ def test_split_clips_matches_the_official_frame_walk():
     ids = draw.integers(0, 4, size=len(runs))  # repeated ids: non-contiguous runs of one sequence
     sources = np.repeat(ids, runs).tolist()
     clip_len, stride = int(draw.integers(2, 12)), int(draw.integers(1, 12))
-    got = builder.split_clips(np.array(sources), clip_len, stride, np.random.default_rng(trial))
+    got = transforms.split_clips(np.array(sources), clip_len, stride, np.random.default_rng(trial))
     want = _frame_walk_split_clips(sources, clip_len, stride, np.random.default_rng(trial))
     assert len(got) == len(want), (trial, sources, clip_len, stride)
     for g, w in zip(got, want):
@@ -89,7 +94,7 @@ def test_split_clips_matches_the_official_frame_walk():
 
 def test_split_clips_on_named_sequences():
   sources = np.array(['a'] * 10 + ['b'] * 4 + ['c'] * 7 + ['d'] * 3)
-  clips = builder.split_clips(sources, 6, 2, np.random.default_rng(0))
+  clips = transforms.split_clips(sources, 6, 2, np.random.default_rng(0))
   starts = [int(c[0]) for c in clips]
   # a: windows at 0, 2, 4 (tail 10-frame window at 6 does not fit); b: resampled from frame 10;
   # c: windows at 14 (and 16 would end at 22 > 21); d (last, short): dropped.
@@ -101,13 +106,13 @@ def test_split_clips_on_named_sequences():
 
 def test_resample_indices_short_and_long():
   even = np.linspace(0, 100, 243, endpoint=False)
-  a = builder.resample_indices(100, 243, np.random.default_rng(0))
+  a = transforms.resample_indices(100, 243, np.random.default_rng(0))
   assert a.shape == (243,) and a.dtype == np.int64
   assert np.all(np.diff(a) >= 0) and a.min() == 0 and a.max() <= 99
   assert np.all(np.abs(a - even) <= 1)  # each pick is the floor or ceil of its even position
-  np.testing.assert_array_equal(a, builder.resample_indices(100, 243, np.random.default_rng(0)))
-  assert not np.array_equal(a, builder.resample_indices(100, 243, np.random.default_rng(1)))
-  long = builder.resample_indices(1000, 243, np.random.default_rng(0))
+  np.testing.assert_array_equal(a, transforms.resample_indices(100, 243, np.random.default_rng(0)))
+  assert not np.array_equal(a, transforms.resample_indices(100, 243, np.random.default_rng(1)))
+  long = transforms.resample_indices(1000, 243, np.random.default_rng(0))
   even = np.linspace(0, 1000, 243, endpoint=False)
   assert np.all(long >= np.floor(even)) and np.all(long < even + 1000 / 243)
 
@@ -117,21 +122,21 @@ def test_resample_indices_short_and_long():
 
 
 def test_h36m_normalisation_by_hand():
-  res_w, res_h = h36m.camera_resolutions(['54138969', '55011271', '60457274', '58860488'])
+  res_w, res_h = h36m_screen.camera_resolutions(['54138969', '55011271', '60457274', '58860488'])
   np.testing.assert_array_equal(res_w, [1000] * 4)
   np.testing.assert_array_equal(res_h, [1002, 1000, 1002, 1000])
   pixels = np.array([[[500, 501]], [[500, 500]], [[1000, 1002]], [[0, 0]]], np.float32)
-  np.testing.assert_allclose(h36m.normalize_2d(pixels, res_w, res_h)[:, 0],
+  np.testing.assert_allclose(h36m_screen.normalize_2d(pixels, res_w, res_h)[:, 0],
                              [[0, 0], [0, 0], [1, 1.002], [-1, -1]], atol=1e-6)
   xyz = np.array([[[500, 501, 250]], [[750, 500, -100]]], np.float32)
-  out = h36m.normalize_3d(xyz, res_w[:2], res_h[:2])
+  out = h36m_screen.normalize_3d(xyz, res_w[:2], res_h[:2])
   np.testing.assert_allclose(out[:, 0], [[0, 0, 0.5], [0.5, 0, -0.2]], atol=1e-6)
-  np.testing.assert_allclose(h36m.denormalize_3d(out, res_w[:2], res_h[:2]), xyz, atol=1e-4)
+  np.testing.assert_allclose(h36m_screen.denormalize_3d(out, res_w[:2], res_h[:2]), xyz, atol=1e-4)
 
 
 def test_h36m_bad_camera_names_the_row():
   with pytest.raises(ValueError, match=r"camera_name\[2\] = '12345678'"):
-    h36m.camera_resolutions(['54138969', '55011271', '12345678'])
+    h36m_screen.camera_resolutions(['54138969', '55011271', '12345678'])
 
 
 def test_h36m_cli_report_and_counts(h36m_built):
@@ -140,19 +145,19 @@ def test_h36m_cli_report_and_counts(h36m_built):
   assert 'train: 4 records written, 1 skipped' in out
   assert 'test: 4 records written, 0 skipped' in out
   assert '1 skipped: ' + h36m.SKIP_SHORT_LAST in out
-  assert len(builder.load('h36m', 'train', data_dir=data_dir)) == 4
-  assert len(builder.load('h36m', 'test', data_dir=data_dir)) == 4
-  report = (builder.dataset_dir('h36m', data_dir=data_dir) / 'build_report.json').read_text()
+  assert len(load_split('h36m', 'train', data_dir=data_dir)) == 4
+  assert len(load_split('h36m', 'test', data_dir=data_dir)) == 4
+  report = (dataset_dir('h36m', data_dir=data_dir) / 'build_report.json').read_text()
   assert '"written": 4' in report and h36m.SKIP_SHORT_LAST in report
 
 
 def test_h36m_train_clips(h36m_built):
   data_dir, _ = h36m_built
-  records = [builder.load('h36m', 'train', data_dir=data_dir)[i] for i in range(4)]
+  records = [load_split('h36m', 'train', data_dir=data_dir)[i] for i in range(4)]
   np.testing.assert_array_equal(records[0]['frame_index'], np.arange(0, 243))
   np.testing.assert_array_equal(records[1]['frame_index'], np.arange(81, 324))
   resampled = records[2]['frame_index']
-  expected = 400 + builder.resample_indices(100, 243, np.random.default_rng(0))  # seed=0
+  expected = 400 + transforms.resample_indices(100, 243, np.random.default_rng(0))  # seed=0
   np.testing.assert_array_equal(resampled, expected)
   assert resampled.min() == 400 and resampled.max() <= 499 and np.all(np.diff(resampled) >= 0)
   np.testing.assert_array_equal(records[3]['frame_index'], np.arange(500, 743))
@@ -182,7 +187,7 @@ def test_h36m_train_clips(h36m_built):
 
 def test_h36m_test_clips(h36m_built):
   data_dir, _ = h36m_built
-  source = builder.load('h36m', 'test', data_dir=data_dir)
+  source = load_split('h36m', 'test', data_dir=data_dir)
   records = [source[i] for i in range(len(source))]
   np.testing.assert_array_equal(records[0]['frame_index'], np.arange(0, 243))
   np.testing.assert_array_equal(records[1]['frame_index'], np.arange(243, 486))  # stride 243
@@ -201,7 +206,7 @@ def test_h36m_test_clips(h36m_built):
 
 def test_h36m_reads_with_grain_and_tfds(h36m_built):
   data_dir, _ = h36m_built
-  source = builder.load('h36m', 'train', data_dir=data_dir)
+  source = load_split('h36m', 'train', data_dir=data_dir)
   batch = grain.MapDataset.source(source).batch(2)[1]
   assert batch['joint_2d'].shape == (2, 243, 17, 3) and batch['joint_2d'].dtype == np.float32
   assert batch['res_w'].dtype == np.int32 and batch['source'].shape == (2,)
@@ -216,10 +221,10 @@ def test_h36m_reads_with_grain_and_tfds(h36m_built):
   with pytest.raises(IndexError, match='out of range'):
     source[4]
   via_tfds = tfds.data_source('h36m', data_dir=str(data_dir))['test']
-  via_dir = tfds.builder_from_directory(str(builder.dataset_dir('h36m', data_dir=data_dir)))
+  via_dir = tfds.builder_from_directory(str(dataset_dir('h36m', data_dir=data_dir)))
   assert len(via_tfds) == 4 and via_dir.info.splits['train'].num_examples == 4
   np.testing.assert_array_equal(via_tfds[1]['joint_2d'],
-                                builder.load('h36m', 'test', data_dir=data_dir)[1]['joint_2d'])
+                                load_split('h36m', 'test', data_dir=data_dir)[1]['joint_2d'])
 
 
 def _generate_all(path, split='train'):
@@ -295,7 +300,7 @@ def test_amass_build_clips_and_report(tmp_path):
   report = builder.build('amass', source=source, data_dir=tmp_path / 'data')
   assert report.as_dict()['splits']['train'] == {'written': 4, 'skipped': {
       amass.SKIP_NONFINITE: 1, amass.SKIP_JOINTS: 1, amass.SKIP_SHORT_LAST: 1}}
-  data = builder.load('amass', 'train', data_dir=tmp_path / 'data')
+  data = load_split('amass', 'train', data_dir=tmp_path / 'data')
   records = [data[i] for i in range(len(data))]
   assert [(r['source'], int(r['start_frame'])) for r in records] == [
       (b'0', 0), (b'1', 0), (b'4', 0), (b'4', 81)]
@@ -310,11 +315,11 @@ def test_amass_build_clips_and_report(tmp_path):
     np.testing.assert_allclose(r['joints3d'][..., 2], np.broadcast_to((2 + joints) * 0.298,
                                                                       (243, 17)), rtol=1e-6)
   frames = np.round(records[1]['joints3d'][:, 0, 0] / 0.298 - 1).astype(np.int64)
-  np.testing.assert_array_equal(frames, builder.resample_indices(100, 243,
+  np.testing.assert_array_equal(frames, transforms.resample_indices(100, 243,
                                                                  np.random.default_rng(0)))
   # Rebuilding replaces the dataset; another seed changes only the resampled clip.
   builder.build('amass', source=source, data_dir=tmp_path / 'data', options={'seed': 5})
-  again = builder.load('amass', 'train', data_dir=tmp_path / 'data')
+  again = load_split('amass', 'train', data_dir=tmp_path / 'data')
   assert len(again) == 4
   np.testing.assert_array_equal(again[0]['joints3d'], records[0]['joints3d'])
   assert not np.array_equal(again[1]['joints3d'], records[1]['joints3d'])
@@ -334,21 +339,34 @@ def test_amass_rejects_a_non_list(tmp_path):
 def test_cli_errors(tmp_path, capsys):
   source = data_formats.write_amass(tmp_path / 'a.pkl', [data_formats.amass_sequence(250)] * 2)
   with pytest.raises(SystemExit) as exit_info:
-    build_cli.main(['h63m', '--source', str(source), '--data_dir', str(tmp_path)])
+    build_cli.run(['h63m', '--source', str(source), '--data_dir', str(tmp_path)])
   err = capsys.readouterr().err
   assert exit_info.value.code == 2
   assert "unknown dataset 'h63m'" in err and 'amass, h36m' in err
   missing = tmp_path / 'nowhere.pkl'
   with pytest.raises(SystemExit):
-    build_cli.main(['amass', '--source', str(missing), '--data_dir', str(tmp_path)])
+    build_cli.run(['amass', '--source', str(missing), '--data_dir', str(tmp_path)])
   assert f'source {missing} does not exist' in capsys.readouterr().err
-  assert build_cli.main(['amass', '--source', str(source), '--data_dir', str(tmp_path),
+  assert build_cli.run(['amass', '--source', str(source), '--data_dir', str(tmp_path),
                          '--opt', 'sead=1']) == 1
   assert 'accepts: seed, stride' in capsys.readouterr().err
-  assert build_cli.main(['amass', '--source', str(source), '--data_dir', str(tmp_path),
+  assert build_cli.run(['amass', '--source', str(source), '--data_dir', str(tmp_path),
                          '--opt', 'stride=200']) == 0
   out = capsys.readouterr().out
   assert 'train: 2 records written, 0 skipped' in out  # 2 sequences of 250, one window each
+
+
+def test_cli_as_a_process(tmp_path):
+  """`python -m data_prep.build` from the repository root, as the README runs it (absl flags)."""
+  root = pathlib.Path(__file__).resolve().parents[1]
+  command = [sys.executable, '-m', 'data_prep.build', 'wild', '--source', 'data_prep/assets/wild',
+             '--data_dir', str(tmp_path), '--opt', 'clip_len=27', '--opt=stride=27']
+  done = subprocess.run(command, cwd=root, capture_output=True, text=True)
+  assert done.returncode == 0, done.stderr
+  assert 'train: 11 records written, 0 skipped' in done.stdout  # 301 frames // 27
+  missing = subprocess.run(command[:5] + ['nowhere'] + command[6:], cwd=root,
+                           capture_output=True, text=True)
+  assert missing.returncode == 2 and 'wild: source nowhere does not exist' in missing.stderr
 
 
 def test_parse_options():
@@ -395,27 +413,27 @@ def test_generic_builder_alias_variable_length_and_empty_split(tmp_path, monkeyp
                          options={'scale': 2})
   assert report.name == 'toy7'
   assert report.as_dict()['splits']['train'] == {'written': 3, 'skipped': {'toy reason': 2}}
-  train = builder.load('toy7', 'train', data_dir=tmp_path / 'data')
+  train = load_split('toy7', 'train', data_dir=tmp_path / 'data')
   assert [train[i]['track'].shape for i in range(3)] == [(1, 3), (2, 3), (3, 3)]
   assert train[2]['track'].dtype == np.float32 and np.all(train[2]['track'] == 14)
   assert train[1]['name'] == b'train1' and train[1]['label'].dtype == np.int64
   # module_for gave ('train', 'test'); plain 'toyset' has an empty 'val' split, which is left out.
   builder.build('toyset', source=tmp_path, data_dir=tmp_path / 'data')
-  assert len(builder.load('toyset', 'test', data_dir=tmp_path / 'data')) == 2
+  assert len(load_split('toyset', 'test', data_dir=tmp_path / 'data')) == 2
   with pytest.raises(ValueError, match=r"has no split 'val' \(splits: train, test\)"):
-    builder.load('toyset', 'val', data_dir=tmp_path / 'data')
+    load_split('toyset', 'val', data_dir=tmp_path / 'data')
   with pytest.raises(FileNotFoundError, match="no built dataset 'toy8'"):
-    builder.load('toy8', 'train', data_dir=tmp_path / 'data')
+    load_split('toy8', 'train', data_dir=tmp_path / 'data')
 
 
 def test_generic_builder_checks_records(tmp_path):
-  bad_shape = builder.make_builder(_toy_module('shape'), data_dir=tmp_path, source=tmp_path)
+  bad_shape = writer.make_builder(_toy_module('shape'), data_dir=tmp_path, source=tmp_path)
   with pytest.raises(ValueError, match=r"toyset train record 'train-0': feature 'track' has "
                                        r"shape \(2, 4\), expected \(None, 3\)"):
     bad_shape.download_and_prepare(file_format='array_record')
-  bad_count = builder.make_builder(_toy_module('count'), data_dir=tmp_path / 'c', source=tmp_path)
+  bad_count = writer.make_builder(_toy_module('count'), data_dir=tmp_path / 'c', source=tmp_path)
   with pytest.raises(RuntimeError, match='yielded 3 train records but reported 0'):
     bad_count.download_and_prepare(file_format='array_record')
-  features = builder.features_dict(_toy_module().FEATURES)
+  features = writer.features_dict(_toy_module().FEATURES)
   assert isinstance(features['name'], tfds.features.Text)
   assert features['track'].shape == (None, 3) and features['label'].shape == ()

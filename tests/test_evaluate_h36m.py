@@ -16,8 +16,9 @@ from flax.core import meta
 
 import data_formats
 from data_prep import builder
-from data_prep import h36m as h36m_data
 from mbjax import convert
+from mbjax.data import h36m as h36m_data
+from mbjax.data.records import load as load_split
 from mbjax.evaluate import h36m
 from mbjax.models import DSTformer
 
@@ -66,7 +67,7 @@ def h36m_test(tmp_path_factory):
   source = data_formats.write_h36m(root / 'h36m_sh_conf_cam_source_final.pkl', train,
                                    _split(TEST_SEQUENCES, rng))
   builder.build('h36m', source=source, data_dir=root / 'tfds')
-  records = builder.load('h36m', 'test', data_dir=root / 'tfds')
+  records = load_split('h36m', 'test', data_dir=root / 'tfds')
   return root / 'tfds', [records[i] for i in range(len(records))]
 
 

@@ -6,11 +6,12 @@ import pathlib
 import numpy as np
 import pytest
 
-from data_prep import mocap
-from data_prep import mocap_asfamc
-from data_prep import mocap_bvh
-from data_prep import mocap_maps
-from data_prep.report import BuildReport
+from mbjax.data import mocap
+from mbjax.data import mocap_asfamc
+from mbjax.data import mocap_bvh
+from mbjax.data import mocap_maps
+from mbjax.data import shipped
+from mbjax.data.report import BuildReport
 
 # file -> (frames, fps, built-in map, up axis), as recorded in shared/data/SOURCES.md.
 REAL_FILES = {
@@ -22,6 +23,7 @@ REAL_FILES = {
     'fair_bvh/jumping.bvh': (654, 120.0, 'fair_bvh', 'z'),
 }
 CMU_UNIT_M = 0.0254 / 0.45
+ASSETS = shipped.CHECKOUT_ASSETS / 'mocap'
 
 
 @pytest.fixture(scope='module')
@@ -109,8 +111,8 @@ def test_real_file_knees_bend_forward_and_body_is_not_mirrored(real, name):
 
 def test_assets_are_the_shared_recordings(mocap_dir):
   for name in list(REAL_FILES) + ['cmu_asfamc/11.asf']:
-    assert filecmp.cmp(mocap.ASSETS / name, mocap_dir / name, shallow=False), name
-  sources = (mocap.ASSETS / 'SOURCES.md').read_text()
+    assert filecmp.cmp(ASSETS / name, mocap_dir / name, shallow=False), name
+  sources = (ASSETS / 'SOURCES.md').read_text()
   assert ('The data used in this project was obtained from mocap.cs.cmu.edu.' in sources and
           'NSF EIA-0196217' in sources and 'fairmotion @ e400e56' in sources)
 

@@ -166,9 +166,9 @@ def _spatial_attention_at_init(scheme):
 
 
 def test_fan_in_init_starts_with_non_uniform_attention():
-  """Why configs/demo.py uses init_scheme='fan_in': at dim 64 the official std .02 gives attention
-  logits of std ~0.03, i.e. uniform attention over the 17 joints, which a short run does not
-  escape; with fan-in scaling the logits start at std ~1."""
+  """Why mbjax/demo/config.py uses init_scheme='fan_in': at dim 64 the official std .02 gives
+  attention logits of std ~0.03, i.e. uniform attention over the 17 joints, which a short run does
+  not escape; with fan-in scaling the logits start at std ~1."""
   logits, probs = _spatial_attention_at_init('official')
   assert logits.std() < 0.05 and probs.max(-1).mean() < 1.1 / 17
   logits, probs = _spatial_attention_at_init('fan_in')

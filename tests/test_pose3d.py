@@ -16,6 +16,7 @@ from configs import pose3d_h36m
 from data_prep import builder
 from mbjax import convert, metrics, train
 from mbjax.data import pipelines
+from mbjax.data.records import load as load_split
 from mbjax.evaluate import h36m
 from mbjax.models import DSTformer
 from mbjax.tasks import pose3d
@@ -86,7 +87,7 @@ def official_bin(tmp_path_factory, config):
 
 def _evaluate_directly(module, params, data_dir, *, flip=True, rootrel=True) -> dict:
   """The h36m test metrics of `params` through mbjax.evaluate.h36m alone (not the task)."""
-  source = builder.load('h36m', 'test', data_dir=data_dir)
+  source = load_split('h36m', 'test', data_dir=data_dir)
   records = [source[i] for i in range(len(source))]
   inputs = np.stack([r['joint_2d'] for r in records])
   apply = jax.jit(lambda p, x: module.apply({'params': p}, x))
@@ -157,7 +158,7 @@ def test_loss_fn_targets_and_metric_names(data_dir, config):
   assert not config.rootrel and not config.flip and not config.flip_test
   curriculum = pose3d.make_curriculum(config)
   assert curriculum.total_steps == 2 and curriculum.kind_of(0) == pipelines.KIND_3D
-  record = builder.load('h36m', 'train', data_dir=data_dir)[0]
+  record = load_split('h36m', 'train', data_dir=data_dir)[0]
   example = curriculum.phases[0].make_example(record, np.random.default_rng(0))
   gt = np.asarray(record['joint_3d'], np.float32)
   # Global: only the depth is shifted, to the first frame's root; x, y stay absolute.

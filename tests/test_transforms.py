@@ -19,13 +19,6 @@ def noise():
   return tf.SyntheticNoise.load()
 
 
-def _numbered_pose(shape=(17, 3)):
-  """Joint j has coordinates (j, 10 j, 100 + j): every output tells which joint it came from."""
-  j = np.arange(17, dtype=np.float32)
-  pose = np.stack([j, 10 * j, 100 + j], axis=-1)
-  return np.broadcast_to(pose, shape).copy()
-
-
 # ---------------------------------------------------------------------------------------------
 # Geometry
 # ---------------------------------------------------------------------------------------------
@@ -88,10 +81,18 @@ def test_crop_scale_2d_known_clip():
 
 
 def test_make_cam_uses_the_longer_side():
+  x = np.array([[0.0, 0.0], [200.0, 100.0]], np.float32)
+  assert tf.make_cam(x, (100, 200)).dtype == np.float32
+  np.testing.assert_allclose(tf.make_cam(x, (100, 200)), [[-1, -1], [1, 0]], rtol=1e-6)
+  np.testing.assert_allclose(tf.make_cam(x, (400, 100)), [[-1, -1], [0, -0.5]], rtol=1e-6)
+
+
+def test_make_cam_maps_extra_channels_too():
+  # Official make_cam maps the whole array: a third (confidence) channel is scaled like x and y,
+  # not copied. Callers pass x, y only (NTU keypoints are (M, T, 17, 2)).
   x = np.array([[0.0, 0.0, 0.4], [200.0, 100.0, 0.9]], np.float32)
-  np.testing.assert_allclose(tf.make_cam(x, (100, 200)), [[-1, -1, 0.4], [1, 0, 0.9]], rtol=1e-6)
-  np.testing.assert_allclose(tf.make_cam(x, (400, 100)), [[-1, -1, 0.4], [0, -0.5, 0.9]],
-                             rtol=1e-6)
+  np.testing.assert_allclose(tf.make_cam(x, (100, 200)),
+                             [[-1, -1, 0.4 / 100 - 1], [1, 0, 0.9 / 100 - 1]], rtol=1e-6)
 
 
 def test_random_move_zero_ranges_is_identity():
@@ -122,33 +123,6 @@ def test_random_move_scale_is_linear_in_time():
   np.testing.assert_allclose(s[0], np.linspace(s[0, 0], s[0, -1], 9), rtol=1e-9)
   assert np.all((s >= 0.9) & (s <= 1.1)) and abs(s[0, -1] - s[0, 0]) > 1e-4
   np.testing.assert_array_equal(out[..., 2], 1.0)
-
-
-# ---------------------------------------------------------------------------------------------
-# Keypoint formats
-# ---------------------------------------------------------------------------------------------
-
-
-def test_coco_to_h36m():
-  x = _numbered_pose((2, 3, 17, 3))
-  y = tf.coco_to_h36m(x)
-  # Source COCO joint (fractional = midpoint) of each H36M joint, read off the mapping by hand.
-  src = np.array([11.5, 12, 14, 16, 11, 13, 15, 8.5, 5.5, 0, 1.5, 5, 7, 9, 6, 8, 10])
-  np.testing.assert_allclose(y, np.broadcast_to(np.stack([src, 10 * src, 100 + src], -1),
-                                                y.shape))
-
-
-def test_posetrack_to_h36m():
-  x = _numbered_pose((4, 17, 3))
-  x[..., 2] = 0.9
-  x[..., 11, 2], x[..., 12, 2], x[..., 1, 2] = 0.3, 0.6, 0.2
-  y = tf.posetrack_to_h36m(x)
-  src = np.array([11.5, 12, 14, 16, 11, 13, 15, 6.25, 1, 0, 2, 5, 7, 9, 6, 8, 10])
-  np.testing.assert_allclose(y[..., 0], np.broadcast_to(src, (4, 17)))
-  np.testing.assert_allclose(y[..., 1], np.broadcast_to(10 * src, (4, 17)))
-  conf = np.full(17, 0.9)
-  conf[[0, 7, 8, 1, 4]] = [0.3, 0.2, 0.2, 0.6, 0.3]  # min(lhip, rhip); min(pelvis, neck); copies
-  np.testing.assert_allclose(y[..., 2], np.broadcast_to(conf, (4, 17)), rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,11 +6,13 @@ import json
 import numpy as np
 import pytest
 
-from data_prep import builder, wild
-from data_prep.report import BuildReport
-from mbjax.data import transforms
+from data_prep import builder
+from mbjax.data import shipped, skeletons, transforms, wild
+from mbjax.data.records import load as load_split
+from mbjax.data.report import BuildReport
 
 BOXING2 = 'boxing2_alphapose-results.json'
+ASSETS = shipped.CHECKOUT_ASSETS / 'wild'
 
 
 def _halpe_pose(offset=0.0):
@@ -30,20 +32,6 @@ def _write(path, detections):
 
 
 # ------------------------------------------------------------------------------ joints, screen
-
-def test_halpe_to_h36m_hand_made():
-  x = _halpe_pose()
-  y = wild.halpe_to_h36m(x[None, None])[0, 0]  # leading (M, T) dims are kept
-  expected = {0: x[19], 1: x[12], 2: x[14], 3: x[16], 4: x[11], 5: x[13], 6: x[15],
-              7: (x[18] + x[19]) / 2, 8: x[18], 9: x[0], 10: x[17], 11: x[5], 12: x[7], 13: x[9],
-              14: x[6], 15: x[8], 16: x[10]}
-  assert y.shape == (17, 3) and y.dtype == np.float64
-  for joint, value in expected.items():
-    np.testing.assert_allclose(y[joint], value, rtol=0, atol=1e-12, err_msg=f'joint {joint}')
-  np.testing.assert_allclose(y[7, 2], (0.02 + 0.03 * 18 + 0.02 + 0.03 * 19) / 2)  # score averaged
-  with pytest.raises(ValueError, match='26'):
-    wild.halpe_to_h36m(np.zeros((4, 17, 3)))
-
 
 def test_normalize_screen_and_wild_pixels():
   w, h = 640, 360
@@ -81,14 +69,14 @@ def test_read_alphapose_groups_orders_and_fills(tmp_path):
   assert list(raw) == [1, 7]
   np.testing.assert_array_equal(raw[1][0], [0, 1, 3, 4])
   np.testing.assert_array_equal(raw[7][0], [2, 3])
-  np.testing.assert_allclose(raw[1][1][1], wild.halpe_to_h36m(a[1]), rtol=1e-6)  # higher score
+  np.testing.assert_allclose(raw[1][1][1], skeletons.halpe_to_h36m(a[1]), rtol=1e-6)  # higher score
 
   tracks = wild.read_alphapose(path)
   frames, kp = tracks[1]
   np.testing.assert_array_equal(frames, [0, 1, 2, 3, 4])
   assert kp.shape == (5, 17, 3) and kp.dtype == np.float32
   for i, f in ((0, 0), (1, 1), (3, 3), (4, 4)):
-    np.testing.assert_allclose(kp[i], wild.halpe_to_h36m(a[f]), rtol=1e-6)
+    np.testing.assert_allclose(kp[i], skeletons.halpe_to_h36m(a[f]), rtol=1e-6)
   # Frame 2 is the mean of frames 1 and 3 in x, y; its confidence is 0.
   np.testing.assert_allclose(kp[2, :, :2], (kp[1, :, :2] + kp[3, :, :2]) / 2, rtol=1e-6)
   np.testing.assert_array_equal(kp[2, :, 2], 0)
@@ -189,27 +177,36 @@ def test_boxing2_matches_official_output(shared_data_dir):
 
 def test_shipped_asset_is_the_shared_file(shared_data_dir):
   shared = shared_data_dir / 'wild' / 'boxing2' / BOXING2
-  assert filecmp.cmp(wild.ASSETS / BOXING2, shared, shallow=False)
-  sources = (wild.ASSETS / 'SOURCES.md').read_text()
+  assert filecmp.cmp(ASSETS / BOXING2, shared, shallow=False)
+  sources = (ASSETS / 'SOURCES.md').read_text()
   for fact in ('Walter0807/MotionBERT', 'pull request 144', '638e8dd', 'Apache-2.0', 'unknown'):
     assert fact in sources, fact
-  assert wild.alphapose_files(wild.ASSETS) == [wild.ASSETS / BOXING2]
+  assert wild.alphapose_files(ASSETS) == [ASSETS / BOXING2]
 
 
 def test_build_and_load(tmp_path):
-  report = builder.build('wild', source=wild.ASSETS, data_dir=tmp_path,
+  report = builder.build('wild', source=ASSETS, data_dir=tmp_path,
                          options={'img_size': (1920, 1080)})
   assert report.written_counts['train'] == 9  # (301 - 81) // 27 + 1
-  records = builder.load('wild', 'train', data_dir=tmp_path)
+  records = load_split('wild', 'train', data_dir=tmp_path)
   assert len(records) == 9
-  _, kp = wild.read_alphapose(wild.ASSETS / BOXING2)[1]
+  _, kp = wild.read_alphapose(ASSETS / BOXING2)[1]
   for i in (0, 8):
     record = records[i]
     assert record['start_frame'] == 27 * i and record['source'] == b'boxing2/1'
     assert record['img_width'] == 1920 and record['img_height'] == 1080
     np.testing.assert_array_equal(record['joint_2d'], kp[27 * i:27 * i + 81])
   # FEATURES follow the clip_len option through `module_for`.
-  builder.build('wild', source=wild.ASSETS, data_dir=tmp_path / 'other',
+  builder.build('wild', source=ASSETS, data_dir=tmp_path / 'other',
                 options={'clip_len': 27, 'stride': 27})
-  short = builder.load('wild', 'train', data_dir=tmp_path / 'other')
+  short = load_split('wild', 'train', data_dir=tmp_path / 'other')
   assert len(short) == 301 // 27 and short[0]['joint_2d'].shape == (27, 17, 3)
+
+
+def test_shipped_assets_are_found_and_a_missing_folder_is_named(tmp_path):
+  from data_prep import mocap as mocap_module
+  from data_prep import wild as wild_module
+  assert shipped.assets_dir('wild') == wild_module.ASSETS.resolve() == ASSETS
+  assert shipped.assets_dir('mocap') == mocap_module.ASSETS.resolve()
+  with pytest.raises(FileNotFoundError, match=f'looked for the folder {tmp_path / "wild"}'):
+    shipped.assets_dir('wild', tmp_path)

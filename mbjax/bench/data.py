@@ -1,7 +1,7 @@
 """`python -m mbjax.bench data --pipeline pretrain`: input-pipeline throughput in clips/s.
 
-Builds the `mocap` dataset from the real clips shipped in data_prep/assets (ArrayRecord, in a temp
-dir), then times the full pretraining pipeline over it: ArrayRecord reads, crop-scale, flip,
+Builds the `mocap` dataset from the real clips shipped in data_prep/assets (or `--assets DIR`
+holding mocap/), as ArrayRecord in a temp dir, through mbjax.data.writer; then times the full pretraining pipeline over it: ArrayRecord reads, crop-scale, flip,
 synthetic detector noise, masks, batching, through the grain iterator the trainer uses.
 """
 
@@ -16,16 +16,16 @@ import numpy as np
 
 
 def run(args) -> dict:
-  from data_prep import builder, mocap
-  from mbjax.data import pipelines, transforms
+  from mbjax.data import mocap, pipelines, records, shipped, transforms, writer
 
+  assets = shipped.assets_dir('mocap', args.assets)
   with tempfile.TemporaryDirectory() as tmp:
     t0 = time.perf_counter()
-    builder.build('mocap', source=mocap.ASSETS, data_dir=tmp,
-                  options=dict(clip_len=args.frames, stride=args.stride,
-                               yaws=tuple(range(0, 360, 45))))
+    writer.build(mocap, source=assets, data_dir=tmp,
+                 options=dict(clip_len=args.frames, stride=args.stride,
+                              yaws=tuple(range(0, 360, 45))))
     build_s = time.perf_counter() - t0
-    source = builder.load('mocap', 'train', data_dir=tmp)
+    source = records.load('mocap', 'train', data_dir=tmp)
     make = functools.partial(pipelines.pretrain_3d_example, key='joints3d', flip=True,
                              noise=transforms.SyntheticNoise.load(), mask_ratio=0.05,
                              mask_t_ratio=0.1)
@@ -52,6 +52,8 @@ def add_parser(sub) -> None:
   p.add_argument('--pipeline', choices=('pretrain',), default='pretrain')
   p.add_argument('--frames', type=int, default=243)
   p.add_argument('--stride', type=int, default=9, help='clip stride of the mocap build')
+  p.add_argument('--assets', default=None,
+                 help="folder holding mocap/ (default: the checkout's data_prep/assets)")
   p.add_argument('--batch', type=int, default=64)
   p.add_argument('--num_workers', type=int, default=0, help='grain worker processes')
   p.add_argument('--prefetch', type=int, default=4)

@@ -147,23 +147,21 @@ def crop_scale_2d(motion: np.ndarray, scale_range: Sequence[float] = (1, 1),
 
 
 def make_cam(x: np.ndarray, img_shape: tuple[int, int]) -> np.ndarray:
-  """Pixel coordinates to [-1, 1] by the longer image side (official `make_cam`).
+  """Pixels to [-1, 1] by the longer image side (official `make_cam`): v / max(h, w) * 2 - 1.
+
+  As in the official function, every channel is mapped, a confidence channel too: pass x, y only
+  (the official code only ever gives it NTU keypoints (M, T, 17, 2)).
 
   Args:
-    x: (..., C>=2) keypoints with pixel x, y in channels 0, 1.
+    x: (..., C) keypoints in pixels.
     img_shape: (height, width) of the image.
 
   Returns:
-    Same shape: x, y mapped by v / max(h, w) * 2 - 1; further channels (e.g. confidence) copied
-    (official maps the whole array, which it only ever gives (..., 2)).
+    Same shape; float32 input stays float32.
   """
-  x = np.asarray(x)
-  if x.ndim < 1 or x.shape[-1] < 2:
-    raise ValueError(f'make_cam: expected (..., C>=2) keypoints, got shape {x.shape}')
   h, w = img_shape
-  result = x.astype(_float_dtype(x), copy=True)
-  result[..., :2] = x[..., :2] / max(h, w) * 2 - 1
-  return result
+  scale = float(w) if w >= h else float(h)  # a python float keeps float32 input in float32
+  return np.asarray(x) / scale * 2 - 1
 
 
 def random_move(motion: np.ndarray, rng: np.random.Generator,
@@ -202,71 +200,6 @@ def random_move(motion: np.ndarray, rng: np.random.Generator,
   result[..., 0] = cos * x - sin * y + tx
   result[..., 1] = sin * x + cos * y + ty
   return result
-
-
-# ---------------------------------------------------------------------------------------------
-# Keypoint formats
-# ---------------------------------------------------------------------------------------------
-
-# H36M joint <- COCO joint, for the joints that are a plain copy.
-_COCO_COPY = {1: 12, 2: 14, 3: 16, 4: 11, 5: 13, 6: 15, 9: 0, 11: 5, 12: 7, 13: 9, 14: 6, 15: 8,
-              16: 10}
-# H36M joint <- PoseTrack joint, for the joints that are a plain copy.
-_POSETRACK_COPY = {1: 12, 2: 14, 3: 16, 4: 11, 5: 13, 6: 15, 8: 1, 9: 0, 10: 2, 11: 5, 12: 7,
-                   13: 9, 14: 6, 15: 8, 16: 10}
-
-
-def _copy_joints(x: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
-  y = np.zeros(x.shape, _float_dtype(x))
-  dst, src = list(mapping), list(mapping.values())
-  y[..., dst, :] = x[..., src, :]
-  return y
-
-
-def coco_to_h36m(x: np.ndarray) -> np.ndarray:
-  """COCO-17 keypoints to H36M-17 (official `coco2h36m`).
-
-  Pelvis, neck and head are midpoints (of the hips, shoulders and eyes), the belly the midpoint of
-  pelvis and neck; every channel, confidence included, is mapped the same way.
-
-  Args:
-    x: (..., 17, C) COCO keypoints [nose, leye, reye, lear, rear, lsho, rsho, lelb, relb, lwri,
-      rwri, lhip, rhip, lknee, rknee, lank, rank].
-
-  Returns:
-    (..., 17, C) in H36M-17 order.
-  """
-  x = np.asarray(x)
-  _check_joints(x, 'coco_to_h36m')
-  y = _copy_joints(x, _COCO_COPY)
-  y[..., 0, :] = (x[..., 11, :] + x[..., 12, :]) * 0.5
-  y[..., 8, :] = (x[..., 5, :] + x[..., 6, :]) * 0.5
-  y[..., 7, :] = (y[..., 0, :] + y[..., 8, :]) * 0.5
-  y[..., 10, :] = (x[..., 1, :] + x[..., 2, :]) * 0.5
-  return y
-
-
-def posetrack_to_h36m(x: np.ndarray) -> np.ndarray:
-  """PoseTrack-17 keypoints to H36M-17 (official `posetrack2h36m`).
-
-  The neck is PoseTrack's head_bottom and the head its head_top. The midpoint joints (pelvis,
-  belly) take the smaller confidence of their two sources instead of the mean.
-
-  Args:
-    x: (..., 17, 3) PoseTrack keypoints [nose, head_bottom, head_top, lear, rear, lsho, rsho, lelb,
-      relb, lwri, rwri, lhip, rhip, lknee, rknee, lank, rank] with confidence in channel 2.
-
-  Returns:
-    (..., 17, 3) in H36M-17 order.
-  """
-  x = np.asarray(x)
-  _check_joints(x, 'posetrack_to_h36m', min_channels=3)
-  y = _copy_joints(x, _POSETRACK_COPY)
-  y[..., 0, :] = (x[..., 11, :] + x[..., 12, :]) * 0.5
-  y[..., 7, :] = (y[..., 0, :] + y[..., 8, :]) * 0.5
-  y[..., 0, 2] = np.minimum(x[..., 11, 2], x[..., 12, 2])
-  y[..., 7, 2] = np.minimum(y[..., 0, 2], y[..., 8, 2])
-  return y
 
 
 # ---------------------------------------------------------------------------------------------
@@ -417,3 +350,38 @@ def resample_indices(ori_len: int, target_len: int,
     result = even + rng.random(target_len) * (ori_len / target_len)
   return np.clip(result, 0, ori_len - 1).astype(np.int64)
 
+
+def split_clips(sources: np.ndarray, clip_len: int, stride: int,
+                rng: np.random.Generator) -> list[np.ndarray]:
+  """Official `split_clips`: clips of `clip_len` frames over per-frame sequence ids.
+
+  Each run of equal ids gets windows starting at its first frame, every `stride` frames, as long as
+  the window fits (a tail that does not fill one is dropped). A run with no window whose id has no
+  clip yet is resampled to `clip_len` frames, except the last run of the file: the official loop
+  stops before that check, so a short last sequence gives no clip.
+
+  Args:
+    sources: (N,) sequence id of each frame (strings or ints).
+    clip_len: frames per clip.
+    stride: frames between window starts.
+    rng: draws the resampling of short sequences.
+
+  Returns:
+    One (clip_len,) int64 array of frame indices into `sources` per clip, in official order.
+  """
+  sources = np.asarray(sources)
+  if len(sources) == 0:
+    return []
+  starts = np.concatenate([[0], np.flatnonzero(sources[1:] != sources[:-1]) + 1])
+  ends = np.append(starts[1:], len(sources))
+  clips, saved = [], set()
+  for run, (begin, end) in enumerate(zip(starts.tolist(), ends.tolist())):
+    windows = range(begin, end - clip_len + 1, stride)
+    clips.extend(np.arange(st, st + clip_len, dtype=np.int64) for st in windows)
+    sequence = np.asarray(sources[begin]).item()
+    if windows:
+      saved.add(sequence)
+    elif run < len(starts) - 1 and sequence not in saved:
+      clips.append(begin + resample_indices(end - begin, clip_len, rng))
+      saved.add(sequence)
+  return clips

@@ -37,7 +37,8 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import numpy as np
 
-from data_prep import h36m as h36m_data
+from mbjax.data import h36m as h36m_data
+from mbjax.data import records as records_lib
 from mbjax.data import transforms
 from mbjax.evaluate import batching, metrics
 
@@ -106,7 +107,7 @@ def predict_clips(predict: Callable[[np.ndarray], Any], inputs: np.ndarray, *, f
 
 
 def _text(value) -> str:
-  """A text feature as str: records from `builder.load` hold bytes, hand-made ones str."""
+  """A text feature as str: records from `records.load` hold bytes, hand-made ones str."""
   value = value.item() if isinstance(value, np.ndarray) else value
   return value.decode('utf-8') if isinstance(value, (bytes, np.bytes_)) else str(value)
 
@@ -128,7 +129,7 @@ def action_name(action: str) -> str:
 def _field(clip: Mapping[str, Any], key: str, index: int, shape: tuple) -> np.ndarray:
   if key not in clip:
     raise ValueError(f'h36m test clip {index}: missing feature {key!r} (expected a record of '
-                     f"builder.load('h36m', 'test'))")
+                     f"records.load('h36m', 'test'))")
   value = np.asarray(clip[key])
   if value.shape != shape:
     raise ValueError(f'h36m test clip {index} ({_text(clip.get("source", "?"))}): {key} has shape '
@@ -142,7 +143,7 @@ def evaluate(predictions: np.ndarray, clips: Sequence[Mapping[str, Any]], *,
 
   Args:
     predictions: (N, T, 17, 3) normalised predictions, one per clip (e.g. from `predict_clips`).
-    clips: the N records of `builder.load('h36m', 'test')` (or dicts with their features
+    clips: the N records of `records.load('h36m', 'test')` (or dicts with their features
       frame_index (T,), source, action, res_w, res_h, factor_2_5d (T,), joints_2_5d_mm (T, 17, 3)).
     rootrel: root-relative errors (the official protocol, always on there). False compares absolute
       positions in the 2.5D frame instead, e.g. for models that predict the root.
@@ -276,9 +277,8 @@ def make_evaluator(config, model, spec):
   root-relative (`rootrel`, else `config.rootrel`), ground-truth 2D input (`gt_2d`). Errors are
   always root-relative, as the official protocol computes them.
   """
-  from data_prep import builder
-  source = builder.load('h36m', spec.get('split', 'test'),
-                        data_dir=spec.get('data_dir') or config.data.data_dir)
+  source = records_lib.load('h36m', spec.get('split', 'test'),
+                            data_dir=spec.get('data_dir') or config.data.data_dir)
   gt_2d = bool(spec.get('gt_2d', False))
   flip = bool(spec.get('flip', config.get('flip_test', True)))
   rootrel = bool(spec.get('rootrel', config.get('rootrel', True)))

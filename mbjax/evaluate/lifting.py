@@ -16,7 +16,7 @@ from typing import Callable
 import jax
 import numpy as np
 
-from mbjax.data import pipelines, transforms
+from mbjax.data import pipelines, records, transforms
 from mbjax.evaluate import batching, metrics
 
 AMASS_UNITS_PER_METRE = 0.298
@@ -63,12 +63,6 @@ def evaluate_lifting(predict: Callable[[np.ndarray], np.ndarray], clips: np.ndar
   return result
 
 
-def _load(spec, data_dir):
-  from data_prep import builder
-  return builder.load(spec['name'], spec.get('split', 'train'),
-                      data_dir=spec.get('data_dir') or data_dir)
-
-
 def _stack(source, key: str) -> np.ndarray:
   return np.stack([source[i][key] for i in range(len(source))]).astype(np.float32)
 
@@ -82,8 +76,8 @@ def make_evaluator(config, model, spec):
   """
   key = spec.get('key', 'joints3d')
   data_dir = config.data.data_dir
-  clips = _stack(_load(spec, data_dir), key)
-  train = pipelines.ConcatSource([_load(s, data_dir) for s in config.data.sources_3d
+  clips = _stack(records.load_spec(spec, data_dir), key)
+  train = pipelines.ConcatSource([records.load_spec(s, data_dir) for s in config.data.sources_3d
                                   if s['key'] == key])
   train_mean_pose = mean_pose(normalise_clips(_stack(train, key))[0])
   apply = jax.jit(model.apply)

@@ -49,7 +49,7 @@ def trunc_normal_init(std: float = 0.02) -> Callable:
 # - 'fan_in': Linear kernels truncated normal with std 1/sqrt(fan_in), embeddings std 1. For narrow
 #   models (dim <= 128) on short budgets: at dim 64 the official scheme starts with attention
 #   logits of std ~0.03 (uniform attention over joints and frames), and a short run does not
-#   leave it; configs/demo.py measures the difference (README, "Demo").
+#   leave it; mbjax/demo/config.py measures the difference (README, "Demo").
 INIT_SCHEMES = ('official', 'fan_in')
 
 

@@ -9,7 +9,7 @@ is the official finetuning objective (the same weighted sum as the 3D pretrainin
 
 from __future__ import annotations
 
-from mbjax.data import finetune, pipelines
+from mbjax.data import finetune, pipelines, records
 from mbjax.tasks import pretrain
 
 # The model, batch layout, FLOPs, weights and evaluators are those of pretraining.
@@ -20,16 +20,11 @@ load_pretrained = pretrain.load_pretrained
 make_evaluators = pretrain.make_evaluators
 
 
-def _load(split: str, data_dir: str):
-  from data_prep import builder
-  return builder.load('h36m', split, data_dir=data_dir)
-
-
 def make_curriculum(config) -> pipelines.Curriculum:
   """One '3d' phase over the h36m train split for `config.epochs` epochs."""
-  return finetune.make_h36m_curriculum(
-      _load('train', config.data.data_dir), epochs=config.epochs, global_batch=config.batch_size,
-      flip=config.flip, rootrel=config.rootrel)
+  train = records.load('h36m', 'train', data_dir=config.data.data_dir)
+  return finetune.make_h36m_curriculum(train, epochs=config.epochs, global_batch=config.batch_size,
+                                       flip=config.flip, rootrel=config.rootrel)
 
 
 def loss_fn(model, variables, batch, rng, kind: str, config):

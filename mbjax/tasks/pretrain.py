@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from mbjax import checkpoint, flops, losses, models
-from mbjax.data import pipelines, transforms
+from mbjax.data import pipelines, records, transforms
 from mbjax.evaluate import registry
 from mbjax.tasks import base
 
@@ -45,10 +45,6 @@ def load_pretrained(variables, path):
   return checkpoint.load_pretrained(variables, path)
 
 
-def _load_source(spec, data_dir):
-  from data_prep import builder
-  return builder.load(spec['name'], spec.get('split', 'train'), data_dir=spec.get('data_dir')
-                      or data_dir)
 def make_curriculum(config) -> pipelines.Curriculum:
   """3D sources (synthetic 2D from 3D) and 2D-only sources, in the official order and schedule."""
   aug = config.augment
@@ -58,7 +54,7 @@ def make_curriculum(config) -> pipelines.Curriculum:
   # All 3D sources train together (official: one ConcatDataset of AMASS and H36M).
   by_key = {}
   for spec in data.sources_3d:
-    by_key.setdefault(spec['key'], []).append(_load_source(spec, data.data_dir))
+    by_key.setdefault(spec['key'], []).append(records.load_spec(spec, data.data_dir))
   for key, sources in by_key.items():
     make = functools.partial(pipelines.pretrain_3d_example, key=key, flip=aug.flip, noise=noise,
                              mask_ratio=aug.mask_ratio, mask_t_ratio=aug.mask_t_ratio)
@@ -71,7 +67,7 @@ def make_curriculum(config) -> pipelines.Curriculum:
                              mask_ratio=aug.mask_ratio, mask_t_ratio=aug.mask_t_ratio,
                              scale_range=tuple(aug.scale_range_2d))
     phases_2d.append(pipelines.Phase(spec['name'], pipelines.KIND_2D,
-                                     _load_source(spec, data.data_dir), make))
+                                     records.load_spec(spec, data.data_dir), make))
   return pipelines.Curriculum(phases_3d, phases_2d, epochs=config.epochs,
                               curriculum_3d_epochs=config.curriculum_3d_epochs,
                               global_batch=config.batch_size)

@@ -20,7 +20,7 @@ import pathlib
 
 import numpy as np
 
-from data_prep import mocap_maps
+from mbjax.data import mocap_maps
 
 CMU_AMC_FPS = 120.0  # AMC files do not store a rate; the CMU database was captured at 120 Hz
 INCH_M = 0.0254

@@ -1,12 +1,13 @@
-"""Conversions from 2D detector skeletons (COCO-17, PoseTrack-17) to the H36M-17 joint order.
+"""Conversions from 2D detector skeletons (COCO-17, PoseTrack-17, Halpe-26) to H36M-17 order.
 
 H36M-17 order used everywhere inside the model: 0 pelvis, 1 rhip, 2 rknee, 3 rankle, 4 lhip,
 5 lknee, 6 lankle, 7 belly, 8 neck, 9 nose, 10 head, 11 lsho, 12 lelb, 13 lwri, 14 rsho, 15 relb,
 16 rwri.
 
 Each H36M joint is the mean of a pair of source joints (a pair (i, i) copies joint i exactly) except
-the belly, which is the mean of the H36M pelvis and neck. Arithmetic is in float64, as in the
-official `coco2h36m` / `posetrack2h36m` (they write into `np.zeros(x.shape)`).
+the belly, which is the mean of the H36M pelvis and neck; Halpe-26 (AlphaPose) joints are copies
+except the belly. Outputs are float64, as the official `coco2h36m` / `posetrack2h36m` /
+`halpe2h36m` give (they write into `np.zeros(x.shape)`); we also do the arithmetic in float64.
 """
 
 from __future__ import annotations
@@ -22,12 +23,20 @@ COCO_JOINTS = ('nose', 'leye', 'reye', 'lear', 'rear', 'lsho', 'rsho', 'lelb', '
                'rwri', 'lhip', 'rhip', 'lknee', 'rknee', 'lankle', 'rankle')
 POSETRACK_JOINTS = ('nose', 'head_bottom', 'head_top', 'lear', 'rear', 'lsho', 'rsho', 'lelb',
                     'relb', 'lwri', 'rwri', 'lhip', 'rhip', 'lknee', 'rknee', 'lankle', 'rankle')
+HALPE_JOINTS = ('nose', 'leye', 'reye', 'lear', 'rear', 'lsho', 'rsho', 'lelb', 'relb', 'lwri',
+                'rwri', 'lhip', 'rhip', 'lknee', 'rknee', 'lankle', 'rankle', 'head', 'neck',
+                'hip', 'lbigtoe', 'rbigtoe', 'lsmalltoe', 'rsmalltoe', 'lheel', 'rheel')
+NUM_HALPE = len(HALPE_JOINTS)
 
 # Source joint pair averaged into each H36M joint; the belly entry is overwritten afterwards.
 _COCO_PAIRS = ((11, 12), (12, 12), (14, 14), (16, 16), (11, 11), (13, 13), (15, 15), (0, 0),
                (5, 6), (0, 0), (1, 2), (5, 5), (7, 7), (9, 9), (6, 6), (8, 8), (10, 10))
 _POSETRACK_PAIRS = ((11, 12), (12, 12), (14, 14), (16, 16), (11, 11), (13, 13), (15, 15), (0, 0),
                     (1, 1), (0, 0), (2, 2), (5, 5), (7, 7), (9, 9), (6, 6), (8, 8), (10, 10))
+# Halpe joint copied into each H36M joint (official `halpe2h36m`); the belly is set afterwards to
+# the mean of Halpe neck (18) and hip (19).
+_HALPE_SOURCE = (19, 12, 14, 16, 11, 13, 15, 19, 18, 0, 17, 5, 7, 9, 6, 8, 10)
+_HALPE_NECK, _HALPE_HIP = 18, 19
 
 
 def _check_joints(x: np.ndarray, what: str, channels: int | None = None) -> np.ndarray:
@@ -66,4 +75,19 @@ def posetrack_to_h36m(x: np.ndarray) -> np.ndarray:
   y = _pairs_to_h36m(x, _POSETRACK_PAIRS)
   y[..., PELVIS, 2] = np.minimum(x[..., 11, 2], x[..., 12, 2])
   y[..., BELLY, 2] = np.minimum(y[..., PELVIS, 2], y[..., NECK, 2])
+  return y
+
+
+def halpe_to_h36m(x: np.ndarray) -> np.ndarray:
+  """Halpe-26 (..., 26, C) -> H36M-17 (..., 17, C) float64 (official `halpe2h36m`).
+
+  Every channel, the score included, is mapped the same way: pelvis = Halpe hip, neck = Halpe
+  neck, head = Halpe head, belly = mean of Halpe neck and hip; feet and face points are dropped.
+  """
+  x = np.asarray(x, dtype=np.float64)
+  if x.ndim < 2 or x.shape[-2] != NUM_HALPE:
+    raise ValueError(f'halpe_to_h36m: expected an array of shape (..., {NUM_HALPE}, C), '
+                     f'got {x.shape}')
+  y = x[..., _HALPE_SOURCE, :]
+  y[..., BELLY, :] = (x[..., _HALPE_NECK, :] + x[..., _HALPE_HIP, :]) * 0.5
   return y

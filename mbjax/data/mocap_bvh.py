@@ -15,7 +15,7 @@ import re
 
 import numpy as np
 
-from data_prep import mocap_maps
+from mbjax.data import mocap_maps
 
 CHANNEL_NAMES = ('Xposition', 'Yposition', 'Zposition', 'Xrotation', 'Yrotation', 'Zrotation')
 _CHANNEL_BY_LOWER = {c.lower(): c for c in CHANNEL_NAMES}

@@ -80,11 +80,11 @@ def _loss_curves(metrics_path: str, out_path: str) -> None:
 
 def write_pictures(workdir: str, config, model, params, metrics_path: str) -> dict[str, str]:
   """demo.png (three frames), demo.gif (a clip), losses.png; returns their paths."""
-  from data_prep import builder
+  from mbjax.data import records
   from mbjax.evaluate import lifting
 
   spec = config.evals.lifting
-  source = builder.load(spec['name'], spec['split'], data_dir=spec['data_dir'])
+  source = records.load(spec['name'], spec['split'], data_dir=spec['data_dir'])
   clip = np.asarray(source[0][spec['key']], np.float32)[None]
   norm, mm = lifting.normalise_clips(clip)
   x = np.concatenate([norm[..., :2], np.ones_like(norm[..., :1])], axis=-1)

@@ -1,0 +1,85 @@
+"""Reading built datasets: random access to the ArrayRecord splits written by `mbjax.data.writer`.
+
+The layout is the usual TFDS one: `DATA_DIR/NAME/VERSION/{dataset_info.json, features.json,
+NAME-SPLIT.array_record-XXXXX-of-YYYYY}`, plus `build_report.json` and `metadata.json`. tfds reads
+it with numpy (`builder_from_directory(...).as_data_source(split)`), without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+
+def dataset_dir(name: str, *, data_dir: str | pathlib.Path, version: str | None = None
+                ) -> pathlib.Path:
+  """`data_dir/name/version` of a built dataset; the highest built version if None."""
+  root = pathlib.Path(data_dir) / name
+  if version is None:
+    built = [p for p in root.glob('*') if (p / 'dataset_info.json').is_file()]
+    if not built:
+      raise FileNotFoundError(f'no built dataset {name!r} under {data_dir} (expected '
+                              f'{root}/VERSION/dataset_info.json; run python -m data_prep.build '
+                              f'{name} --source ... --data_dir {data_dir})')
+    return max(built, key=lambda p: tfds.core.Version(p.name))
+  path = root / version
+  if not (path / 'dataset_info.json').is_file():
+    raise FileNotFoundError(f'no built dataset {name!r} version {version} at {path}')
+  return path
+
+
+class RecordSource:
+  """Random access to one built split, usable as a grain data source.
+
+  `len(source)`; `source[i]` -> dict with one numpy array per feature (scalars as 0-d arrays of
+  their declared dtype, so batches keep it); text features come back as `bytes` (UTF-8), as TFDS
+  decodes them. Picklable, so grain worker processes can use it.
+  """
+
+  def __init__(self, data_source, features: tfds.features.FeaturesDict, split: str, path: str):
+    self._source = data_source
+    self.split = split
+    self.path = path
+    self.features = features
+    self._scalars = {name: np.dtype(f.np_dtype) for name, f in features.items()
+                     if not isinstance(f, tfds.features.Text) and f.shape == ()}
+
+  def __len__(self) -> int:
+    return len(self._source)
+
+  def _record(self, record: dict) -> dict:
+    for name, dtype in self._scalars.items():
+      record[name] = np.asarray(record[name], dtype)
+    return record
+
+  def __getitem__(self, index: int) -> dict:
+    index = int(index)
+    if not -len(self) <= index < len(self):
+      raise IndexError(f'record {index} out of range for {self.path} {self.split} '
+                       f'({len(self)} records)')
+    return self._record(self._source[index % len(self)])
+
+  def __getitems__(self, indices) -> list[dict]:
+    return [self._record(r) for r in self._source.__getitems__([int(i) for i in indices])]
+
+  def __repr__(self) -> str:
+    return f'RecordSource({self.path}, split={self.split!r}, records={len(self)})'
+
+
+def load(name: str, split: str, *, data_dir: str | pathlib.Path,
+         version: str | None = None) -> RecordSource:
+  """Random-access records of one split of a built dataset (see RecordSource)."""
+  path = dataset_dir(name, data_dir=data_dir, version=version)
+  builder = tfds.builder_from_directory(str(path))
+  if split not in builder.info.splits:
+    raise ValueError(f'{path} has no split {split!r} (splits: {", ".join(builder.info.splits)}); '
+                     f'see {path / "build_report.json"}')
+  return RecordSource(builder.as_data_source(split), builder.info.features, split, str(path))
+
+
+def load_spec(spec, data_dir: str | pathlib.Path) -> RecordSource:
+  """The records a config entry names: `dict(name=..., split='train', data_dir=None)`, its own
+  `data_dir` or else the config's."""
+  return load(spec['name'], spec.get('split', 'train'), data_dir=spec.get('data_dir') or data_dir)
