@@ -1,27 +1,54 @@
-"""python -m mbjax.bench {model,data,train} [options]: the last line printed is one JSON object."""
+"""python -m mbjax.bench {model,data,train} [--flags]: the last line printed is one JSON object.
 
-import argparse
+Each bench has its own absl flags (`python -m mbjax.bench train --help`); `train` takes a config
+as every entry point does, with `--config.key=value` overrides.
+"""
+
 import json
 import sys
+
+from absl import flags
 
 from mbjax.bench import data as data_bench
 from mbjax.bench import model as model_bench
 from mbjax.bench import train as train_bench
 
-BENCHES = (model_bench, data_bench, train_bench)
+BENCHES = {'model': model_bench, 'data': data_bench, 'train': train_bench}
+
+
+def _usage() -> str:
+  lines = [__doc__.strip(), '', 'benches:']
+  lines += [f'  {name:6s} {module.__doc__.strip().splitlines()[0]}'
+            for name, module in BENCHES.items()]
+  return '\n'.join(lines)
+
+
+def parse(argv: list[str]):
+  """(bench module, its parsed FlagValues) from `[prog, bench, --flags...]`; exits on a mistake."""
+  if len(argv) < 2 or argv[1] not in BENCHES:
+    print(_usage(), file=sys.stderr)
+    sys.exit(0 if len(argv) > 1 and argv[1] in ('-h', '--help') else 2)
+  name, module = argv[1], BENCHES[argv[1]]
+  fv = flags.FlagValues()
+  module.define_flags(fv)
+  if any(a in ('-h', '--help', '--helpfull') for a in argv[2:]):
+    print(module.__doc__.strip() + '\n\n' + fv.module_help(module.__name__))
+    sys.exit(0)
+  try:
+    fv([f'mbjax.bench {name}', *argv[2:]])
+  except (flags.Error, ValueError, KeyError, TypeError, AttributeError) as e:
+    print(f'mbjax.bench {name}: {e}', file=sys.stderr)
+    sys.exit(2)
+  return module, fv
 
 
 def main(argv=None) -> int:
   if argv is None:  # MBJAX_ALLOCATOR=system measures with the system allocator
     from mbjax import cpu_allocator  # before JAX starts: see mbjax/cpu_allocator.py
     cpu_allocator.reexec_with_jemalloc('mbjax.bench')
-  parser = argparse.ArgumentParser(prog='python -m mbjax.bench', description=__doc__)
-  sub = parser.add_subparsers(dest='bench', required=True)
-  for bench in BENCHES:
-    bench.add_parser(sub)
-  args = parser.parse_args(argv)
+  module, fv = parse(list(sys.argv if argv is None else ['mbjax.bench', *argv]))
   from mbjax import cpu_allocator
-  result = args.run(args)
+  result = module.run(fv)
   result['allocator'] = cpu_allocator.active()
   print(json.dumps(result))
   return 0

@@ -1,7 +1,8 @@
 """`python -m mbjax.bench data --pipeline pretrain`: input-pipeline throughput in clips/s.
 
 Builds the `mocap` dataset from the real clips shipped in data_prep/assets (or `--assets DIR`
-holding mocap/), as ArrayRecord in a temp dir, through mbjax.data.writer; then times the full pretraining pipeline over it: ArrayRecord reads, crop-scale, flip,
+holding mocap/), as ArrayRecord in a temp dir, through mbjax.data.writer; then times the full
+pretraining pipeline over it: ArrayRecord reads, crop-scale, flip,
 synthetic detector noise, masks, batching, through the grain iterator the trainer uses.
 """
 
@@ -47,16 +48,16 @@ def run(args) -> dict:
               frames_per_s=round(n * args.batch * args.frames / elapsed, 1))
 
 
-def add_parser(sub) -> None:
-  p = sub.add_parser('data', help='input pipeline throughput (clips/s)')
-  p.add_argument('--pipeline', choices=('pretrain',), default='pretrain')
-  p.add_argument('--frames', type=int, default=243)
-  p.add_argument('--stride', type=int, default=9, help='clip stride of the mocap build')
-  p.add_argument('--assets', default=None,
-                 help="folder holding mocap/ (default: the checkout's data_prep/assets)")
-  p.add_argument('--batch', type=int, default=64)
-  p.add_argument('--num_workers', type=int, default=0, help='grain worker processes')
-  p.add_argument('--prefetch', type=int, default=4)
-  p.add_argument('--min_batches', type=int, default=20)
-  p.add_argument('--min_seconds', type=float, default=5.0)
-  p.set_defaults(run=run)
+def define_flags(fv) -> None:
+  """This bench's flags, in their own absl FlagValues `fv`."""
+  from absl import flags
+  flags.DEFINE_enum('pipeline', 'pretrain', ['pretrain'], 'which pipeline', flag_values=fv)
+  flags.DEFINE_integer('frames', 243, 'clip length', flag_values=fv)
+  flags.DEFINE_integer('stride', 9, 'clip stride of the mocap build', flag_values=fv)
+  flags.DEFINE_string('assets', None, "folder holding mocap/ (default: the checkout's "
+                      'data_prep/assets)', flag_values=fv)
+  flags.DEFINE_integer('batch', 64, 'clips per batch', flag_values=fv)
+  flags.DEFINE_integer('num_workers', 0, 'grain worker processes', flag_values=fv)
+  flags.DEFINE_integer('prefetch', 4, 'prefetch buffer', flag_values=fv)
+  flags.DEFINE_integer('min_batches', 20, 'timed batches at least', flag_values=fv)
+  flags.DEFINE_float('min_seconds', 5.0, 'timed seconds at least', flag_values=fv)

@@ -111,16 +111,16 @@ def run(args) -> dict:
   return result
 
 
-def add_parser(sub) -> None:
-  p = sub.add_parser('model', help='DSTformer forward / train-step throughput')
-  p.add_argument('--variant', choices=('release', 'lite'), default='release')
-  p.add_argument('--batch', type=int, default=2)
-  p.add_argument('--frames', type=int, default=243)
-  p.add_argument('--dtype', choices=sorted(DTYPES), default='float32')
-  p.add_argument('--attention', choices=('auto', 'einsum', 'xla', 'cudnn'), default='auto')
-  p.add_argument('--remat', default='none')
-  p.add_argument('--iters', type=int, default=5, help='timed calls at least')
-  p.add_argument('--min_seconds', type=float, default=0.0, help='timed seconds at least')
-  p.set_defaults(run=run)
-
-
+def define_flags(fv) -> None:
+  """This bench's flags, in their own absl FlagValues `fv`."""
+  from absl import flags
+  flags.DEFINE_enum('variant', 'release', ['release', 'lite', 'tiny'], 'DSTformer size',
+                    flag_values=fv)
+  flags.DEFINE_integer('batch', 2, 'clips per batch', flag_values=fv)
+  flags.DEFINE_integer('frames', 243, 'clip length', flag_values=fv)
+  flags.DEFINE_enum('dtype', 'float32', sorted(DTYPES), 'compute dtype', flag_values=fv)
+  flags.DEFINE_enum('attention', 'auto', ['auto', 'einsum', 'xla', 'cudnn'],
+                    'attention implementation', flag_values=fv)
+  flags.DEFINE_string('remat', 'none', 'remat policy', flag_values=fv)
+  flags.DEFINE_integer('iters', 5, 'timed calls at least', flag_values=fv)
+  flags.DEFINE_float('min_seconds', 0.0, 'timed seconds at least', flag_values=fv)

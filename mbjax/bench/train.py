@@ -6,15 +6,14 @@
 
 Builds the state, shardings and jitted step with the trainer's own `train.setup` (same task,
 mesh, logical rules, optimizer and step), feeds one device-resident random batch of the task's
-example-batch shapes (clips cut to `--frames`) and times real steps. The last line printed is JSON with
-`step_s`, `frames_per_s` (global), per-device `tflops_per_s_xla` (XLA's cost analysis of the
-compiled step) and `tflops_per_s_analytic` (3x the analytic forward FLOPs), `mfu` (analytic over
+example-batch shapes (clips cut to `--frames`) and times real steps. The last line printed is
+JSON with `step_s`, `frames_per_s` (global), per-device `tflops_per_s_xla` (XLA's cost analysis
+of the compiled step) and `tflops_per_s_analytic` (3x the analytic forward FLOPs), `mfu` (analytic over
 the per-device peak of mbjax/peak_flops.py) and `peak_memory_bytes`.
 """
 
 from __future__ import annotations
 
-import argparse
 import resource
 import time
 
@@ -26,21 +25,6 @@ from mbjax import peak_flops as peak
 from mbjax.flops import dstformer_forward_flops, xla_flops
 from mbjax.models import DSTformer
 from mbjax.data import pipelines
-
-
-def load_config(config_arg: str, overrides: list[str]):
-  """A config file (`path:variant`) with `--config.key=value` overrides, as mbjax.main reads it."""
-  from absl import flags
-  from ml_collections import config_flags
-  flag_values = flags.FlagValues()
-  config_flags.DEFINE_config_file('config', None, 'Config file.', flag_values=flag_values,
-                                  lock_config=True)
-  try:
-    flag_values(['mbjax.bench', f'--config={config_arg}', *overrides])
-  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
-    raise ValueError(f'mbjax.bench train: config {config_arg} with overrides {overrides}: '
-                     f'{e}') from e
-  return flag_values.config
 
 
 def _backbone(model) -> DSTformer:
@@ -75,7 +59,10 @@ def synthetic_batch(example: dict, frames: int, rng: np.random.Generator) -> dic
 
 
 def run(args) -> dict:
-  config = load_config(args.config, args.config_overrides)
+  from ml_collections import config_flags
+  config = args.config
+  config_arg = config_flags.get_config_filename(args['config'])
+  overrides = {k: v for k, v in config_flags.get_override_values(args['config']).items()}
   # The trainer's own setup without data: same mesh, rules, optimizer, layout and jitted step.
   s = trainer.setup(config, with_data=False)
   model, mesh = s.model, s.mesh
@@ -110,7 +97,7 @@ def run(args) -> dict:
   tflops_analytic = analytic / num_devices / step_s / 1e12
   memory, memory_source = _peak_memory()
   return dict(
-      bench='train', config=args.config, overrides=list(args.config_overrides),
+      bench='train', config=config_arg, overrides=overrides,
       task=config.task, kind=args.kind, batch=B, frames=frames, dtype=dtype,
       backend=jax.default_backend(), device_kind=mesh.devices.flat[0].device_kind,
       devices=num_devices, mesh=dict(mesh.shape), fsdp=bool(config.get('fsdp', False)),
@@ -128,31 +115,16 @@ def run(args) -> dict:
   )
 
 
-class _ConfigOverridesParser(argparse.ArgumentParser):
-  """Sets `--config.key=value` (or `--config.key value`) aside for ml_collections, which parses
-  them with the config's types, instead of rejecting them as unknown options."""
-
-  def parse_known_args(self, args=None, namespace=None):
-    args, overrides, rest = list(args or []), [], []
-    while args:
-      arg = args.pop(0)
-      if arg.startswith('--config.'):
-        overrides.append(arg if '=' in arg or not args else f'{arg}={args.pop(0)}')
-      else:
-        rest.append(arg)
-    namespace, extras = super().parse_known_args(rest, namespace)
-    namespace.config_overrides = overrides
-    return namespace, extras
-
-
-def add_parser(sub) -> None:
-  p = sub.add_parser('train', help='the trainer step on synthetic data: step time, TFLOP/s, MFU',
-                     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.__class__ = _ConfigOverridesParser  # subparsers are built by mbjax.bench's parser
-  p.add_argument('--config', required=True, help='config file and variant, path:variant')
-  p.add_argument('--steps', type=int, default=10, help='timed steps')
-  p.add_argument('--warmup', type=int, default=2, help='untimed steps after compiling')
-  p.add_argument('--frames', type=int, default=0, help='clip length; 0: config.model.maxlen')
-  p.add_argument('--kind', choices=(pipelines.KIND_3D, pipelines.KIND_2D),
-                 default=pipelines.KIND_3D, help='which loss (batch kind) the step computes')
-  p.set_defaults(run=run)
+def define_flags(fv) -> None:
+  """This bench's flags, in their own absl FlagValues `fv`: `--config` as `mbjax.main` reads it
+  (path:variant, `--config.key=value` overrides)."""
+  from absl import flags
+  from ml_collections import config_flags
+  config_flags.DEFINE_config_file('config', None, 'config file and variant, path:variant',
+                                  flag_values=fv, lock_config=True)
+  flags.DEFINE_integer('steps', 10, 'timed steps', flag_values=fv)
+  flags.DEFINE_integer('warmup', 2, 'untimed steps after compiling', flag_values=fv)
+  flags.DEFINE_integer('frames', 0, 'clip length; 0: config.model.maxlen', flag_values=fv)
+  flags.DEFINE_string('kind', pipelines.KIND_3D, 'which loss (curriculum batch kind) the step '
+                      'computes, e.g. 3d or 2d', flag_values=fv)
+  flags.mark_flag_as_required('config', flag_values=fv)

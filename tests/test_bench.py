@@ -1,0 +1,51 @@
+"""`python -m mbjax.bench`: absl flags per bench, config overrides as in every entry point."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from mbjax.bench import __main__ as bench
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _bench(*args):
+  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='', MBJAX_ALLOCATOR='system')
+  return subprocess.run([sys.executable, '-m', 'mbjax.bench', *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+def test_train_bench_runs_the_trainer_step_with_overrides():
+  proc = _bench('train', '--config=configs/pretrain.py:tiny', '--config.batch_size=2',
+                '--frames', '9', '--steps', '1', '--warmup', '0')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert result['batch'] == 2 and result['frames'] == 9 and result['task'] == 'pretrain'
+  assert result['overrides'] == {'batch_size': 2}
+  assert result['step_s'] > 0 and result['analytic_tflop_per_step'] > 0
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['train', '--config=configs/pretrain.py:tiny', '--confg.batch_size=2'],
+     "Unknown command line flag 'confg.batch_size'"),
+    (['model', '--dtype=bfloat17'], 'bfloat17'),
+    (['train'], "Flag --config must have a value other than None"),
+])
+def test_bench_mistakes_exit_2_with_one_line(argv, message, capsys):
+  with pytest.raises(SystemExit) as e:
+    bench.parse(['mbjax.bench', *argv])
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert message in err and 'Traceback' not in err
+
+
+def test_unknown_bench_lists_the_benches(capsys):
+  with pytest.raises(SystemExit) as e:
+    bench.parse(['mbjax.bench', 'speed'])
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert all(f'  {name} ' in err for name in bench.BENCHES)
