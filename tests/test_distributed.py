@@ -97,8 +97,8 @@ def test_two_processes_match_one_and_resume_in_one(tmp_path, tiny_config, pretra
   # The 2-process checkpoint resumes in this (single) process and lands on the same parameters.
   resumed_dir = tmp_path / 'resumed'
   shutil.copytree(workdir, resumed_dir)
-  resumed = train.train_and_evaluate(_single_process_config(tiny_config, pretrain_data_dir, STEPS + 2),
-                                     str(resumed_dir))
+  resumed = train.train_and_evaluate(
+      _single_process_config(tiny_config, pretrain_data_dir, STEPS + 2), str(resumed_dir))
   assert resumed['step'] == STEPS + 2
   rows = metrics.read_jsonl(resumed_dir / 'metrics.jsonl')
   assert [r['step'] for r in rows if 'loss' in r] == list(range(1, STEPS + 3))

@@ -41,12 +41,9 @@ def _checkpoint_steps(workdir):
 
 
 def _final_params(workdir):
-  directory = os.path.join(workdir, 'checkpoints')
-  import orbax.checkpoint as ocp
-  with ocp.CheckpointManager(directory, item_names=('state', 'data')) as m:
-    step = m.latest_step()
-    state = m.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
-  return step, jax.device_get(state['params'])
+  """(latest checkpoint step, its params), read by the one weight loader."""
+  params = checkpoint.load_variables(workdir)['params']
+  return _checkpoint_steps(workdir)[-1], jax.device_get(params)
 
 
 def _assert_trees_equal(a, b):

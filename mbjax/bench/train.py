@@ -8,8 +8,8 @@ Builds the state, shardings and jitted step with the trainer's own `train.setup`
 mesh, logical rules, optimizer and step), feeds one device-resident random batch of the task's
 example-batch shapes (clips cut to `--frames`) and times real steps. The last line printed is
 JSON with `step_s`, `frames_per_s` (global), per-device `tflops_per_s_xla` (XLA's cost analysis
-of the compiled step) and `tflops_per_s_analytic` (3x the analytic forward FLOPs), `mfu` (analytic over
-the per-device peak of mbjax/peak_flops.py) and `peak_memory_bytes`.
+of the compiled step) and `tflops_per_s_analytic` (3x the analytic forward FLOPs), `mfu`
+(analytic over the per-device peak of mbjax/peak_flops.py) and `peak_memory_bytes`.
 """
 
 from __future__ import annotations
