@@ -82,6 +82,41 @@ class Checkpointer:
           state=ocp.args.StandardRestore(abstract_state)))
       return restored.state, False
 
+  def restore_latest(self, abstract_state: Any, data_iter) -> tuple[int, Any, bool] | None:
+    """(step, state, iterator restored) of the newest checkpoint that restores; None if none.
+
+    A damaged checkpoint (unreadable metadata, truncated or missing files) is skipped with a
+    warning that names it and why, and kept aside as `broken-<step>` (never deleted). A checkpoint
+    whose shapes differ from `abstract_state` is not damaged: that is another model, and an error.
+    """
+    for step in sorted(self.manager.all_steps(), reverse=True):
+      try:
+        stored = _state_metadata(os.path.join(os.fspath(self.manager.directory), str(step)))
+      except Exception as e:  # noqa: BLE001 - any failure to read it means it cannot be resumed
+        self._set_aside(step, e)
+        continue
+      check_same_shapes(stored, abstract_state, f'{self.manager.directory}/{step}')
+      # Past this check the arrays are the ones this run needs: a failure to read them is damage.
+      try:
+        state, data_restored = self.restore(step, abstract_state, data_iter)
+      except Exception as e:  # noqa: BLE001 - truncated or missing array files
+        self._set_aside(step, e)
+        continue
+      return step, state, data_restored
+    return None
+
+  def _set_aside(self, step: int, error: Exception) -> None:
+    directory = os.fspath(self.manager.directory)
+    broken = os.path.join(directory, f'broken-{step}')
+    logging.warning('checkpoint step %d in %s does not restore (%s: %s); skipping it, kept aside '
+                    'as %s', step, directory, type(error).__name__, str(error)[:300], broken)
+    if jax.process_index() == 0:
+      os.rename(os.path.join(directory, str(step)), broken)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices(f'mbjax_set_aside_{step}')
+    self.manager.reload()
+
   def wait(self) -> None:
     self.manager.wait_until_finished()
     if self.best is not None:
@@ -92,6 +127,39 @@ class Checkpointer:
     self.manager.close()
     if self.best is not None:
       self.best.close()
+
+
+def _state_metadata(step_dir: str):
+  """The array metadata tree (shapes, dtypes) of a checkpoint step's `state` item."""
+  with ocp.StandardCheckpointer() as ckptr:
+    tree = ckptr.metadata(os.path.join(step_dir, 'state')).item_metadata
+  if tree is None:
+    raise FileNotFoundError(f'{step_dir}/state: no array metadata (_METADATA missing?)')
+  return tree
+
+
+def check_same_shapes(stored: Any, wanted: Any, where: str) -> None:
+  """A ValueError listing each (path, stored shape, requested shape) where two train states
+  differ: parameters and model state by name, the optimizer state by its array shapes."""
+  def shapes(tree):
+    return {'/'.join(str(getattr(k, 'key', k)) for k in path): tuple(getattr(v, 'shape', ()))
+            for path, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  lines = []
+  for part in ('params', 'model_state'):
+    have, want = shapes(stored.get(part) or {}), shapes(wanted.get(part) or {})
+    lines += [f'  {part}/{k}: stored {have.get(k, "absent")}, this config wants '
+              f'{want.get(k, "absent")}' for k in sorted(set(have) | set(want))
+              if have.get(k) != want.get(k)]
+  have = sorted(shapes(stored.get('opt_state')).values())
+  want = sorted(shapes(wanted.get('opt_state')).values())
+  if not lines and have != want:
+    lines.append(f'  opt_state: {len(have)} stored arrays, this config\'s optimizer has '
+                 f'{len(want)} (other freeze_patterns / partial_train / optimizer settings?)')
+  if lines:
+    more = f'\n  ... and {len(lines) - 15} more' if len(lines) > 15 else ''
+    raise ValueError(f'{where}: the checkpoint was saved by another model or optimizer '
+                     f'({len(lines)} arrays differ); resume with the config it was trained with, '
+                     'or start a new --workdir:\n' + '\n'.join(lines[:15]) + more)
 
 
 def restore_state_only(directory: str, abstract_state: Any, step: int | None = None) -> Any:
@@ -126,10 +194,10 @@ def _restore_workdir(path: str) -> dict:
     raise FileNotFoundError(f'{path}: no trainer checkpoint found (looked in {directory})')
   state_path = os.path.join(os.path.abspath(directory), str(step), 'state')
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree_util.tree_map(
+      lambda md: jax.ShapeDtypeStruct(md.shape, md.dtype, sharding=device),
+      _state_metadata(os.path.join(os.path.abspath(directory), str(step))))
   with ocp.StandardCheckpointer() as ckptr:
-    target = jax.tree_util.tree_map(
-        lambda md: jax.ShapeDtypeStruct(md.shape, md.dtype, sharding=device),
-        ckptr.metadata(state_path).item_metadata)
     state = ckptr.restore(state_path, target)
   return {'params': state['params'], **(state.get('model_state') or {})}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import os
 import signal
 from typing import Any
@@ -317,9 +318,9 @@ def _restore_or_init(s: Setup, ckpt, batches, config):
   """(state, data iterator, start step): workdir latest -> `init_from` -> scratch."""
   data_iter = pipelines.make_iterator(batches, num_workers=config.data.num_workers,
                                       prefetch=config.data.prefetch)
-  start_step = ckpt.latest_step() or 0
-  if start_step:
-    state, data_restored = ckpt.restore(start_step, s.abstract_state(), data_iter)
+  restored = ckpt.restore_latest(s.abstract_state(), data_iter)
+  if restored:
+    start_step, state, data_restored = restored
     if not data_restored:
       data_iter = pipelines.make_iterator(batches, num_workers=config.data.num_workers,
                                           prefetch=config.data.prefetch, start=start_step)
@@ -382,6 +383,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                async_save=config.checkpoint.async_save,
                                best_metric=config.get('best_metric') or None)
   state, data_iter, start_step = _restore_or_init(s, ckpt, batches, config)
+  if start_step and start_step >= total_steps:
+    ckpt.close()
+    return dict(_finished(workdir, start_step), state=state, model=s.model)
   evaluators = s.task.make_evaluators(config, s.model)
 
   # The metrics of the restored step were written before its checkpoint: keep them on resume.
@@ -402,10 +406,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     step, m = pending
     m = metrics_lib.to_float_dict(m)
     if not np.isfinite(m['loss']):
-      raise NonFiniteLossError(
-          f'non-finite loss ({m["loss"]}) at step {step}; the last good checkpoint '
-          f'(step {ckpt.latest_step()}) is left intact in {workdir}/checkpoints. Lower the '
-          'learning rate or check the data of that step.')
+      raise NonFiniteLossError(_non_finite_message(m['loss'], step, batches, ckpt, workdir))
     if log_due(step, total_steps, config.log_every_steps, curriculum.kind_of):
       writer.scalars(step, m)
     progress.update(step, m)
@@ -456,6 +457,31 @@ def train_and_evaluate(config, workdir: str) -> dict:
   writer.write_summary(summary)
   writer.close()
   return dict(summary, state=state, model=s.model)
+
+
+def _finished(workdir: str, step: int) -> dict:
+  """The summary of a run that is already finished: every artefact is left as it is."""
+  print(f'{workdir}: already finished at step {step}; nothing to do (summary, metrics and '
+        'checkpoints left as they are)', flush=True)
+  path = os.path.join(workdir, 'summary.json')
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f)
+  return dict(step=step, total_steps=step, preempted=False)
+
+
+def _non_finite_message(loss, step: int, batches, ckpt, workdir: str) -> str:
+  """What a non-finite loss at (1-based) `step` came from, and what is left to resume from."""
+  curriculum = batches.curriculum
+  epoch, phase_id, _ = curriculum.locate(step - 1)
+  records = [int(i) for i in batches.indices(step - 1)]
+  shown = ', '.join(map(str, records[:16])) + (' ...' if len(records) > 16 else '')
+  latest = ckpt.latest_step()
+  kept = (f'the last good checkpoint (step {latest}) is left intact in {workdir}/checkpoints'
+          if latest is not None else 'no checkpoint yet')
+  return (f'non-finite loss ({loss}) at step {step} (epoch {epoch}, data source '
+          f'{curriculum.phases[phase_id].name!r}, this process\'s records [{shown}]); {kept}. '
+          'Lower the learning rate or check those records.')
 
 
 def _batch_of(host: dict, example: dict, task: str) -> dict:

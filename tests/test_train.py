@@ -70,10 +70,15 @@ def test_train_end_to_end(tmp_path, config):
   step, params = _final_params(workdir)
   assert step == 10
   _assert_trees_equal(params, jax.device_get(summary['state']['params']))
-  # Restarting a finished run trains no step and keeps the parameters.
+  # Restarting a finished run trains no step and leaves every artefact as it was.
+  before = {name: (pathlib.Path(workdir) / name).read_bytes()
+            for name in ('summary.json', 'config.json', 'metrics.jsonl')}
   again = train.train_and_evaluate(config, workdir)
   assert again['step'] == 10 and _checkpoint_steps(workdir)[-1] == 10
+  assert again['lifting/mpjpe_mm'] == summary['lifting/mpjpe_mm']
   _assert_trees_equal(jax.device_get(again['state']['params']), params)
+  for name, content in before.items():
+    assert (pathlib.Path(workdir) / name).read_bytes() == content, name
 
 
 def test_log_due_every_n_at_the_end_and_at_phase_ends():
@@ -135,11 +140,19 @@ def test_sigterm_saves_and_exits_zero(tmp_path, pretrain_data_dir):
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, config):
   from mbjax import train
   workdir = str(tmp_path / 'nan')
-  with pytest.raises(train.NonFiniteLossError, match='non-finite loss'):
+  # The message names the step's data source and records, and the checkpoint left to resume from.
+  with pytest.raises(train.NonFiniteLossError,
+                     match=r"non-finite loss .* at step (\d+) .*data source 'mocap', this "
+                           r"process's records \[\d+, .*last good checkpoint \(step \d+\)"):
     train.train_and_evaluate(config('nan'), workdir)
   step, params = _final_params(workdir)
   assert step >= 1
   assert all(np.isfinite(p).all() for p in jax.tree_util.tree_leaves(params))
+  c = config('nan')
+  with c.unlocked():
+    c.checkpoint.every_steps = 1000
+  with pytest.raises(train.NonFiniteLossError, match='no checkpoint yet'):
+    train.train_and_evaluate(c, str(tmp_path / 'nan_early'))
 
 
 def test_init_from_official_bin(tmp_path, config):
