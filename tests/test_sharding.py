@@ -199,3 +199,24 @@ def test_train_step_applies_activation_constraints(pretrain_data_dir, through_tr
   text = jitted.lower(state, batch, '3d').as_text()
   constraints = text.count('sharding_constraint') + text.count('@Sharding')
   assert (constraints > 0) == through_trainer, constraints
+
+
+def test_parallelism_switch_over_a_one_device_axis_is_rejected():
+  with pytest.raises(ValueError, match=r'^config.fsdp=True but config.mesh.fsdp=1: .*set '
+                     r'--config.mesh.fsdp=N .* or use the fsdp=N variant$'):
+    sharding.check_parallelism(dict(data=-1, fsdp=1, tensor=1), fsdp=True, tensor=False)
+  with pytest.raises(ValueError, match=r'^config.tensor_parallel=True but config.mesh.tensor=1: '
+                     r'.*set --config.mesh.tensor=N .* or use the tp=N variant$'):
+    sharding.check_parallelism(sharding.make_mesh(dict(data=8)), fsdp=False, tensor=True)
+  with pytest.raises(ValueError, match='config.mesh.fsdp=1'):  # an axis left out is size 1
+    sharding.check_parallelism({}, fsdp=True, tensor=True)
+
+
+def test_parallelism_check_passes_real_axes_and_switches_off():
+  sharding.check_parallelism(dict(data=-1, fsdp=1, tensor=1), fsdp=False, tensor=False)
+  # -1: sized from the devices later.
+  sharding.check_parallelism(dict(data=2, fsdp=-1, tensor=1), fsdp=True, tensor=False)
+  for mesh, switches in MESHES.values():
+    on = dict(fsdp=switches.get('fsdp', False), tensor=switches.get('tensor_parallel', False))
+    sharding.check_parallelism(sharding.make_mesh(mesh), **on)
+    sharding.check_parallelism(mesh, **on)
