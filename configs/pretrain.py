@@ -5,10 +5,10 @@
   python -m mbjax.main --config=configs/pretrain.py:tiny,runlocal --workdir=/tmp/pretrain_tiny
   python -m mbjax.main --config=configs/pretrain.py:release,bf16,fsdp=4 --workdir=runs/pretrain_fsdp
 
-Variants: `release` (42.5M parameters, the paper's model), `lite` (16.0M), `tiny` (a few
-hundred thousand, for tests and the demo). Switches after the variant: `runlocal` (a few steps on
-CPU), `bf16`, `scan`, `fsdp=N`, `tp=N` (configs/common.py). An unknown word is an error. Datasets
-are built first with
+Variants: `release` (42.5M parameters, the paper's model), `lite` (16.0M), `tiny`
+(`dstformer.TINY`, the one small model of tests, the demo and runlocal). Switches after the
+variant: `runlocal` (a few steps on CPU), `bf16`, `scan`, `fsdp=N`, `tp=N` (configs/common.py).
+An unknown word is an error. Datasets are built first with
 `python -m data_prep.build NAME --source ... --data_dir data/tfds` for amass, h36m, posetrack and
 instavariety.
 """
@@ -16,9 +16,8 @@ instavariety.
 import ml_collections
 
 from configs import common
-from mbjax.models.dstformer import LITE, RELEASE
+from mbjax.models.dstformer import LITE, RELEASE, TINY
 
-TINY = dict(dim_feat=32, mlp_ratio=2, depth=2, dim_rep=32, num_heads=4, maxlen=243)
 MODELS = {'release': RELEASE, 'lite': LITE, 'tiny': TINY}
 
 

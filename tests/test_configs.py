@@ -8,6 +8,7 @@ from ml_collections import config_flags
 
 from configs import common
 from mbjax import sharding
+from mbjax.models.dstformer import TINY
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Config file -> (a valid first word, the config's own switches).
@@ -92,6 +93,15 @@ def test_test_configs_need_a_data_dir_and_take_their_options():
   assert (c.data.data_dir, c.lr, c.total_steps) == ('d', 1e12, 40)
   c = _load('tests/configs/tiny_pose3d.py', 'd,global,noflip')
   assert (c.data.data_dir, c.rootrel, c.flip, c.flip_test) == ('d', False, False, False)
+
+
+def test_tiny_configs_use_the_one_tiny_model():
+  pretrain = _load('configs/pretrain.py', 'tiny').model
+  assert {k: pretrain[k] for k in TINY} == TINY
+  pose3d = _load('tests/configs/tiny_pose3d.py', 'd').model
+  assert {k: pose3d[k] for k in TINY} == TINY  # maxlen 243: the h36m clips
+  short = _load('tests/configs/tiny_pretrain.py', 'd').model
+  assert {k: short[k] for k in TINY} == dict(TINY, maxlen=9)  # the 9-frame session clips
 
 
 def test_release_variants_unchanged():

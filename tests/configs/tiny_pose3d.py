@@ -5,16 +5,15 @@ every config (`runlocal`, `bf16`, `scan`, `fsdp=N`, `tp=N`; see configs/common.p
 """
 
 from configs import common, pose3d_h36m
+from mbjax.models.dstformer import TINY
 
-# maxlen stays 243: the h36m builder always cuts 243-frame clips.
-TINY = dict(dim_feat=8, dim_rep=8, depth=1, num_heads=2, mlp_ratio=2, maxlen=243)
 OPTIONS = ('global', 'noflip')
 
 
 def get_config(arg: str):
   data_dir, switches = common.parse_arg(arg, config_file=__file__, variants=None, options=OPTIONS)
   c = pose3d_h36m.get_config('global' if switches.get('global') else 'ft')
-  c.model.update(TINY)
+  c.model.update(TINY)  # maxlen 243: the h36m builder always cuts 243-frame clips
   c.epochs = 2
   c.batch_size = 4
   c.lr = 1e-3

@@ -11,8 +11,8 @@ OPTIONS = ('nan', 'long')
 
 def get_config(arg: str):
   data_dir, switches = common.parse_arg(arg, config_file=__file__, variants=None, options=OPTIONS)
-  c = pretrain.get_config('tiny')
-  c.model.update(dim_feat=16, dim_rep=16, depth=1, num_heads=2, mlp_ratio=2, maxlen=9)
+  c = pretrain.get_config('tiny')  # dstformer.TINY
+  c.model.maxlen = 9  # the clips of the session datasets (tests/conftest.py)
   c.epochs = 4
   c.curriculum_3d_epochs = 1
   c.batch_size = 8
