@@ -23,7 +23,8 @@ from absl import logging
 from flax.core import meta
 
 from mbjax import checkpoint as ckpt_lib
-from mbjax import metrics as metrics_lib
+from mbjax import metric_writer
+from mbjax import progress as progress_lib
 from mbjax import optim, sharding
 from mbjax.data import pipelines
 
@@ -325,14 +326,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   # ---------------------------------------------------------------------------------- loop
   # The metrics of the restored step were written before its checkpoint: keep them on resume.
-  writer = metrics_lib.MetricWriter(workdir, is_primary=is_primary,
-                                    resume_step=start_step + 1 if start_step else 0)
+  writer = metric_writer.MetricWriter(workdir, is_primary=is_primary,
+                                      resume_step=start_step + 1 if start_step else 0)
   writer.write_config(config.to_dict())
   flops, peak = _throughput_accounting(model, batches, curriculum, config)
-  progress = metrics_lib.Progress(total_steps, start_step=start_step,
-                                  clips_per_step=config.batch_size, desc=config.task,
-                                  num_devices=mesh.size, flops_per_step=flops,
-                                  peak_flops_per_device=peak, show=('loss', 'lr'))
+  progress = progress_lib.Progress(total_steps, start_step=start_step,
+                                   clips_per_step=config.batch_size, desc=config.task,
+                                   num_devices=mesh.size, flops_per_step=flops,
+                                   peak_flops_per_device=peak, show=('loss', 'lr'))
   preempt = _Preemption()
   pending = None  # (step, metrics) dispatched but not yet read: read one step behind
   last = {}
@@ -340,7 +341,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   def drain(pending):
     step, m = pending
-    m = metrics_lib.to_float_dict(m)
+    m = metric_writer.to_float_dict(m)
     if not np.isfinite(m['loss']):
       raise NonFiniteLossError(
           f'non-finite loss ({m["loss"]}) at step {step}; the last good checkpoint '

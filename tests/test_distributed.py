@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from mbjax import checkpoint, metrics, train
+from mbjax import checkpoint, metric_writer, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = ROOT / 'tests' / 'configs' / 'tiny_pretrain.py'
@@ -98,7 +98,7 @@ def test_two_processes_match_one_and_resume_in_one(tmp_path, pretrain_data_dir):
       'process_0-of-2.json', 'process_1-of-2.json']
   assert len(list(logs.glob('process_*.log'))) == 2
   # The evaluator ran on the 2-process mesh too (config `evals.lifting`).
-  summary = metrics.read_jsonl(workdir / 'metrics.jsonl')
+  summary = metric_writer.read_jsonl(workdir / 'metrics.jsonl')
   assert any('lifting/mpjpe_mm' in r for r in summary)
 
   # The single-process run of the same config, on one device, checkpointing at step STEPS.
@@ -114,7 +114,7 @@ def test_two_processes_match_one_and_resume_in_one(tmp_path, pretrain_data_dir):
   resumed = train.train_and_evaluate(_single_process_config(pretrain_data_dir, STEPS + 2),
                                      str(resumed_dir))
   assert resumed['step'] == STEPS + 2
-  rows = metrics.read_jsonl(resumed_dir / 'metrics.jsonl')
+  rows = metric_writer.read_jsonl(resumed_dir / 'metrics.jsonl')
   assert [r['step'] for r in rows if 'loss' in r] == list(range(1, STEPS + 3))
   _assert_close(jax.device_get(resumed['state']['params']),
                 jax.device_get(reference['state']['params']))

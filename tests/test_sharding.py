@@ -18,7 +18,7 @@ import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from mbjax import metrics, sharding, train
+from mbjax import metric_writer, sharding, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = ROOT / 'tests' / 'configs' / 'tiny_pretrain.py'
@@ -113,7 +113,7 @@ def _param(state, *path):
 
 
 def _losses(workdir):
-  return [r['loss'] for r in metrics.read_jsonl(workdir / 'metrics.jsonl') if 'loss' in r]
+  return [r['loss'] for r in metric_writer.read_jsonl(workdir / 'metrics.jsonl') if 'loss' in r]
 
 
 @pytest.mark.parametrize('name', sorted(MESHES))

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mbjax import checkpoint, convert, metrics
+from mbjax import checkpoint, convert, metric_writer
 from mbjax.models import DSTformer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ def test_train_end_to_end(tmp_path, pretrain_data_dir):
   workdir = str(tmp_path / 'run')
   summary = train.train_and_evaluate(config, workdir)
   assert summary['step'] == 10
-  rows = metrics.read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
+  rows = metric_writer.read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
   assert [r['step'] for r in rows if 'loss' in r] == list(range(1, 11))
   assert all(np.isfinite(r['loss']) for r in rows if 'loss' in r)
   # The curriculum: epoch 0 is 3D only, then 2D (wild) batches appear.
