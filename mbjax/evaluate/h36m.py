@@ -44,7 +44,7 @@ import numpy as np
 
 from data_prep import h36m as h36m_data
 from mbjax.data import transforms
-from mbjax.evaluate import metrics
+from mbjax.evaluate import pose_metrics as metrics
 
 NUM_JOINTS = 17
 # Takes the official evaluation leaves out (source names without the `_ca_XX` camera suffix).

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from mbjax.data import transforms
-from mbjax.evaluate import metrics
+from mbjax.evaluate import pose_metrics as metrics
 
 AMASS_UNITS_PER_METRE = 0.298
 
