@@ -1,9 +1,105 @@
 """Config blocks every task shares: model fields, optimiser, loss weights, mesh/checkpoint/logging.
 
-Task configs (pretrain.py, pose3d_h36m.py) call these and then set what is theirs.
+Task configs (pretrain.py, pose3d_h36m.py) call these and then set what is theirs. Every config's
+`get_config(arg)` reads its arg with `parse_arg`: `VARIANT[,switch...]`, where the switches every
+config takes are
+
+  runlocal  a few steps on CPU, logged, checkpointed and evaluated often
+  bf16      bfloat16 compute (parameters stay float32)
+  scan      `nn.scan` over the transformer blocks
+  fsdp=N    parameters and optimiser state sharded over an fsdp mesh axis of N devices
+  tp=N      tensor parallel over a tensor mesh axis of N devices
+
+e.g. `--config=configs/pretrain.py:lite,bf16,fsdp=4`.
 """
 
+import pathlib
+from typing import Sequence
+
 import ml_collections
+
+SWITCHES = ('runlocal', 'bf16', 'scan')  # on when present
+SIZED_SWITCHES = ('fsdp', 'tp')  # `word=N`, N >= 2 devices
+_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _config_name(config_file: str) -> str:
+  """`configs/pretrain.py` for a config file under the repository, else the path as given."""
+  path = pathlib.Path(config_file).resolve()
+  return str(path.relative_to(_ROOT)) if path.is_relative_to(_ROOT) else config_file
+
+
+def _valid_words(options: Sequence[str]) -> str:
+  return ', '.join([*SWITCHES, *(f'{w}=N' for w in SIZED_SWITCHES), *options])
+
+
+def _parse_word(word: str, options: Sequence[str], where: str) -> tuple[str, bool | int]:
+  """One switch word -> (name, True) or (name, N)."""
+  name, has_value, value = word.partition('=')
+  if name in SIZED_SWITCHES:
+    if not has_value:
+      raise ValueError(f'{where}: switch {name!r} needs a device count, e.g. {name}=4')
+    if not value.isdigit() or int(value) < 1:
+      raise ValueError(f'{where}: switch {word!r}: N must be a positive integer, got {value!r}')
+    if int(value) == 1:  # the trainer rejects a parallelism switch over a 1-device axis
+      raise ValueError(f'{where}: switch {word!r} splits over one device, which does nothing: '
+                       f'N must be at least 2 (leave {name!r} out for none)')
+    return name, int(value)
+  if name in SWITCHES or name in options:
+    if has_value:
+      raise ValueError(f'{where}: switch {name!r} takes no value, got {word!r}')
+    return name, True
+  raise ValueError(f'{where}: unknown switch {word!r}; valid switches: {_valid_words(options)}')
+
+
+def parse_arg(arg: str, *, config_file: str, variants: Sequence[str] | None,
+              options: Sequence[str] = ()) -> tuple[str, dict[str, bool | int]]:
+  """Splits a config arg `VARIANT[,switch...]` and checks every word.
+
+  Args:
+    arg: what follows the colon of `--config=FILE:ARG`.
+    config_file: the config's `__file__`, named in errors.
+    variants: the valid first words; None when the first word is free (a data directory).
+    options: the config's own on/off switches, besides the common `SWITCHES`.
+
+  Returns:
+    (variant, switches): switches maps each given switch to True, or to N for `fsdp=N`/`tp=N`.
+
+  Raises:
+    ValueError: an unknown variant or switch (the message lists the valid ones), a switch given
+      twice, or a bad N.
+  """
+  name = _config_name(config_file)
+  where = f'{name}: in {arg!r}'
+  variant, *words = arg.split(',')
+  if variants is not None and variant not in variants:
+    raise ValueError(f'{name}: unknown variant {variant!r}, expected one of {list(variants)}, '
+                     f'then switches among: {_valid_words(options)}')
+  if variants is None and not variant:
+    raise ValueError(f'{where}: the first word, a data directory, is empty')
+  switches = {}
+  for word in words:
+    switch, value = _parse_word(word, options, where)
+    if switch in switches:
+      raise ValueError(f'{where}: switch {switch!r} given twice')
+    switches[switch] = value
+  return variant, switches
+
+
+def apply_switches(c: ml_collections.ConfigDict, switches: dict[str, bool | int]) -> None:
+  """Sets the fields of the common switches (see the module docstring) that `switches` holds."""
+  if switches.get('runlocal'):
+    shrink_for_runlocal(c)
+  if switches.get('bf16'):
+    c.model.dtype = 'bfloat16'
+  if switches.get('scan'):
+    c.model.scan_layers = True
+  if 'fsdp' in switches:
+    c.fsdp = True
+    c.mesh.fsdp = switches['fsdp']
+  if 'tp' in switches:
+    c.tensor_parallel = True
+    c.mesh.tensor = switches['tp']
 
 
 def model(size: dict) -> dict:
@@ -50,8 +146,11 @@ def add_runtime(c: ml_collections.ConfigDict) -> None:
 
 
 def shrink_for_runlocal(c: ml_collections.ConfigDict) -> None:
-  """A few steps on CPU, logged and checkpointed often."""
+  """A few steps on CPU, logged, checkpointed and evaluated often."""
   c.batch_size = 8
   c.total_steps = 20
   c.log_every_steps = 1
   c.checkpoint.every_steps = 10
+  for evaluator in c.evals.values():
+    if evaluator.get('every_steps', 0) > 0:  # 0: only before training and at the last step
+      evaluator.every_steps = 10

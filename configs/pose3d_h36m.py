@@ -13,7 +13,8 @@
 Variants: `ft` (release model finetuned from a pretrained checkpoint: an official .bin, an
 `mbjax.convert` directory or a pretraining workdir, via --config.init_from), `scratch` (release
 model from random init), `global` (`ft` without root-relative targets, official rootrel=False),
-`lite` (`ft` with the Lite model). `runlocal` shrinks the run to a few steps. Build the data first:
+`lite` (`ft` with the Lite model). Switches after the variant: `runlocal` (a few steps),
+`bf16`, `scan`, `fsdp=N`, `tp=N` (configs/common.py); an unknown word is an error. Build the data:
 `python -m data_prep.build h36m --source h36m_sh_conf_cam_source_final.pkl --data_dir data/tfds`.
 """
 
@@ -26,10 +27,7 @@ VARIANTS = ('ft', 'scratch', 'global', 'lite')
 
 
 def get_config(arg: str = 'ft') -> ml_collections.ConfigDict:
-  variant, *flags = arg.split(',')
-  if variant not in VARIANTS:
-    raise ValueError(f'configs/pose3d_h36m.py: unknown variant {variant!r}, expected one of '
-                     f'{list(VARIANTS)} (optionally followed by ",runlocal")')
+  variant, switches = common.parse_arg(arg, config_file=__file__, variants=VARIANTS)
   c = ml_collections.ConfigDict()
   c.task = 'pose3d'
   c.seed = 0  # parameter init (of what init_from does not cover)
@@ -57,8 +55,5 @@ def get_config(arg: str = 'ft') -> ml_collections.ConfigDict:
   # the test set, and H36M has no official validation split, so we keep no "best" checkpoint and
   # report the final one (`h36m/mpjpe` would be the metric, lower is better).
   c.best_metric = ''
-
-  if 'runlocal' in flags:
-    common.shrink_for_runlocal(c)
-    c.evals.h36m.every_steps = 10
+  common.apply_switches(c, switches)  # runlocal also evaluates every 10 steps
   return c

@@ -3,27 +3,26 @@
   python -m mbjax.main --config=configs/pretrain.py:lite --workdir=runs/pretrain_lite
   python -m mbjax.main --config=configs/pretrain.py:release --workdir=runs/pretrain_release
   python -m mbjax.main --config=configs/pretrain.py:tiny,runlocal --workdir=/tmp/pretrain_tiny
+  python -m mbjax.main --config=configs/pretrain.py:release,bf16,fsdp=4 --workdir=runs/pretrain_fsdp
 
-Variants: `release` (42.5M parameters, the paper's model), `lite` (16.0M), `tiny` (a few hundred
-thousand, for tests and the demo). `runlocal` shrinks the run to a few steps on CPU. Datasets are
-built first with `python -m data_prep.build NAME --source ... --data_dir data/tfds` for amass,
-h36m, posetrack and instavariety.
+Variants: `release` (42.5M parameters, the paper's model), `lite` (16.0M), `tiny`
+(`dstformer.TINY`, the one small model of tests, the demo and runlocal). Switches after the
+variant: `runlocal` (a few steps on CPU), `bf16`, `scan`, `fsdp=N`, `tp=N` (configs/common.py).
+An unknown word is an error. Datasets are built first with
+`python -m data_prep.build NAME --source ... --data_dir data/tfds` for amass, h36m, posetrack and
+instavariety.
 """
 
 import ml_collections
 
 from configs import common
-from mbjax.models.dstformer import LITE, RELEASE
+from mbjax.models.dstformer import LITE, RELEASE, TINY
 
-TINY = dict(dim_feat=32, mlp_ratio=2, depth=2, dim_rep=32, num_heads=4, maxlen=243)
 MODELS = {'release': RELEASE, 'lite': LITE, 'tiny': TINY}
 
 
 def get_config(arg: str = 'lite') -> ml_collections.ConfigDict:
-  variant, *flags = arg.split(',')
-  if variant not in MODELS:
-    raise ValueError(f'configs/pretrain.py: unknown variant {variant!r}, expected one of '
-                     f'{sorted(MODELS)} (optionally followed by ",runlocal")')
+  variant, switches = common.parse_arg(arg, config_file=__file__, variants=list(MODELS))
   c = ml_collections.ConfigDict()
   c.task = 'pretrain'
   c.seed = 0  # parameter init
@@ -48,6 +47,5 @@ def get_config(arg: str = 'lite') -> ml_collections.ConfigDict:
   c.evals = ml_collections.ConfigDict()
 
   common.add_runtime(c)
-  if 'runlocal' in flags:
-    common.shrink_for_runlocal(c)
+  common.apply_switches(c, switches)
   return c

@@ -11,14 +11,14 @@ unit axes; BatchNorm running stats live in the `batch_stats` collection.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 import sys
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
+from absl import app, flags
 
 from mbjax import torch_format
 
@@ -242,33 +242,6 @@ def restore(out_dir: str | os.PathLike):
   return module, variables
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(
-      prog='python -m mbjax.convert',
-      description='Convert official MotionBERT checkpoints to mbjax (orbax) and back.')
-  parser.add_argument('src', help='official .bin (or, with --to-official, an mbjax.convert dir)')
-  parser.add_argument('dst', help='output dir (or, with --to-official, the .bin to write)')
-  parser.add_argument('--model', choices=MODELS, default='pose')
-  parser.add_argument('--variant', choices=('release', 'lite'), default='release')
-  parser.add_argument('--to-official', action='store_true', help='mbjax dir -> official .bin')
-  args = parser.parse_args(argv)
-  if args.to_official:
-    module, variables = restore(args.src)
-    with open(os.path.join(args.src, 'config.json')) as f:
-      model = json.load(f)['model']
-    save_official(variables, model, args.dst)
-    print(f'wrote {args.dst} ({model})')
-    return 0
-  state_dict = load_official(args.src)
-  config = config_from_state_dict(state_dict, args.model, args.variant)
-  variables = official_to_variables(state_dict, args.model)
-  _check_against_module(variables, config, args.src)
-  save(args.dst, variables, config)
-  n = sum(v.size for k, v in state_dict.items() if not k.endswith('num_batches_tracked'))
-  print(f'wrote {args.dst}: {args.model} {args.variant}, {len(state_dict)} tensors, {n:,} values')
-  return 0
-
-
 def _check_against_module(variables, config, src) -> None:
   """Every variable the module expects is present with its shape, and nothing else."""
   import jax
@@ -289,5 +262,88 @@ def _check_against_module(variables, config, src) -> None:
                      f'{[(k, got[k], want[k]) for k in bad[:5]]}')
 
 
+# ---------------------------------------------------------------------------------------------
+# Command line.
+# ---------------------------------------------------------------------------------------------
+
+# The trainer and the evaluators import this module as a library: its flags live in their own
+# FlagValues, so that importing it defines no global flag that could clash with a program's own
+# (`--variant`, `--model`). parse_flags lends them to absl's FLAGS for the command line only.
+_FLAGS = flags.FlagValues()
+_MODEL = flags.DEFINE_enum('model', 'pose', MODELS, 'Which official model the .bin holds.',
+                           flag_values=_FLAGS)
+_VARIANT = flags.DEFINE_enum('variant', 'release', ('release', 'lite'),
+                             'DSTformer size of the checkpoint.', flag_values=_FLAGS)
+_TO_OFFICIAL = flags.DEFINE_bool('to-official', False,
+                                 'Convert an mbjax.convert directory SRC back to an official '
+                                 '.bin DST.', flag_values=_FLAGS)
+_PROGRAM = 'mbjax.convert'
+
+
+def parse_flags(argv: Sequence[str]) -> list[str]:
+  """`app.run`'s flags_parser: the flags above and absl's own from `argv` (program name first).
+
+  Each call starts from the flags' defaults. A malformed flag (e.g. an unknown --model) exits
+  with status 1 and a one-line message.
+
+  Returns:
+    The positional arguments, program name first.
+  """
+  for name in _FLAGS:
+    if name not in flags.FLAGS:
+      flags.FLAGS[name] = _FLAGS[name]
+      flags.FLAGS.register_flag_by_module(sys.argv[0], _FLAGS[name])  # listed by --help
+    _FLAGS[name].unparse()
+  try:
+    rest = flags.FLAGS(list(argv))
+  except flags.Error as e:
+    sys.exit(f'{_PROGRAM}: {e} (see --help)')
+  _FLAGS.mark_as_parsed()
+  return rest
+
+
+def main(argv: Sequence[str]) -> int:
+  """absl main: `argv` is [program, SRC, DST] once `parse_flags` has read the flags.
+
+  User mistakes (argument count, unreadable or mismatched checkpoints) exit with a one-line
+  message instead of a traceback.
+  """
+  if len(argv) != 3:
+    sys.exit(f'{_PROGRAM}: expected 2 arguments, SRC and DST, got {len(argv) - 1}: '
+             f'{list(argv[1:])} (see --help)')
+  src, dst = argv[1:]
+  try:
+    if _TO_OFFICIAL.value:
+      _to_official(src, dst)
+    else:
+      _from_official(src, dst, _MODEL.value, _VARIANT.value)
+  except (OSError, ValueError) as e:  # TorchFormatError is a ValueError
+    sys.exit(f'{_PROGRAM}: {e}')
+  return 0
+
+
+def _to_official(src: str, dst: str) -> None:
+  _, variables = restore(src)
+  with open(os.path.join(src, 'config.json')) as f:
+    model = json.load(f)['model']
+  save_official(variables, model, dst)
+  print(f'wrote {dst} ({model})')
+
+
+def _from_official(src: str, dst: str, model: str, variant: str) -> None:
+  state_dict = load_official(src)
+  config = config_from_state_dict(state_dict, model, variant)
+  variables = official_to_variables(state_dict, model)
+  _check_against_module(variables, config, src)
+  save(dst, variables, config)
+  n = sum(v.size for k, v in state_dict.items() if not k.endswith('num_batches_tracked'))
+  print(f'wrote {dst}: {model} {variant}, {len(state_dict)} tensors, {n:,} values')
+
+
+def run() -> None:
+  """The `mbjax-convert` console script and `python -m mbjax.convert`."""
+  app.run(main, flags_parser=parse_flags)
+
+
 if __name__ == '__main__':
-  sys.exit(main())
+  run()

@@ -15,8 +15,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from mbjax.evaluate.metrics import (mpjpe, mpjpe_jax, p_mpjpe, p_mpjpe_jax, procrustes_align,
-                                    procrustes_align_jax)
+from mbjax.evaluate.pose_metrics import (mpjpe, mpjpe_jax, p_mpjpe, p_mpjpe_jax, procrustes_align,
+                                         procrustes_align_jax)
 
 __all__ = [
     'LIMBS', 'ANGLES', 'loss_mpjpe', 'n_mpjpe', 'loss_velocity', 'loss_2d_weighted', 'limb_lengths',

@@ -8,7 +8,7 @@ Parameters carry logical names (`embed`, `mlp`, `qkv`, `heads`, ...), activation
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -39,6 +39,24 @@ def make_mesh(shape: dict | None = None, devices: Sequence[jax.Device] | None = 
   except Exception:  # unusual topologies: plain order
     grid = np.asarray(devices).reshape(sizes)
   return Mesh(grid, MESH_AXES)
+
+
+def check_parallelism(mesh: Mesh | Mapping[str, int], *, fsdp: bool, tensor: bool) -> None:
+  """Raises if a parallelism switch is on but its mesh axis has one device (it would do nothing).
+
+  Args:
+    mesh: the built Mesh, or `config.mesh` (axis -> size; -1, sized from the devices later, passes).
+    fsdp: `config.fsdp`.
+    tensor: `config.tensor_parallel`.
+  """
+  shape = dict(mesh.shape) if isinstance(mesh, Mesh) else dict(mesh)
+  checks = ((fsdp, 'fsdp', 'fsdp', 'parameters and optimiser state would not be sharded', 'fsdp'),
+            (tensor, 'tensor_parallel', 'tensor', 'no layer would be split', 'tp'))
+  for on, switch, axis, effect, variant in checks:
+    size = int(shape.get(axis, 1))
+    if on and size == 1:
+      raise ValueError(f'config.{switch}=True but config.mesh.{axis}=1: {effect}; set '
+                       f'--config.mesh.{axis}=N (N > 1 devices) or use the {variant}=N variant')
 
 
 def logical_rules(*, fsdp: bool = False, tensor: bool = False) -> tuple[tuple[str, Any], ...]:

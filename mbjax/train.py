@@ -26,8 +26,9 @@ from absl import logging
 from flax.core import meta
 
 from mbjax import checkpoint as ckpt_lib
-from mbjax import metrics as metrics_lib
+from mbjax import metric_writer
 from mbjax import optim, peak_flops, sharding
+from mbjax import progress as progress_lib
 from mbjax.data import pipelines
 from mbjax.tasks import base
 
@@ -263,6 +264,7 @@ def make_mesh(config):
   devices = jax.devices()[:config.mesh_devices] if config.get('mesh_devices', 0) else None
   mesh = sharding.make_mesh(dict(config.mesh), devices=devices)
   fsdp, tensor = config.get('fsdp', False), config.get('tensor_parallel', False)
+  sharding.check_parallelism(mesh, fsdp=fsdp, tensor=tensor)
   rules = sharding.logical_rules(fsdp=fsdp, tensor=tensor)
   if config.batch_size < 1:
     raise ValueError(f'config.batch_size={config.batch_size}: must be a positive integer')
@@ -389,14 +391,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
   evaluators = s.task.make_evaluators(config, s.model)
 
   # The metrics of the restored step were written before its checkpoint: keep them on resume.
-  writer = metrics_lib.MetricWriter(workdir, is_primary=jax.process_index() == 0,
-                                    resume_step=start_step + 1 if start_step else 0)
+  writer = metric_writer.MetricWriter(workdir, is_primary=jax.process_index() == 0,
+                                      resume_step=start_step + 1 if start_step else 0)
   writer.write_config(config.to_dict())
   flops, peak = _throughput(s)
-  progress = metrics_lib.Progress(total_steps, start_step=start_step,
-                                  clips_per_step=config.batch_size, desc=config.task,
-                                  num_devices=s.mesh.size, flops_per_step=flops,
-                                  peak_flops_per_device=peak, show=('loss', 'lr'))
+  progress = progress_lib.Progress(total_steps, start_step=start_step,
+                                   clips_per_step=config.batch_size, desc=config.task,
+                                   num_devices=s.mesh.size, flops_per_step=flops,
+                                   peak_flops_per_device=peak, show=('loss', 'lr'))
   preempt = _Preemption()
   pending = None  # (step, metrics) dispatched but not yet read: read one step behind
   last = {}
@@ -404,7 +406,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   def drain(pending):
     step, m = pending
-    m = metrics_lib.to_float_dict(m)
+    m = metric_writer.to_float_dict(m)
     if not np.isfinite(m['loss']):
       raise NonFiniteLossError(_non_finite_message(m['loss'], step, batches, ckpt, workdir))
     if log_due(step, total_steps, config.log_every_steps, curriculum.kind_of):

@@ -1,6 +1,9 @@
 """Official checkpoints in and out: torch.save files without torch, key/shape/value identity."""
 
+import pathlib
 import re
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +12,8 @@ import pytest
 
 from mbjax import convert, torch_format
 from mbjax.models import dstformer_from_variant
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _layout(reference_dir, section: str) -> dict[str, tuple]:
@@ -93,19 +98,53 @@ def test_module_prefix_is_optional(reference_dir):
   jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
 
 
+def _cli(*args) -> int:
+  """`python -m mbjax.convert ARGS` in this process: absl's flag parsing, then main."""
+  return convert.main(convert.parse_flags(['mbjax.convert', *args]))
+
+
 def test_cli_round_trip_and_restore(reference_dir, tmp_path):
   sd = _random_state_dict(_layout(reference_dir, 'MB_lite'), seed=2)
   src = tmp_path / 'lite.bin'
   torch_format.save({'model_pos': sd}, src)
   out = tmp_path / 'ckpt'
-  assert convert.main([str(src), str(out), '--model', 'pose', '--variant', 'lite']) == 0
+  assert _cli(str(src), str(out), '--model', 'pose', '--variant', 'lite') == 0
   module, variables = convert.restore(out)
   x = np.random.default_rng(0).standard_normal((1, 5, 17, 3)).astype(np.float32)
   direct = module.apply(convert.official_to_variables(sd, 'pose'), x)
   np.testing.assert_array_equal(module.apply(variables, x), direct)
   back = tmp_path / 'back.bin'
-  assert convert.main(['--to-official', str(out), str(back)]) == 0
+  assert _cli('--to-official', str(out), str(back)) == 0
   _assert_same_state_dict(convert.load_official(back), sd)
+
+
+def _run_cli(*args) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, '-m', 'mbjax.convert', *args], cwd=ROOT,
+                        capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize('args, message', [
+    (['only_src.bin'], "expected 2 arguments, SRC and DST, got 1: ['only_src.bin']"),
+    (['a.bin', 'out', 'extra'], 'expected 2 arguments, SRC and DST, got 3'),
+    (['a.bin', 'out', '--model', 'posee'], 'flag --model=posee: value should be one of'),
+    (['--variant=huge', 'a.bin', 'out'], 'flag --variant=huge: value should be one of'),
+    (['missing.bin', 'out'], 'missing.bin'),
+])
+def test_cli_user_mistakes_exit_with_one_line(args, message):
+  result = _run_cli(*args)
+  assert result.returncode != 0
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('mbjax.convert: '), result.stderr
+  assert message in lines[0]
+
+
+def test_cli_help_lists_its_flags_and_import_defines_none():
+  result = _run_cli('--help')  # absl's --help exits with status 1
+  for flag in ('--model', '--variant', '--[no]to-official'):
+    assert flag in result.stdout, result.stdout
+  check = ('import mbjax.convert; from absl import flags; '
+           'assert not {"model", "variant", "to-official"} & set(flags.FLAGS), list(flags.FLAGS)')
+  subprocess.run([sys.executable, '-c', check], cwd=ROOT, check=True, timeout=300)
 
 
 def test_wrong_variant_and_model_fail_clearly(reference_dir, tmp_path):

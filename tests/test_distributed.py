@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from mbjax import checkpoint, metrics, train
+from mbjax import checkpoint, metric_writer, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = ROOT / 'tests' / 'configs' / 'tiny_pretrain.py'
@@ -60,12 +60,23 @@ def _saved_params(workdir, step, like):
   return jax.device_get(state['params'])
 
 
+def _comparable(path, x) -> np.ndarray:
+  """`x` without the key third of an attention's qkv bias. Its gradient is zero up to rounding
+  (softmax ignores a shift shared by all keys), and Adam scales that noise into updates that
+  differ with the order of the reductions, so those elements are not compared."""
+  x = np.asarray(x)
+  if jax.tree_util.keystr(path).endswith("['qkv']['bias']"):
+    q, _, v = np.split(x, 3, axis=-1)
+    return np.concatenate([q, v], axis=-1)
+  return x
+
+
 def _assert_close(got, want):
   flat_got = jax.tree_util.tree_flatten_with_path(got)[0]
   flat_want = jax.tree_util.tree_leaves(want)
   assert len(flat_got) == len(flat_want)
   for (path, a), b in zip(flat_got, flat_want):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=ATOL,
+    np.testing.assert_allclose(_comparable(path, a), _comparable(path, b), rtol=0, atol=ATOL,
                                err_msg=jax.tree_util.keystr(path))
 
 
@@ -83,7 +94,7 @@ def test_two_processes_match_one_and_resume_in_one(tmp_path, tiny_config, pretra
       'process_0-of-2.json', 'process_1-of-2.json']
   assert len(list(logs.glob('process_*.log'))) == 2
   # The evaluator ran on the 2-process mesh too (config `evals.lifting`).
-  summary = metrics.read_jsonl(workdir / 'metrics.jsonl')
+  summary = metric_writer.read_jsonl(workdir / 'metrics.jsonl')
   assert any('lifting/mpjpe_mm' in r for r in summary)
 
   # The single-process run of the same config, on one device, checkpointing at step STEPS.
@@ -100,7 +111,7 @@ def test_two_processes_match_one_and_resume_in_one(tmp_path, tiny_config, pretra
   resumed = train.train_and_evaluate(
       _single_process_config(tiny_config, pretrain_data_dir, STEPS + 2), str(resumed_dir))
   assert resumed['step'] == STEPS + 2
-  rows = metrics.read_jsonl(resumed_dir / 'metrics.jsonl')
+  rows = metric_writer.read_jsonl(resumed_dir / 'metrics.jsonl')
   assert [r['step'] for r in rows if 'loss' in r] == list(range(1, STEPS + 3))
   _assert_close(jax.device_get(resumed['state']['params']),
                 jax.device_get(reference['state']['params']))

@@ -14,7 +14,7 @@ from flax.core import meta
 import data_formats
 from configs import pose3d_h36m
 from data_prep import builder
-from mbjax import convert, metrics, train
+from mbjax import convert, metric_writer, train
 from mbjax.data import pipelines
 from mbjax.data.records import load as load_split
 from mbjax.evaluate import h36m
@@ -107,7 +107,7 @@ def test_finetune_from_official_bin(tmp_path, data_dir, official_bin, config):
   assert summary['step'] == summary['total_steps'] == 2
   for key in ('3d/loss_3d_pos', '3d/loss_3d_scale', '3d/loss_3d_velocity', '3d/mpjpe_3d', 'loss'):
     assert np.isfinite(summary[key]) and summary[key] > 0, key
-  rows = metrics.read_jsonl(workdir / 'metrics.jsonl')
+  rows = metric_writer.read_jsonl(workdir / 'metrics.jsonl')
   evals = {r['step']: r for r in rows if 'h36m/mpjpe' in r}
   assert sorted(evals) == [0, 2]  # every_steps=2: before training and at the last step
   for step in (0, 2):

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mbjax import checkpoint, convert, metrics, models
+from mbjax import checkpoint, convert, metric_writer, models
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = ROOT / 'tests' / 'configs' / 'tiny_pretrain.py'
@@ -58,7 +58,7 @@ def test_train_end_to_end(tmp_path, config):
   workdir = str(tmp_path / 'run')
   summary = train.train_and_evaluate(config, workdir)
   assert summary['step'] == 10
-  rows = metrics.read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
+  rows = metric_writer.read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
   assert [r['step'] for r in rows if 'loss' in r] == list(range(1, 11))
   assert all(np.isfinite(r['loss']) for r in rows if 'loss' in r)
   # The curriculum: epoch 0 is 3D only, then 2D (wild) batches appear.
@@ -126,10 +126,10 @@ def test_sigterm_saves_and_exits_zero(tmp_path, pretrain_data_dir):
   jsonl = os.path.join(workdir, 'metrics.jsonl')
   deadline = time.time() + 240
   while time.time() < deadline:  # a few steps trained
-    if os.path.exists(jsonl) and len(metrics.read_jsonl(jsonl)) >= 3:
+    if os.path.exists(jsonl) and len(metric_writer.read_jsonl(jsonl)) >= 3:
       break
     time.sleep(0.05)
-  logged = max(r['step'] for r in metrics.read_jsonl(jsonl))
+  logged = max(r['step'] for r in metric_writer.read_jsonl(jsonl))
   proc.send_signal(signal.SIGTERM)
   out, _ = proc.communicate(timeout=120)
   assert proc.returncode == 0, out

@@ -1,1 +1,1 @@
-"""Evaluation: pose-error metrics (`metrics`) and the evaluators built on them."""
+"""Evaluation: pose-error metrics (`pose_metrics`) and the evaluators built on them."""

@@ -40,7 +40,8 @@ import numpy as np
 from mbjax.data import h36m as h36m_data
 from mbjax.data import records as records_lib
 from mbjax.data import transforms
-from mbjax.evaluate import batching, metrics
+from mbjax.evaluate import batching
+from mbjax.evaluate import pose_metrics as metrics
 
 NUM_JOINTS = 17
 # Takes the official evaluation leaves out (source names without the `_ca_XX` camera suffix).

@@ -17,7 +17,8 @@ import jax
 import numpy as np
 
 from mbjax.data import pipelines, records, transforms
-from mbjax.evaluate import batching, metrics
+from mbjax.evaluate import batching
+from mbjax.evaluate import pose_metrics as metrics
 
 AMASS_UNITS_PER_METRE = 0.298
 

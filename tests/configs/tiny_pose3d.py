@@ -1,18 +1,19 @@
-"""A Human3.6M pose finetuning config small enough for tests: `tiny_pose3d.py:DATA_DIR[,options]`.
+"""A Human3.6M pose finetuning config small enough for tests: `tiny_pose3d.py:DATA_DIR[,switch...]`.
 
-Options: `global` (official rootrel=False), `noflip` (no train or test-time flip).
+Switches: `global` (official rootrel=False), `noflip` (no train or test-time flip), and those of
+every config (`runlocal`, `bf16`, `scan`, `fsdp=N`, `tp=N`; see configs/common.py).
 """
 
-from configs import pose3d_h36m
+from configs import common, pose3d_h36m
+from mbjax.models.dstformer import TINY
 
-# maxlen stays 243: the h36m builder always cuts 243-frame clips.
-TINY = dict(dim_feat=8, dim_rep=8, depth=1, num_heads=2, mlp_ratio=2, maxlen=243)
+OPTIONS = ('global', 'noflip')
 
 
 def get_config(arg: str):
-  data_dir, *flags = arg.split(',')
-  c = pose3d_h36m.get_config('global' if 'global' in flags else 'ft')
-  c.model.update(TINY)
+  data_dir, switches = common.parse_arg(arg, config_file=__file__, variants=None, options=OPTIONS)
+  c = pose3d_h36m.get_config('global' if switches.get('global') else 'ft')
+  c.model.update(TINY)  # maxlen 243: the h36m builder always cuts 243-frame clips
   c.epochs = 2
   c.batch_size = 4
   c.lr = 1e-3
@@ -21,7 +22,8 @@ def get_config(arg: str):
   c.evals.h36m.update(every_steps=2, batch_size=4)  # before training and at the last step (2)
   c.checkpoint.update(every_steps=1, async_save=False)
   c.log_every_steps = 1
-  if 'noflip' in flags:
+  if switches.get('noflip'):
     c.flip = False
     c.flip_test = False
+  common.apply_switches(c, switches)
   return c

@@ -1,15 +1,18 @@
-"""A pretraining config small enough for tests: `tiny_pretrain.py:DATA_DIR[,options]`.
+"""A pretraining config small enough for tests: `tiny_pretrain.py:DATA_DIR[,switch...]`.
 
-Options: `nan` (a learning rate that blows up), `long` (more steps, for kill/resume tests).
+Switches: `nan` (a learning rate that blows up), `long` (more steps, for kill/resume tests), and
+those of every config (`runlocal`, `bf16`, `scan`, `fsdp=N`, `tp=N`; see configs/common.py).
 """
 
-from configs import pretrain
+from configs import common, pretrain
+
+OPTIONS = ('nan', 'long')
 
 
 def get_config(arg: str):
-  data_dir, *flags = arg.split(',')
-  c = pretrain.get_config('tiny')
-  c.model.update(dim_feat=16, dim_rep=16, depth=1, num_heads=2, mlp_ratio=2, maxlen=9)
+  data_dir, switches = common.parse_arg(arg, config_file=__file__, variants=None, options=OPTIONS)
+  c = pretrain.get_config('tiny')  # dstformer.TINY
+  c.model.maxlen = 9  # the clips of the session datasets (tests/conftest.py)
   c.epochs = 4
   c.curriculum_3d_epochs = 1
   c.batch_size = 8
@@ -22,9 +25,10 @@ def get_config(arg: str):
   c.checkpoint.every_steps = 2
   c.log_every_steps = 1
   c.total_steps = 10
-  if 'long' in flags:
+  if switches.get('long'):
     c.total_steps = 40
-  if 'nan' in flags:
+  if switches.get('nan'):
     c.lr = 1e12
     c.checkpoint.every_steps = 1
+  common.apply_switches(c, switches)
   return c
