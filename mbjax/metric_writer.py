@@ -130,6 +130,10 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
+def _read(pending):
+  return None if pending is None else (pending[0], to_float_dict(pending[1]))
+
+
 class MetricWriter:
   """JSONL (`workdir/metrics.jsonl`) and TensorBoard (`workdir/tb/`) together, process 0 only.
 
@@ -145,6 +149,7 @@ class MetricWriter:
     self.workdir = pathlib.Path(workdir)
     self.is_primary = jax.process_index() == 0 if is_primary is None else bool(is_primary)
     self._jsonl = self._tb = None
+    self._pending = None  # (step, device metrics) of the step in flight
     if self.is_primary:
       self._jsonl = JsonlWriter(self.workdir / 'metrics.jsonl', resume_step=resume_step)
       self._tb = TensorBoardWriter(self.workdir / 'tb', start_step=resume_step)
@@ -156,6 +161,20 @@ class MetricWriter:
     metrics = to_float_dict(metrics)
     self._jsonl.scalars(step, metrics)
     self._tb.scalars(step, metrics)
+
+  def push(self, step: int, metrics: Mapping[str, Any]) -> tuple[int, dict] | None:
+    """Holds the device metrics of the step just dispatched and returns the previous step's as
+    (step, floats). Reading one step behind never waits for the step in flight, so the host
+    keeps the device busy. Every process reads (the trainer checks each loss); nothing is written
+    here."""
+    previous, self._pending = self._pending, (step, metrics)
+    return _read(previous)
+
+  def pop(self) -> tuple[int, dict] | None:
+    """The held step's metrics as (step, floats), or None; before a save or an evaluation (which
+    must see a finite loss first) and at the end."""
+    pending, self._pending = self._pending, None
+    return _read(pending)
 
   def image(self, step: int, tag: str, image: np.ndarray) -> None:
     """A uint8 (H, W, 3) image to TensorBoard."""

@@ -377,88 +377,101 @@ def train_and_evaluate(config, workdir: str) -> dict:
   """Runs (or resumes) training; returns the final metrics summary (with `state` and `model`)."""
   os.makedirs(workdir, exist_ok=True)
   s = setup(config)
-  total_steps, curriculum = s.total_steps, s.curriculum
-  batches = pipelines.HostBatches(curriculum, seed=config.data_seed,
+  batches = pipelines.HostBatches(s.curriculum, seed=config.data_seed,
                                   process_index=jax.process_index(),
                                   process_count=jax.process_count())
   ckpt = ckpt_lib.Checkpointer(workdir, keep=config.checkpoint.keep,
                                async_save=config.checkpoint.async_save,
                                best_metric=config.get('best_metric') or None)
   state, data_iter, start_step = _restore_or_init(s, ckpt, batches, config)
-  if start_step and start_step >= total_steps:
+  if start_step and start_step >= s.total_steps:
     ckpt.close()
     return dict(_finished(workdir, start_step), state=state, model=s.model)
-  evaluators = s.task.make_evaluators(config, s.model)
 
   # The metrics of the restored step were written before its checkpoint: keep them on resume.
   writer = metric_writer.MetricWriter(workdir, is_primary=jax.process_index() == 0,
                                       resume_step=start_step + 1 if start_step else 0)
   writer.write_config(config.to_dict())
   flops, peak = _throughput(s)
-  progress = progress_lib.Progress(total_steps, start_step=start_step,
+  progress = progress_lib.Progress(s.total_steps, start_step=start_step,
                                    clips_per_step=config.batch_size, desc=config.task,
                                    num_devices=s.mesh.size, flops_per_step=flops,
                                    peak_flops_per_device=peak, show=('loss', 'lr'))
+  loop = _Loop(s, workdir, batches, ckpt, writer, progress,
+               s.task.make_evaluators(config, s.model))
   preempt = _Preemption()
-  pending = None  # (step, metrics) dispatched but not yet read: read one step behind
-  last = {}
-  history_eval = {}
-
-  def drain(pending):
-    step, m = pending
-    m = metric_writer.to_float_dict(m)
-    if not np.isfinite(m['loss']):
-      raise NonFiniteLossError(_non_finite_message(m['loss'], step, batches, ckpt, workdir))
-    if log_due(step, total_steps, config.log_every_steps, curriculum.kind_of):
-      writer.scalars(step, m)
-    progress.update(step, m)
-    return m
-
-  step = start_step
   try:
-    if start_step == 0 and evaluators:
-      with progress.pause():
-        history_eval.update(_run_evals(evaluators, state, 0, total_steps))
-        writer.scalars(0, history_eval)
-    while step < total_steps:
-      if preempt.requested:
-        break
-      host = next(data_iter)
-      if int(host['step'][0]) != step:
-        raise RuntimeError(f'data pipeline at step {int(host["step"][0])}, trainer at {step}')
-      batch = sharding.global_batch(_batch_of(host, s.example, config.task), s.mesh)
-      state, m = s.train_step(state, batch, curriculum.kind_of(step))
-      step += 1
-      if pending is not None:
-        last = drain(pending)
-      pending = (step, m)
-      is_save = step % config.checkpoint.every_steps == 0 or step == total_steps
-      evals_due = any(every and step % every == 0 for every, _ in evaluators.values())
-      if is_save or evals_due or step == total_steps:
-        last = drain(pending)  # never save or evaluate a state whose loss is not finite
-        pending = None
-        with progress.pause():
-          if evals_due or step == total_steps:
-            results = _run_evals(evaluators, state, step, total_steps)
-            if results:
-              writer.scalars(step, results)
-              history_eval.update(results)
-              ckpt.save_best(step, state, results)
-          if is_save:
-            ckpt.save(step, state, data_iter)
-    if pending is not None:
-      last = drain(pending)
-    if preempt.requested and ckpt.latest_step() != step:
-      ckpt.save(step, state, data_iter, force=True)
+    state, step = loop.run(state, data_iter, start_step, preempt)
   finally:
     preempt.restore()
     ckpt.close()
     progress.close()
-  summary = dict(step=step, total_steps=total_steps, preempted=preempt.requested,
-                 **{k: v for k, v in last.items()}, **history_eval, **progress.rates())
+  summary = dict(step=step, total_steps=s.total_steps, preempted=preempt.requested,
+                 **loop.last, **loop.evals, **progress.rates())
   writer.write_summary(summary)
   writer.close()
   return dict(summary, state=state, model=s.model)
+
+
+class _Loop:
+  """The training loop of `train_and_evaluate`: steps, metrics one step behind, evaluators and
+  saves at their steps, preemption."""
+
+  def __init__(self, s: Setup, workdir, batches, ckpt, writer, progress, evaluators):
+    self.s, self.workdir, self.batches, self.ckpt = s, workdir, batches, ckpt
+    self.writer, self.progress, self.evaluators = writer, progress, evaluators
+    self.last, self.evals = {}, {}  # the latest step's metrics, the latest evaluator results
+
+  def read(self, done) -> None:
+    """A finished step's (step, metrics): checked finite, logged when due, shown."""
+    if done is None:
+      return
+    step, m = done
+    if not np.isfinite(m['loss']):
+      raise NonFiniteLossError(_non_finite_message(m['loss'], step, self.batches, self.ckpt,
+                                                   self.workdir))
+    config = self.s.config
+    if log_due(step, self.s.total_steps, config.log_every_steps, self.s.curriculum.kind_of):
+      self.writer.scalars(step, m)
+    self.progress.update(step, m)
+    self.last = m
+
+  def evaluate(self, state, step: int) -> None:
+    with self.progress.pause():
+      results = _run_evals(self.evaluators, state, step, self.s.total_steps)
+      if results:
+        self.writer.scalars(step, results)
+        self.evals.update(results)
+        if step:
+          self.ckpt.save_best(step, state, results)
+
+  def run(self, state, data_iter, step: int, preempt):
+    """(state, step) after training from `step` to the end, or to a SIGTERM."""
+    s, total = self.s, self.s.total_steps
+    if step == 0 and self.evaluators:
+      self.evaluate(state, 0)
+    while step < total and not preempt.requested:
+      host = next(data_iter)
+      if int(host['step'][0]) != step:
+        raise RuntimeError(f'data pipeline at step {int(host["step"][0])}, trainer at {step}')
+      batch = sharding.global_batch(_batch_of(host, s.example, s.config.task), s.mesh)
+      state, metrics = s.train_step(state, batch, s.curriculum.kind_of(step))
+      step += 1
+      self.read(self.writer.push(step, metrics))
+      is_save = step % s.config.checkpoint.every_steps == 0 or step == total
+      evals_due = step == total or any(every and step % every == 0
+                                       for every, _ in self.evaluators.values())
+      if is_save or evals_due:
+        self.read(self.writer.pop())  # never save or evaluate a state whose loss is not finite
+        if evals_due:
+          self.evaluate(state, step)
+        if is_save:
+          with self.progress.pause():
+            self.ckpt.save(step, state, data_iter)
+    self.read(self.writer.pop())
+    if preempt.requested and self.ckpt.latest_step() != step:
+      self.ckpt.save(step, state, data_iter, force=True)
+    return state, step
 
 
 def _finished(workdir: str, step: int) -> dict:

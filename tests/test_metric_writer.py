@@ -81,3 +81,13 @@ def test_to_float_dict():
   assert all(type(v) is float for v in out.values())
   with pytest.raises(ValueError, match="'v' has shape \\(2,\\)"):
     metric_writer.to_float_dict({'v': jnp.zeros(2)})
+
+
+def test_push_returns_the_previous_step_and_pop_the_held_one(tmp_path):
+  writer = metric_writer.MetricWriter(tmp_path, is_primary=False)  # reading needs no files
+  assert writer.push(1, {'loss': jnp.float32(3.0)}) is None
+  step, m = writer.push(2, {'loss': jnp.float32(2.0)})
+  assert step == 1 and m == {'loss': 3.0} and isinstance(m['loss'], float)
+  assert writer.pop() == (2, {'loss': 2.0})
+  assert writer.pop() is None
+  assert not list(tmp_path.iterdir())
