@@ -175,12 +175,10 @@ def save_official(variables, model: str, path: str | os.PathLike, **extra) -> No
 
 
 def _build_module(config: dict):
-  from mbjax.models import ActionNet, DSTformer
-  model = config['model']
-  backbone = DSTformer(**config['backbone'])
-  if model == 'pose':
-    return backbone
-  return ActionNet(backbone=backbone, **config['head'])
+  """The module of a convert directory's config.json, through the one model factory."""
+  from mbjax import models
+  head = config.get('head') if config['model'] != 'pose' else None
+  return models.from_config(dict(config['backbone'], head=head))
 
 
 def config_from_state_dict(state_dict, model: str, variant: str, **head) -> dict:

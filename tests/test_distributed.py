@@ -14,6 +14,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+import param_compare
 from mbjax import checkpoint, metric_writer, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -60,24 +61,8 @@ def _saved_params(workdir, step, like):
   return jax.device_get(state['params'])
 
 
-def _comparable(path, x) -> np.ndarray:
-  """`x` without the key third of an attention's qkv bias. Its gradient is zero up to rounding
-  (softmax ignores a shift shared by all keys), and Adam scales that noise into updates that
-  differ with the order of the reductions, so those elements are not compared."""
-  x = np.asarray(x)
-  if jax.tree_util.keystr(path).endswith("['qkv']['bias']"):
-    q, _, v = np.split(x, 3, axis=-1)
-    return np.concatenate([q, v], axis=-1)
-  return x
-
-
 def _assert_close(got, want):
-  flat_got = jax.tree_util.tree_flatten_with_path(got)[0]
-  flat_want = jax.tree_util.tree_leaves(want)
-  assert len(flat_got) == len(flat_want)
-  for (path, a), b in zip(flat_got, flat_want):
-    np.testing.assert_allclose(_comparable(path, a), _comparable(path, b), rtol=0, atol=ATOL,
-                               err_msg=jax.tree_util.keystr(path))
+  param_compare.assert_close(got, want, ATOL)
 
 
 def test_two_processes_match_one_and_resume_in_one(tmp_path, tiny_config, pretrain_data_dir):
