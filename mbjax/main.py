@@ -33,6 +33,8 @@ def initialize_distributed() -> None:
 
 def main(argv):
   del argv
+  from mbjax import log_filter
+  log_filter.quiet_libraries()
   initialize_distributed()
   from mbjax import train
   summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)

@@ -34,7 +34,9 @@ def main(argv) -> int:
       shipped.assets_dir(kind, _ASSETS.value)
   except FileNotFoundError as e:
     raise app.UsageError(str(e)) from e
+  from mbjax import log_filter
   from mbjax.demo import job
+  log_filter.quiet_libraries()
   summary = job.run(_WORKDIR.value, config=_CONFIG.value, assets=_ASSETS.value)
   print(job.describe(summary, _WORKDIR.value))
   return 0

@@ -66,6 +66,8 @@ def run(config, checkpoint: str, out: str) -> dict:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments {argv[1:]}')
+  from mbjax import log_filter
+  log_filter.quiet_libraries()
   try:
     run(_CONFIG.value, _CHECKPOINT.value, _OUT.value)
   except (FileNotFoundError, ValueError) as e:  # a user mistake: the message says what is wrong
