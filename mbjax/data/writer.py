@@ -27,8 +27,10 @@ skipped) and `metadata.json` (source path and options of the build).
 from __future__ import annotations
 
 import inspect
+import os
 import pathlib
 import shutil
+import socket
 import tempfile
 import time
 import types
@@ -36,6 +38,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
 
 from mbjax.data.report import BuildReport
 
@@ -273,8 +276,10 @@ def build(module, *, source: str | pathlib.Path, data_dir: str | pathlib.Path,
   if target.exists() and any(target.iterdir()) and not (target / 'dataset_info.json').is_file():
     raise FileExistsError(f'{target} exists and is not a built dataset; not replacing it')
   data_dir.mkdir(parents=True, exist_ok=True)
+  remove_stale_builds(data_dir, name)
   # Build next to the target and swap it in at the end: a failed build leaves the old one intact.
   with tempfile.TemporaryDirectory(dir=data_dir, prefix=f'.{name}-building-') as tmp:
+    (pathlib.Path(tmp) / OWNER_FILE).write_text(f'{socket.gethostname()} {os.getpid()}')
     builder = make_builder(module, data_dir=tmp, source=source.resolve(), options=options,
                            version=version, name=name, progress=progress)
     builder.download_and_prepare(
@@ -288,6 +293,41 @@ def build(module, *, source: str | pathlib.Path, data_dir: str | pathlib.Path,
     target.parent.mkdir(parents=True, exist_ok=True)
     built.rename(target)
   return builder.report
+
+
+OWNER_FILE = 'owner'  # "<host> <pid>" of the build that made a `.NAME-building-*` directory
+STALE_WITHOUT_OWNER_S = 3600
+
+
+def _owner_alive(directory: pathlib.Path) -> bool:
+  """Whether the process that is building into `directory` may still be running."""
+  owner = directory / OWNER_FILE
+  if not owner.is_file():  # made before owners were recorded: stale once it is an hour old
+    return time.time() - directory.stat().st_mtime < STALE_WITHOUT_OWNER_S
+  host, _, pid = owner.read_text().partition(' ')
+  if host != socket.gethostname() or not pid.isdigit():
+    return True  # another machine's build (shared filesystem): leave it
+  try:
+    os.kill(int(pid), 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+def remove_stale_builds(data_dir: pathlib.Path, name: str) -> list[pathlib.Path]:
+  """Deletes the `.NAME-building-*` directories of killed builds of `name` in `data_dir` (their
+  process is gone); builds still running are left alone. Returns what it removed."""
+  removed = []
+  for directory in sorted(pathlib.Path(data_dir).glob(f'.{name}-building-*')):
+    if directory.is_dir() and not _owner_alive(directory):
+      size = sum(p.stat().st_size for p in directory.rglob('*') if p.is_file())
+      shutil.rmtree(directory, ignore_errors=True)
+      logging.warning('removed %s, left by an interrupted build of %s (%.1f MB)', directory,
+                      name, size / 1e6)
+      removed.append(directory)
+  return removed
 
 
 def check_options(module, name: str, options: Mapping[str, Any]) -> None:
