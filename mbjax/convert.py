@@ -209,14 +209,36 @@ def config_from_state_dict(state_dict, model: str, variant: str, **head) -> dict
   return config
 
 
-def save(out_dir: str | os.PathLike, variables, config: dict) -> None:
+def save(out_dir: str | os.PathLike, variables, config: dict, *, overwrite: bool = False) -> None:
+  """Writes `variables/` and `config.json` into a temporary sibling of `out_dir`, then swaps it in:
+  a kill mid-way leaves any previous output whole. A non-empty `out_dir` is only replaced with
+  `overwrite`."""
+  import shutil
+  import tempfile
   import orbax.checkpoint as ocp
   out_dir = os.path.abspath(os.fspath(out_dir))
-  os.makedirs(out_dir, exist_ok=True)
-  with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(os.path.join(out_dir, 'variables'), variables, force=True)
-  with open(os.path.join(out_dir, 'config.json'), 'w') as f:
-    json.dump(config, f, indent=2)
+  if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
+    raise FileExistsError(f'{out_dir} exists and is not empty; pass --overwrite to replace it')
+  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise FileExistsError(f'{out_dir} exists and is not a directory')
+  parent, base = os.path.split(out_dir)
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(dir=parent, prefix=f'.{base}.converting-')
+  try:
+    with ocp.StandardCheckpointer() as ckptr:
+      ckptr.save(os.path.join(tmp, 'variables'), variables, force=True)
+    with open(os.path.join(tmp, 'config.json'), 'w') as f:
+      json.dump(config, f, indent=2)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+  old = None
+  if os.path.isdir(out_dir):  # kept under a hidden name until the new output is in place
+    old = tempfile.mkdtemp(dir=parent, prefix=f'.{base}.replaced-')
+    os.rename(out_dir, os.path.join(old, base))
+  os.rename(tmp, out_dir)
+  if old:
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def restore(out_dir: str | os.PathLike):
@@ -275,6 +297,8 @@ _VARIANT = flags.DEFINE_enum('variant', 'release', ('release', 'lite'),
 _TO_OFFICIAL = flags.DEFINE_bool('to-official', False,
                                  'Convert an mbjax.convert directory SRC back to an official '
                                  '.bin DST.', flag_values=_FLAGS)
+_OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace a non-empty output directory.',
+                               flag_values=_FLAGS)
 _PROGRAM = 'mbjax.convert'
 
 
@@ -314,7 +338,7 @@ def main(argv: Sequence[str]) -> int:
     if _TO_OFFICIAL.value:
       _to_official(src, dst)
     else:
-      _from_official(src, dst, _MODEL.value, _VARIANT.value)
+      _from_official(src, dst, _MODEL.value, _VARIANT.value, overwrite=_OVERWRITE.value)
   except (OSError, ValueError) as e:  # TorchFormatError is a ValueError
     sys.exit(f'{_PROGRAM}: {e}')
   return 0
@@ -328,12 +352,12 @@ def _to_official(src: str, dst: str) -> None:
   print(f'wrote {dst} ({model})')
 
 
-def _from_official(src: str, dst: str, model: str, variant: str) -> None:
+def _from_official(src: str, dst: str, model: str, variant: str, *, overwrite: bool) -> None:
   state_dict = load_official(src)
   config = config_from_state_dict(state_dict, model, variant)
   variables = official_to_variables(state_dict, model)
   _check_against_module(variables, config, src)
-  save(dst, variables, config)
+  save(dst, variables, config, overwrite=overwrite)
   n = sum(v.size for k, v in state_dict.items() if not k.endswith('num_batches_tracked'))
   print(f'wrote {dst}: {model} {variant}, {len(state_dict)} tensors, {n:,} values')
 

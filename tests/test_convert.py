@@ -1,5 +1,6 @@
 """Official checkpoints in and out: torch.save files without torch, key/shape/value identity."""
 
+import json
 import pathlib
 import re
 import subprocess
@@ -170,3 +171,25 @@ def test_reads_reference_state_dict_through_a_bin(reference_dir, tmp_path):
   model = DSTformer(**cfg)
   out = model.apply(convert.official_to_variables(convert.load_official(path), 'pose'), data['x'])
   assert float(np.max(np.abs(out - data['out']))) <= 1e-4
+
+
+def test_cli_never_clobbers_an_output_it_was_not_told_to(reference_dir, tmp_path, monkeypatch):
+  sd = _random_state_dict(_layout(reference_dir, 'MB_lite'), seed=3)
+  src = tmp_path / 'lite.bin'
+  torch_format.save({'model_pos': sd}, src)
+  out = tmp_path / 'ckpt'
+  assert _cli(str(src), str(out), '--variant', 'lite') == 0
+  before = sorted(p.relative_to(out) for p in out.rglob('*'))
+  with pytest.raises(SystemExit, match='exists and is not empty; pass --overwrite'):
+    _cli(str(src), str(out), '--variant', 'lite')
+  # A conversion that dies mid-way (here: while writing config.json) leaves the old output whole.
+  real_dump = json.dump
+  monkeypatch.setattr(json, 'dump', lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+  with pytest.raises(KeyboardInterrupt):
+    _cli(str(src), str(out), '--variant', 'lite', '--overwrite')
+  monkeypatch.setattr(json, 'dump', real_dump)
+  assert sorted(p.relative_to(out) for p in out.rglob('*')) == before
+  assert [p.name for p in tmp_path.iterdir() if p.name.startswith('.')] == []
+  convert.restore(out)
+  assert _cli(str(src), str(out), '--variant', 'lite', '--overwrite') == 0
+  convert.restore(out)
