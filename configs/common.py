@@ -143,6 +143,9 @@ def add_runtime(c: ml_collections.ConfigDict) -> None:
   c.best_metric = ''
   c.log_every_steps = 50
   c.init_from = ''
+  # Resuming a workdir with a config that changes what a step computes (model, batch, data,
+  # schedule) stops with the differences; True resumes anyway (recorded in config_history.jsonl).
+  c.allow_config_change = False
 
 
 def shrink_for_runlocal(c: ml_collections.ConfigDict) -> None:

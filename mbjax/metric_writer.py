@@ -36,25 +36,25 @@ def to_float_dict(metrics: Mapping[str, Any]) -> dict[str, float]:
   return out
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
   """Numpy / JAX values -> JSON-native values (scalars -> float / int / bool, arrays -> lists)."""
   if isinstance(value, (bool, int, float, str)) or value is None:
     return value
   if isinstance(value, Mapping):
-    return {str(k): _json_value(v) for k, v in value.items()}
+    return {str(k): json_value(v) for k, v in value.items()}
   if isinstance(value, (list, tuple)):
-    return [_json_value(v) for v in value]
+    return [json_value(v) for v in value]
   if isinstance(value, (np.ndarray, np.generic, jax.Array)):
     return np.asarray(value).tolist()  # 0-d -> Python scalar, n-d -> nested lists
   if hasattr(value, 'to_dict'):  # ml_collections.ConfigDict
-    return _json_value(value.to_dict())
+    return json_value(value.to_dict())
   return str(value)
 
 
 def _write_json(path: pathlib.Path, data: Mapping[str, Any]) -> None:
   """Writes through a temporary file so a crash never leaves half a JSON file."""
   tmp = path.with_name(path.name + '.tmp')
-  tmp.write_text(json.dumps(_json_value(data), indent=2, sort_keys=True) + '\n')
+  tmp.write_text(json.dumps(json_value(data), indent=2, sort_keys=True) + '\n')
   os.replace(tmp, path)
 
 
@@ -104,7 +104,7 @@ class JsonlWriter:
     for name, value in metrics.items():
       if name in record:
         raise ValueError(f'JsonlWriter: metric name {name!r} at step {step} is reserved')
-      record[name] = _json_value(value)
+      record[name] = json_value(value)
     self._file.write(json.dumps(record) + '\n')
     self._file.flush()
 
@@ -185,7 +185,7 @@ class MetricWriter:
     """`workdir/config.json` (a ConfigDict or a mapping)."""
     if self.is_primary:
       self.workdir.mkdir(parents=True, exist_ok=True)
-      _write_json(self.workdir / 'config.json', _json_value(config))
+      _write_json(self.workdir / 'config.json', json_value(config))
 
   def write_summary(self, summary: Mapping[str, Any]) -> None:
     """`workdir/summary.json`: final numbers of the run (replaced on each call)."""

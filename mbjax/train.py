@@ -26,6 +26,7 @@ from absl import logging
 from flax.core import meta
 
 from mbjax import checkpoint as ckpt_lib
+from mbjax import config_diff
 from mbjax import metric_writer
 from mbjax import optim, peak_flops, sharding
 from mbjax import progress as progress_lib
@@ -384,6 +385,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                async_save=config.checkpoint.async_save,
                                best_metric=config.get('best_metric') or None)
   state, data_iter, start_step = _restore_or_init(s, ckpt, batches, config)
+  if start_step:
+    try:
+      config_diff.check_resume(workdir, config, start_step, is_primary=jax.process_index() == 0)
+    except ValueError:
+      ckpt.close()
+      raise
   if start_step and start_step >= s.total_steps:
     ckpt.close()
     return dict(_finished(workdir, start_step), state=state, model=s.model)

@@ -78,3 +78,39 @@ def test_resume_with_another_model_size_names_the_parameters(runs, tmp_path):
     train.train_and_evaluate(c, str(workdir))
   assert sorted(os.listdir(workdir / 'checkpoints')) == sorted(
       os.listdir(pathlib.Path(partial) / 'checkpoints'))  # nothing set aside
+
+
+def test_resume_with_a_run_changing_override_stops_unless_allowed(runs, tmp_path):
+  make, _, partial = runs
+  workdir = tmp_path / 'run'
+  shutil.copytree(partial, workdir)
+  stored = (workdir / 'config.json').read_text()
+  c = make(STEPS + 2)
+  c.batch_size = 16
+  c.lr = 2e-3
+  with pytest.raises(ValueError, match=r'(?s)another config.*batch_size: 8 -> 16.*lr: 0.001 -> '
+                                       r'0.002.*allow_config_change=True'):
+    train.train_and_evaluate(c, str(workdir))
+  assert (workdir / 'config.json').read_text() == stored  # nothing rewritten
+  assert not (workdir / 'config_history.jsonl').exists()
+  # Logging cadence, checkpoints and where to stop may change; recorded, not refused.
+  c = make(STEPS + 2)
+  c.log_every_steps = 5
+  assert train.train_and_evaluate(c, str(workdir))['step'] == STEPS + 2
+  import json
+  (record,) = [json.loads(l) for l in (workdir / 'config_history.jsonl').read_text().splitlines()]
+  assert record['step'] == STEPS and record['run_changing'] == []
+  assert set(record['changes']) == {'log_every_steps', 'total_steps'}
+
+
+def test_resume_with_allow_config_change_continues_and_records(runs, tmp_path):
+  make, _, partial = runs
+  workdir = tmp_path / 'run'
+  shutil.copytree(partial, workdir)
+  c = make(STEPS + 2)
+  c.lr = 2e-3
+  c.allow_config_change = True
+  assert train.train_and_evaluate(c, str(workdir))['step'] == STEPS + 2
+  import json
+  (record,) = [json.loads(l) for l in (workdir / 'config_history.jsonl').read_text().splitlines()]
+  assert record['run_changing'] == ['lr'] and record['changes']['lr'] == [0.001, 0.002]
