@@ -142,8 +142,8 @@ def check_same_shapes(stored: Any, wanted: Any, where: str) -> None:
   """A ValueError listing each (path, stored shape, requested shape) where two train states
   differ: parameters and model state by name, the optimizer state by its array shapes."""
   def shapes(tree):
-    return {'/'.join(str(getattr(k, 'key', k)) for k in path): tuple(getattr(v, 'shape', ()))
-            for path, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    return {k: tuple(getattr(v, 'shape', ())) for k, v in _flat(tree).items()}
+
   lines = []
   for part in ('params', 'model_state'):
     have, want = shapes(stored.get(part) or {}), shapes(wanted.get(part) or {})
@@ -247,7 +247,8 @@ def _align_source(target: dict, source: dict) -> dict:
 
 
 def _flat(tree) -> dict:
-  return {'/'.join(str(k.key) for k in path): v
+  """{'a/b/c': leaf} of a nested tree (dict keys by name; other nodes as jax prints them)."""
+  return {'/'.join(str(getattr(k, 'key', k)) for k in path): v
           for path, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
@@ -264,7 +265,7 @@ def fit_pretrained(target: dict, source: dict, *, fresh=(), what: str = 'pretrai
   taken, kept, wrong = [], [], []
 
   def pick(keypath, value):
-    key = '/'.join(str(k.key) for k in keypath)
+    key = '/'.join(str(getattr(k, 'key', k)) for k in keypath)
     stored = flat_src.get(key)
     if stored is not None and tuple(np.shape(stored)) == tuple(value.shape):
       taken.append(key)
@@ -276,8 +277,9 @@ def fit_pretrained(target: dict, source: dict, *, fresh=(), what: str = 'pretrai
   allowed = lambda key: any(re.search(p, key) for p in fresh)
   bad = [k for k in kept + wrong if not allowed(k)]
   if bad:
+    wanted = _flat(target)
     lines = [f'  {k}: stored {tuple(np.shape(flat_src[k]))}, model wants '
-             f'{tuple(_flat(target)[k].shape)}' if k in flat_src else f'  {k}: missing'
+             f'{tuple(wanted[k].shape)}' if k in flat_src else f'  {k}: missing'
              for k in bad[:20]]
     more = f'\n  ... and {len(bad) - 20} more' if len(bad) > 20 else ''
     raise ValueError(f'{what}: {len(bad)} of {len(taken) + len(kept) + len(wrong)} model '
