@@ -15,11 +15,11 @@ official script assumes clean input).
 from __future__ import annotations
 
 import pathlib
-import pickle
 from typing import Iterator
 
 import numpy as np
 
+from mbjax.data import source_files
 from mbjax.data.report import BuildReport
 from mbjax.data.transforms import split_clips
 
@@ -27,6 +27,7 @@ NAME = 'amass'
 SPLITS = ('train',)
 CLIP_LEN = 243
 STRIDE = 81
+OPTION_RANGES = {'seed': (0, None), 'stride': (1, None)}  # checked before the build
 NUM_JOINTS = 17
 FEATURES = {
     'joints3d': ((CLIP_LEN, NUM_JOINTS, 3), 'float32'),
@@ -71,8 +72,7 @@ def _skip_reason(item) -> str | None:
 def read_sequences(path: pathlib.Path) -> list:
   """The pickled list of (17, T, 3) arrays; ValueError naming the file if it is not a list."""
   path = pathlib.Path(path)
-  with open(path, 'rb') as f:
-    data = pickle.load(f)
+  data = source_files.read_pickle(path, 'the AMASS joints pickle (amass_joints_h36m_60.pkl)')
   if not isinstance(data, (list, tuple)):
     raise ValueError(f'{path}: expected a pickled list of (17, T, 3) arrays, '
                      f'found {type(data).__name__}')

@@ -22,7 +22,8 @@ from typing import Sequence
 from absl import app, flags
 
 from data_prep import builder
-from mbjax.data import records
+from mbjax import cli
+from mbjax.data import build_options, records
 
 PROG = 'python -m data_prep.build'
 _SOURCE = flags.DEFINE_string('source', None, 'the published file or folder to read')
@@ -87,7 +88,10 @@ def main(argv: Sequence[str]) -> int:
   try:
     report = builder.build(requested, source=source, data_dir=data_dir, options=options,
                            progress=ProgressPrinter(name))
-  except (ValueError, FileNotFoundError) as e:
+  except build_options.OptionError as e:  # a bad --opt: a usage error
+    print(f'{PROG}: error: {e}', file=sys.stderr)
+    return 2
+  except (ValueError, OSError) as e:
     print(f'error: {name}: {e}', file=sys.stderr)
     return 1
   print(f'{name}: built in {time.perf_counter() - start:.1f} s under '
@@ -111,4 +115,4 @@ def run(args: Sequence[str]) -> int:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main, program=PROG)

@@ -24,11 +24,11 @@ evaluation maps predictions back to frames exactly as the official `split_id_tes
 from __future__ import annotations
 
 import pathlib
-import pickle
 from typing import Iterator
 
 import numpy as np
 
+from mbjax.data import source_files
 from mbjax.data.h36m import camera_resolutions, normalize_2d, normalize_3d
 from mbjax.data.report import BuildReport
 from mbjax.data.transforms import split_clips
@@ -38,6 +38,7 @@ SPLITS = ('train', 'test')
 CLIP_LEN = 243
 NUM_JOINTS = 17
 STRIDES = {'train': 81, 'test': 243}  # official data_stride_train / data_stride_test
+OPTION_RANGES = {'seed': (0, None), 'train_stride': (1, None), 'test_stride': (1, None)}
 FEATURES = {
     'joint_2d': ((CLIP_LEN, NUM_JOINTS, 3), 'float32'),
     'joint_3d': ((CLIP_LEN, NUM_JOINTS, 3), 'float32'),
@@ -96,8 +97,7 @@ def read_split(path: pathlib.Path, split: str) -> dict[str, np.ndarray]:
     source (N,) str, and for 'test' action (N,) str, 2.5d_factor (N,), joints_2.5d_image (N, 17, 3).
   """
   path = pathlib.Path(path)
-  with open(path, 'rb') as f:
-    data = pickle.load(f)
+  data = source_files.read_pickle(path, 'the H36M pickle (h36m_sh_conf_cam_source_final.pkl)')
   if not isinstance(data, dict) or split not in data:
     found = sorted(data) if isinstance(data, dict) else type(data).__name__
     raise ValueError(f'{path}: expected a dict with a {split!r} entry, found {found}')

@@ -26,6 +26,7 @@ NAME = 'instavariety'
 SPLITS = ('train',)
 CLIP_LEN = 81
 STRIDE = 27
+OPTION_RANGES = {'seed': (0, None)}  # checked before the build
 FEATURES = {
     'joint_2d': ((CLIP_LEN, 17, 3), 'float32'),
     'source': ((), 'str'),

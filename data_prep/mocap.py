@@ -7,7 +7,7 @@ the repository, the default source (assets/mocap/SOURCES.md).
 
 import pathlib
 
-from mbjax.data.mocap import (FEATURES, NAME, OPTION_DEPENDENT_FEATURES, SPLITS,  # noqa: F401
-                              generate, module_for)
+from mbjax.data.mocap import (FEATURES, NAME, OPTION_DEPENDENT_FEATURES,  # noqa: F401
+                              OPTION_RANGES, SPLITS, generate, module_for)
 
 ASSETS = pathlib.Path(__file__).parent / 'assets' / 'mocap'

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import functools
 import pathlib
-import pickle
 import types
 from typing import Iterator, Mapping
 
 import numpy as np
 
-from mbjax.data import skeletons, transforms
+from mbjax.data import skeletons, source_files, transforms
 from mbjax.data.report import BuildReport
 
 NTU60_SPLITS = ('xsub_train', 'xsub_val', 'xview_train', 'xview_val')
@@ -111,11 +110,7 @@ def _load_pickle(path: pathlib.Path) -> dict:
 def _load_pickle_cached(name: str, mtime_ns: int, size: int) -> dict:
   del mtime_ns, size  # cache key only: a rewritten file is read again
   path = pathlib.Path(name)
-  try:
-    with open(path, 'rb') as f:
-      data = pickle.load(f)
-  except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as e:
-    raise ValueError(f'{path}: cannot read PYSKL pickle: {e}') from e
+  data = source_files.read_pickle(path, 'the PYSKL pickle (ntu60_hrnet.pkl / ntu120_hrnet.pkl)')
   if (not isinstance(data, dict) or not isinstance(data.get('split'), dict)
       or not isinstance(data.get('annotations'), list)):
     raise ValueError(f'{path}: expected a dict with "split" (dict) and "annotations" (list)')

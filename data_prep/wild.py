@@ -7,7 +7,7 @@ with the repository (assets/wild/SOURCES.md).
 
 import pathlib
 
-from mbjax.data.wild import (FEATURES, NAME, OPTION_DEPENDENT_FEATURES, SPLITS,  # noqa: F401
-                             generate, module_for)
+from mbjax.data.wild import (FEATURES, NAME, OPTION_DEPENDENT_FEATURES,  # noqa: F401
+                             OPTION_RANGES, SPLITS, generate, module_for)
 
 ASSETS = pathlib.Path(__file__).parent / 'assets' / 'wild'

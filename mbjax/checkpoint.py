@@ -176,13 +176,6 @@ def restore_state_only(directory: str, abstract_state: Any, step: int | None = N
 # Weights: the one loader for every place that reads trained or released weights.
 
 
-def _official_kind(state_dict: dict) -> str:
-  keys = [k.removeprefix('module.') for k in state_dict]
-  if any(k.startswith('backbone.') for k in keys):
-    return 'action-class' if any(k.startswith('head.fc2.') for k in keys) else 'action-embed'
-  return 'pose'
-
-
 def _restore_workdir(path: str) -> dict:
   """Variables (params + model state) of the latest checkpoint of a trainer workdir, on this
   process's first device whatever mesh it was saved from."""
@@ -208,7 +201,7 @@ def load_variables(path: str) -> dict:
   path = os.fspath(path)
   if os.path.isfile(path):
     state_dict = convert.load_official(path)
-    return convert.official_to_variables(state_dict, _official_kind(state_dict))
+    return convert.official_to_variables(state_dict, convert.official_kind(state_dict))
   if not os.path.isdir(path):
     raise FileNotFoundError(f'{path}: no such file or directory (expected an official .bin, an '
                             'mbjax.convert directory or a trainer workdir)')
@@ -252,6 +245,32 @@ def _flat(tree) -> dict:
           for path, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
+def _shape(x) -> tuple:
+  return tuple(x.shape) if hasattr(x, 'shape') else np.shape(x)
+
+
+def dstformer_size(variables: dict) -> str | None:
+  """'lite (dim_feat 256, depth 5, ...)': the DSTformer size of `variables` (bare or under
+  `backbone/`, scanned or not), named after its variant when one matches; None if no DSTformer."""
+  params = variables.get('params', {})
+  params = params.get('backbone', params) if isinstance(params, dict) else {}
+  if not _is_dstformer(params):
+    return None
+  if 'layers' in params:
+    params = unscan_params(params)
+  depth = len([k for k in params if re.fullmatch(r'blocks_st_\d+', k)])
+  if not depth or 'pre_logits' not in params:
+    return None
+  dim = int(_shape(params['pos_embed'])[-1])
+  dims = dict(dim_feat=dim, depth=depth,
+              mlp_ratio=_shape(params['blocks_st_0']['mlp_s']['fc1']['kernel'])[-1] / dim,
+              dim_rep=int(_shape(params['pre_logits']['kernel'])[-1]),
+              maxlen=int(_shape(params['temp_embed'])[0]))
+  text = ', '.join(f'{k} {v:g}' for k, v in dims.items())
+  variant = convert.variant_of(dims)
+  return f'{variant} ({text})' if variant else f'{text}, no named variant'
+
+
 def fit_pretrained(target: dict, source: dict, *, fresh=(), what: str = 'pretrained weights'
                    ) -> tuple[dict, dict]:
   """(target with every variable of `source` that has its path and shape, report).
@@ -282,8 +301,12 @@ def fit_pretrained(target: dict, source: dict, *, fresh=(), what: str = 'pretrai
              f'{tuple(wanted[k].shape)}' if k in flat_src else f'  {k}: missing'
              for k in bad[:20]]
     more = f'\n  ... and {len(bad) - 20} more' if len(bad) > 20 else ''
+    stored_size, wanted_size = dstformer_size(source), dstformer_size(target)
+    sizes = (f'the file holds a DSTformer {stored_size}; the config asks for {wanted_size}'
+             if stored_size and wanted_size and stored_size != wanted_size
+             else 'is it the same model size?')
     raise ValueError(f'{what}: {len(bad)} of {len(taken) + len(kept) + len(wrong)} model '
-                     'variables are missing or have another shape (is it the same model size?):\n'
+                     f'variables are missing or have another shape ({sizes}):\n'
                      + '\n'.join(lines) + more)
   unused = sorted(set(flat_src) - set(taken) - set(wrong))
   report = dict(taken=len(taken), fresh=sorted(kept + wrong), unused=unused)

@@ -98,6 +98,34 @@ def path_to_official_key(collection: str, path: tuple[str, ...]) -> str:
   return '.'.join(names)
 
 
+def official_kind(state_dict: dict) -> str:
+  """Which of MODELS an official state dict is: 'pose', 'action-class' or 'action-embed'."""
+  keys = [_strip_module(k) for k in state_dict]
+  if any(k.startswith('backbone.') for k in keys):
+    return 'action-class' if any(k.startswith('head.fc2.') for k in keys) else 'action-embed'
+  return 'pose'
+
+
+def dstformer_dims(state_dict: dict) -> dict:
+  """The size fields of the DSTformer in an official state dict (dim_feat, depth, ...)."""
+  sd = {_strip_module(k).removeprefix('backbone.'): v for k, v in state_dict.items()}
+  needed = ('pos_embed', 'temp_embed', 'pre_logits.fc.weight', 'blocks_st.0.mlp_s.fc1.weight')
+  missing = [k for k in needed if k not in sd]
+  if missing:
+    raise ValueError(f'not a DSTformer state dict: no {", ".join(missing)} '
+                     f'(first keys: {list(state_dict)[:5]})')
+  return dict(dim_feat=sd['pos_embed'].shape[-1], maxlen=sd['temp_embed'].shape[1],
+              dim_rep=sd['pre_logits.fc.weight'].shape[0],
+              depth=len({k.split('.')[1] for k in sd if k.startswith('blocks_st.')}),
+              mlp_ratio=sd['blocks_st.0.mlp_s.fc1.weight'].shape[0] / sd['pos_embed'].shape[-1])
+
+
+def variant_of(dims: dict) -> str | None:
+  """The name of the DSTformer variant (release, lite, ...) with these size fields, if any."""
+  from mbjax.models.dstformer import VARIANTS
+  return next((name for name, v in VARIANTS.items() if all(v[k] == dims[k] for k in dims)), None)
+
+
 def _check_model(model: str):
   if model not in MODELS:
     raise ValueError(f'model={model!r}, expected one of {MODELS}')
@@ -186,15 +214,20 @@ def config_from_state_dict(state_dict, model: str, variant: str, **head) -> dict
   from mbjax.models.dstformer import VARIANTS
   if variant not in VARIANTS:
     raise ValueError(f'variant={variant!r}, expected one of {list(VARIANTS)}')
+  _check_model(model)
+  kind = official_kind(state_dict)
+  if kind != model:
+    raise ValueError(f'the checkpoint holds an official {kind} model, not {model}; '
+                     f'pass --model {kind}')
   backbone = dict(VARIANTS[variant])
-  sd = {_strip_module(k).removeprefix('backbone.'): v for k, v in state_dict.items()}
-  found = dict(dim_feat=sd['pos_embed'].shape[-1], maxlen=sd['temp_embed'].shape[1],
-               dim_rep=sd['pre_logits.fc.weight'].shape[0],
-               depth=len({k.split('.')[1] for k in sd if k.startswith('blocks_st.')}),
-               mlp_ratio=sd['blocks_st.0.mlp_s.fc1.weight'].shape[0] / sd['pos_embed'].shape[-1])
+  found = dstformer_dims(state_dict)
   wrong = {k: (backbone[k], v) for k, v in found.items() if backbone[k] != v}
   if wrong:
-    raise ValueError(f'checkpoint does not match variant {variant!r}: (expected, found) {wrong}')
+    actual = variant_of(found)
+    hint = f'it is a {actual} checkpoint: pass --variant {actual}' if actual else (
+        f'its sizes match no variant ({", ".join(sorted(VARIANTS))})')
+    raise ValueError(f'checkpoint does not match variant {variant!r} ({hint}); '
+                     f'(expected, found): {wrong}')
   config = {'model': model, 'backbone': backbone}
   if model.startswith('action'):
     version = model.split('-')[1]
@@ -305,8 +338,8 @@ _PROGRAM = 'mbjax.convert'
 def parse_flags(argv: Sequence[str]) -> list[str]:
   """`app.run`'s flags_parser: the flags above and absl's own from `argv` (program name first).
 
-  Each call starts from the flags' defaults. A malformed flag (e.g. an unknown --model) exits
-  with status 1 and a one-line message.
+  Each call starts from the flags' defaults. A malformed flag (e.g. an unknown --model) raises
+  flags.Error.
 
   Returns:
     The positional arguments, program name first.
@@ -316,10 +349,7 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
       flags.FLAGS[name] = _FLAGS[name]
       flags.FLAGS.register_flag_by_module(sys.argv[0], _FLAGS[name])  # listed by --help
     _FLAGS[name].unparse()
-  try:
-    rest = flags.FLAGS(list(argv))
-  except flags.Error as e:
-    sys.exit(f'{_PROGRAM}: {e} (see --help)')
+  rest = flags.FLAGS(list(argv))  # a flags.Error: mbjax.cli reports it in one line (status 2)
   _FLAGS.mark_as_parsed()
   return rest
 
@@ -327,34 +357,48 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str]) -> int:
   """absl main: `argv` is [program, SRC, DST] once `parse_flags` has read the flags.
 
-  User mistakes (argument count, unreadable or mismatched checkpoints) exit with a one-line
-  message instead of a traceback.
+  A wrong argument count exits with a one-line message; unreadable or mismatched checkpoints
+  raise errors that `mbjax.cli` reports in one line.
   """
   if len(argv) != 3:
     sys.exit(f'{_PROGRAM}: expected 2 arguments, SRC and DST, got {len(argv) - 1}: '
              f'{list(argv[1:])} (see --help)')
   src, dst = argv[1:]
-  try:
-    if _TO_OFFICIAL.value:
-      _to_official(src, dst)
-    else:
-      _from_official(src, dst, _MODEL.value, _VARIANT.value, overwrite=_OVERWRITE.value)
-  except (OSError, ValueError) as e:  # TorchFormatError is a ValueError
-    sys.exit(f'{_PROGRAM}: {e}')
+  if _TO_OFFICIAL.value:
+    _to_official(src, dst)
+  else:
+    _from_official(src, dst, _MODEL.value, _VARIANT.value, overwrite=_OVERWRITE.value)
   return 0
 
 
+def model_kind(config: dict) -> str:
+  """Which of MODELS a convert directory's or a trainer workdir's config.json describes."""
+  if isinstance(config.get('model'), str):  # a convert directory
+    return config['model']
+  head = (config.get('model') or {}).get('head')
+  return f'action-{head.get("version", "class")}' if head else 'pose'
+
+
 def _to_official(src: str, dst: str) -> None:
-  _, variables = restore(src)
-  with open(os.path.join(src, 'config.json')) as f:
-    model = json.load(f)['model']
+  """An mbjax.convert directory or a trainer workdir (latest checkpoint) -> official .bin."""
+  from mbjax import checkpoint  # imports this module
+  config_path = os.path.join(src, 'config.json')
+  if not os.path.isfile(config_path):
+    raise FileNotFoundError(f'{config_path} not found: SRC must be an mbjax.convert output or a '
+                            'trainer workdir')
+  with open(config_path) as f:
+    model = model_kind(json.load(f))
+  variables = checkpoint.load_variables(src)
   save_official(variables, model, dst)
   print(f'wrote {dst} ({model})')
 
 
 def _from_official(src: str, dst: str, model: str, variant: str, *, overwrite: bool) -> None:
   state_dict = load_official(src)
-  config = config_from_state_dict(state_dict, model, variant)
+  try:
+    config = config_from_state_dict(state_dict, model, variant)
+  except ValueError as e:
+    raise ValueError(f'{src}: {e}') from None
   variables = official_to_variables(state_dict, model)
   _check_against_module(variables, config, src)
   save(dst, variables, config, overwrite=overwrite)
@@ -364,7 +408,8 @@ def _from_official(src: str, dst: str, model: str, variant: str, *, overwrite: b
 
 def run() -> None:
   """The `mbjax-convert` console script and `python -m mbjax.convert`."""
-  app.run(main, flags_parser=parse_flags)
+  from mbjax import cli
+  cli.run(main, program=_PROGRAM, flags_parser=parse_flags)
 
 
 if __name__ == '__main__':

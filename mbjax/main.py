@@ -7,7 +7,7 @@ explicit with --coordinator, --num_processes, --process_id).
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (path:variant).',
@@ -46,4 +46,5 @@ if __name__ == '__main__':
   if os.environ.get('MBJAX_ALLOCATOR') == 'jemalloc':  # opt-in; see mbjax/cpu_allocator.py
     from mbjax import cpu_allocator
     cpu_allocator.reexec_with_jemalloc('mbjax.main')
-  app.run(main)
+  from mbjax import cli
+  cli.run(main, program='mbjax.main')

@@ -13,6 +13,7 @@ import io
 import os
 import pickle
 import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -67,6 +68,7 @@ class _Unpickler(pickle.Unpickler):
     super().__init__(file)
     self._archive, self._prefix, self._path = archive, prefix, path
     self._storages: dict[str, np.ndarray] = {}
+    self.reading: str | None = None  # the archive member being read, for error messages
 
   def find_class(self, module, name):
     if module == 'torch._utils' and name == '_rebuild_tensor_v2':
@@ -90,6 +92,7 @@ class _Unpickler(pickle.Unpickler):
     _, storage_type, key, _location, numel = pid
     if key not in self._storages:
       name = f'{self._prefix}data/{key}'
+      self.reading = name
       try:
         raw = self._archive.read(name)
       except KeyError:
@@ -101,23 +104,62 @@ class _Unpickler(pickle.Unpickler):
     return self._storages[key]
 
 
+_ZIP_MAGIC = b'PK\x03\x04'
+_PICKLE_PROTOCOLS = (b'\x80\x02', b'\x80\x03', b'\x80\x04', b'\x80\x05')
+
+
+def _check_readable(path: str) -> None:
+  """Raises TorchFormatError saying why `path` is not a readable torch.save zip file."""
+  if not os.path.exists(path):
+    raise TorchFormatError(f'{path}: no such file')
+  if os.path.isdir(path):
+    raise TorchFormatError(f'{path}: is a folder, expected a torch.save file (.bin / .pth)')
+  size = os.path.getsize(path)
+  if size == 0:
+    raise TorchFormatError(f'{path}: the file is empty (0 bytes)')
+  if zipfile.is_zipfile(path):
+    return
+  with open(path, 'rb') as f:
+    head = f.read(4)
+  if head == _ZIP_MAGIC:
+    raise TorchFormatError(f'{path}: truncated: a zip archive without its end ({size:,} bytes); '
+                           'the download or copy was cut short, fetch it again')
+  if head[:2] in _PICKLE_PROTOCOLS:
+    raise TorchFormatError(f'{path}: a legacy (pre-1.6) torch.save file, which is not supported; '
+                           're-save it with torch>=1.6 (torch.save(torch.load(f), f))')
+  raise TorchFormatError(f'{path}: not a torch.save file (starts with bytes {head!r}; a torch.save '
+                         'file is a zip archive)')
+
+
 def load(path: str | os.PathLike) -> Any:
-  """The object a `torch.save` file holds, with every tensor as a numpy array."""
+  """The object a `torch.save` file holds, with every tensor as a numpy array.
+
+  Raises TorchFormatError naming the path and what is wrong: no such file, a folder, empty,
+  truncated, legacy format, not a torch file, or a damaged member (bad CRC) of the archive.
+  """
   path = os.fspath(path)
-  if not zipfile.is_zipfile(path):
-    raise TorchFormatError(
-        f'{path}: not a zip-format torch.save file (legacy pre-1.6 files are not supported; '
-        're-save with torch>=1.6)')
-  with zipfile.ZipFile(path) as archive:
-    pkl = [n for n in archive.namelist() if n.endswith('data.pkl')]
-    if len(pkl) != 1:
-      raise TorchFormatError(f'{path}: expected one data.pkl in the archive, found {pkl}')
-    prefix = pkl[0][:-len('data.pkl')]
-    byteorder = f'{prefix}byteorder'
-    if byteorder in archive.namelist() and archive.read(byteorder).strip() != b'little':
-      raise TorchFormatError(f'{path}: big-endian checkpoints are not supported')
-    with archive.open(pkl[0]) as f:
-      return _Unpickler(io.BytesIO(f.read()), archive, prefix, path).load()
+  _check_readable(path)
+  member = unpickler = None
+  try:
+    with zipfile.ZipFile(path) as archive:
+      pkl = [n for n in archive.namelist() if n.endswith('data.pkl')]
+      if len(pkl) != 1:
+        raise TorchFormatError(f'{path}: expected one data.pkl in the archive, found {pkl}')
+      prefix = pkl[0][:-len('data.pkl')]
+      byteorder = f'{prefix}byteorder'
+      if byteorder in archive.namelist() and archive.read(byteorder).strip() != b'little':
+        raise TorchFormatError(f'{path}: big-endian checkpoints are not supported')
+      member = pkl[0]
+      data = archive.read(member)
+      unpickler = _Unpickler(io.BytesIO(data), archive, prefix, path)
+      try:
+        return unpickler.load()
+      except (pickle.UnpicklingError, EOFError) as e:
+        raise TorchFormatError(f'{path}: member {member} is not a readable pickle ({e})') from e
+  except (zipfile.BadZipFile, zlib.error, EOFError) as e:  # e.g. "Bad CRC-32 for file ..."
+    reading = (unpickler and unpickler.reading) or member
+    where = f' (reading member {reading})' if reading else ''
+    raise TorchFormatError(f'{path}: damaged archive{where}: {e}') from e
 
 
 class _Global:

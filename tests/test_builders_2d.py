@@ -300,7 +300,7 @@ def test_ntu_errors(ntu60_file, tmp_path):
   with pytest.raises(ValueError, match=r'S002C001P004R002A003: label must be .*\[0, 60\)'):
     broken(label=60)
   (tmp_path / 'junk.pkl').write_bytes(b'not a pickle')
-  with pytest.raises(ValueError, match='junk.pkl: cannot read PYSKL pickle'):
+  with pytest.raises(ValueError, match='junk.pkl: not a pickle file .* expected the PYSKL pickle'):
     list(ntu.generate(tmp_path / 'junk.pkl', 'xsub_train', BuildReport('x')))
 
 

@@ -348,8 +348,12 @@ def test_cli_errors(tmp_path, capsys):
     build_cli.run(['amass', '--source', str(missing), '--data_dir', str(tmp_path)])
   assert f'source {missing} does not exist' in capsys.readouterr().err
   assert build_cli.run(['amass', '--source', str(source), '--data_dir', str(tmp_path),
-                         '--opt', 'sead=1']) == 1
-  assert 'accepts: seed, stride' in capsys.readouterr().err
+                         '--opt', 'sead=1']) == 2
+  assert 'unknown option sead; amass accepts: seed, stride' in capsys.readouterr().err
+  assert build_cli.run(['amass', '--source', str(source), '--data_dir', str(tmp_path),
+                         '--opt', 'stride=0']) == 2  # used to write empty records, exit 0
+  assert 'option stride=0 is out of range; allowed: >= 1' in capsys.readouterr().err
+  assert not (tmp_path / 'amass').exists()
   assert build_cli.run(['amass', '--source', str(source), '--data_dir', str(tmp_path),
                          '--opt', 'stride=200']) == 0
   out = capsys.readouterr().out
@@ -437,3 +441,48 @@ def test_generic_builder_checks_records(tmp_path):
   features = writer.features_dict(_toy_module().FEATURES)
   assert isinstance(features['name'], tfds.features.Text)
   assert features['track'].shape == (None, 3) and features['label'].shape == ()
+
+
+# ----------------------------------------------------------------------------------------------
+# Broken published files and build options: the message names the file or the option.
+
+
+def test_broken_pickles_name_the_file_and_what_is_wrong(tmp_path):
+  whole = _h36m_source(tmp_path / 'whole.pkl').read_bytes()
+  (tmp_path / 'cut.pkl').write_bytes(whole[:len(whole) // 2])
+  with pytest.raises(ValueError, match=r'cut\.pkl: truncated pickle .* copy or download it again'):
+    _generate_all(tmp_path / 'cut.pkl')
+  (tmp_path / 'page.pkl').write_text('<html>404</html>')
+  with pytest.raises(ValueError, match=r"page\.pkl: not a pickle file .*expected the H36M pickle"):
+    _generate_all(tmp_path / 'page.pkl')
+  (tmp_path / 'folder.pkl').mkdir()
+  with pytest.raises(ValueError, match=r'folder\.pkl: is a folder; expected the H36M pickle'):
+    _generate_all(tmp_path / 'folder.pkl')
+  (tmp_path / 'empty.pkl').write_bytes(b'')
+  with pytest.raises(ValueError, match=r'empty\.pkl: the file is empty .*AMASS'):
+    list(amass.generate(tmp_path / 'empty.pkl', 'train', BuildReport('amass')))
+
+
+def test_an_empty_source_folder_names_the_file_types_looked_for(tmp_path):
+  (tmp_path / 'recordings').mkdir()
+  (tmp_path / 'recordings' / 'notes.txt').write_text('no motion here')
+  with pytest.raises(ValueError, match=r'recordings: no motion capture recordings found '
+                     r'\(looked for \.bvh, \.amc files'):
+    builder.build('mocap', source=tmp_path / 'recordings', data_dir=tmp_path / 'tfds')
+  assert not (tmp_path / 'tfds' / 'mocap').exists()
+
+
+@pytest.mark.parametrize('option, message', [
+    ({'clip_len': 0}, r'mocap: option clip_len=0 is out of range; allowed: >= 3'),
+    ({'yaws': 0}, r'mocap: option yaws=0 \(int\): expected a sequence of numbers'),
+    ({'yaws': (0, 400)}, r'yaws=\(0, 400\) is out of range; allowed \(each value\): in '
+                         r'\[-360, 360\]'),
+    ({'fps': 'fast'}, r"option fps='fast' \(str\): expected a number"),
+    ({'stride': 2.5}, r'option stride=2.5 \(float\): expected an integer'),
+    ({'yaw': (0,)}, r'unknown option yaw; mocap accepts: test_files, yaws, fps, clip_len'),
+])
+def test_build_options_are_checked_before_anything_is_read(tmp_path, option, message):
+  from mbjax.data import build_options, shipped
+  with pytest.raises(build_options.OptionError, match=message):
+    builder.build('mocap', source=shipped.assets_dir('mocap'), data_dir=tmp_path, options=option)
+  assert not list(tmp_path.iterdir())  # nothing written, not even a temporary folder

@@ -150,14 +150,44 @@ def test_cli_help_lists_its_flags_and_import_defines_none():
 
 def test_wrong_variant_and_model_fail_clearly(reference_dir, tmp_path):
   sd = _random_state_dict(_layout(reference_dir, 'MB_lite'))
-  with pytest.raises(ValueError, match="does not match variant 'release'"):
+  with pytest.raises(ValueError, match="does not match variant 'release' .it is a lite "
+                     'checkpoint: pass --variant lite'):
     convert.config_from_state_dict(sd, 'pose', 'release')
+  # A pose checkpoint converted as an action model (used to be an IndexError).
+  with pytest.raises(ValueError, match='holds an official pose model, not action-class; pass '
+                     '--model pose'):
+    convert.config_from_state_dict(sd, 'action-class', 'lite')
   with pytest.raises(ValueError, match='not under backbone'):
     convert.official_to_variables(sd, 'action-class')
-  bad = tmp_path / 'not_torch.bin'
-  bad.write_bytes(b'\x80\x02}q\x00.')
-  with pytest.raises(ValueError, match='not a zip-format'):
-    convert.load_official(bad)
+  with pytest.raises(ValueError, match='not a DSTformer state dict: no pos_embed'):
+    convert.config_from_state_dict({'fc.weight': np.zeros((2, 2))}, 'pose', 'lite')
+
+
+def _zip_with_bad_crc(path):
+  """A torch.save file whose first storage has one byte flipped after writing (bad CRC-32)."""
+  torch_format.save({'w': np.arange(64, dtype=np.float32)}, path)
+  raw = bytearray(path.read_bytes())
+  offset = raw.index(np.arange(64, dtype=np.float32).tobytes())
+  raw[offset + 5] ^= 0xFF
+  path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize('make, message', [
+    (lambda p: None, r'not_here\.bin: no such file'),
+    (lambda p: p.mkdir(), r'\.bin: is a folder, expected a torch.save file'),
+    (lambda p: p.write_bytes(b''), r'\.bin: the file is empty'),
+    (lambda p: p.write_bytes(b'\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19.'),
+     r'\.bin: a legacy \(pre-1\.6\) torch\.save file'),
+    (lambda p: p.write_bytes(b'<html>not found</html>'), r'\.bin: not a torch\.save file'),
+    (lambda p: (torch_format.save({'w': np.ones(1000, np.float32)}, p),
+                p.write_bytes(p.read_bytes()[:2000])), r'\.bin: truncated: a zip archive'),
+    (_zip_with_bad_crc, r'\.bin: damaged archive \(reading member not_here/data/0\): Bad CRC'),
+])
+def test_torch_format_errors_name_the_file_and_what_is_wrong(tmp_path, make, message):
+  path = tmp_path / 'not_here.bin'
+  make(path)
+  with pytest.raises(torch_format.TorchFormatError, match=message):
+    torch_format.load(path)
 
 
 def test_reads_reference_state_dict_through_a_bin(reference_dir, tmp_path):
@@ -180,7 +210,7 @@ def test_cli_never_clobbers_an_output_it_was_not_told_to(reference_dir, tmp_path
   out = tmp_path / 'ckpt'
   assert _cli(str(src), str(out), '--variant', 'lite') == 0
   before = sorted(p.relative_to(out) for p in out.rglob('*'))
-  with pytest.raises(SystemExit, match='exists and is not empty; pass --overwrite'):
+  with pytest.raises(FileExistsError, match='exists and is not empty; pass --overwrite'):
     _cli(str(src), str(out), '--variant', 'lite')
   # A conversion that dies mid-way (here: while writing config.json) leaves the old output whole.
   real_dump = json.dump

@@ -27,11 +27,13 @@ import numpy as np
 
 from mbjax.data import mocap_asfamc
 from mbjax.data import mocap_bvh
-from mbjax.data import mocap_maps
+from mbjax.data import mocap_maps, source_files
 from mbjax.data.report import BuildReport
 
 NAME = 'mocap'
 SPLITS = ('train', 'test')
+# Checked before a build (mbjax.data.build_options); clip_len // 3 frames is the shortest file kept.
+OPTION_RANGES = {'clip_len': (3, None), 'stride': (1, None), 'fps': (1, 1000), 'yaws': (-360, 360)}
 FEATURES = {  # name -> (shape, numpy dtype name)
     'joints3d': ((243, 17, 3), 'float32'),  # normalised camera-like units (module docstring)
     'source': ((), 'str'),  # file stem, e.g. '131_01_walk'
@@ -151,9 +153,9 @@ def clip_starts(n_frames: int, clip_len: int = 243, stride: int = 81) -> list[in
 
 
 def motion_files(source: str | os.PathLike) -> list[pathlib.Path]:
-  """The .bvh and .amc files under `source`, recursively, in a fixed (sorted) order."""
-  source = pathlib.Path(source)
-  return sorted(p for p in source.rglob('*') if p.is_file() and p.suffix.lower() in MOTION_SUFFIXES)
+  """The .bvh and .amc files under `source`, recursively, in a fixed (sorted) order; ValueError
+  naming the folder if there are none."""
+  return source_files.find_files(source, MOTION_SUFFIXES, 'motion capture recordings')
 
 
 def generate(source: pathlib.Path, split: str, report: BuildReport, *,
@@ -188,11 +190,11 @@ def generate(source: pathlib.Path, split: str, report: BuildReport, *,
   """
   if split not in SPLITS:
     raise ValueError(f'{NAME}: split must be one of {SPLITS}, got {split!r}')
+  if not yaws:
+    raise ValueError(f'{NAME}: yaws is empty; give at least one camera yaw, e.g. yaws=(0,)')
   if len(set(yaws)) != len(yaws):
     raise ValueError(f'{NAME}: yaws must be distinct, got {list(yaws)}')
   source = pathlib.Path(source)
-  if not source.is_dir():
-    raise FileNotFoundError(f'{NAME}: source folder {source} does not exist')
   for path in motion_files(source):
     if ('test' if path.stem in test_files else 'train') != split:
       continue

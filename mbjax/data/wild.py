@@ -42,6 +42,7 @@ NAME = 'wild'
 SPLITS = ('train',)
 CLIP_LEN = 81
 STRIDE = 27
+OPTION_RANGES = {'clip_len': (1, None), 'stride': (1, None)}  # checked before a build
 
 SKIP_SHORT = 'track shorter than clip_len frames (after filling gaps)'
 _RESULTS_SUFFIX = 'alphapose-results'

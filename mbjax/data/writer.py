@@ -26,7 +26,6 @@ skipped) and `metadata.json` (source path and options of the build).
 
 from __future__ import annotations
 
-import inspect
 import os
 import pathlib
 import shutil
@@ -40,6 +39,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
+from mbjax.data import build_options
 from mbjax.data.report import BuildReport
 
 tfds.disable_progress_bar()  # builds print their own progress and report
@@ -262,14 +262,14 @@ def build(module, *, source: str | pathlib.Path, data_dir: str | pathlib.Path,
   `build_report.json` next to the records.
   """
   options = dict(options or {})
+  name = name or module.NAME
+  check_options(module, name, options)  # before module_for, which reads them
   if getattr(module, 'OPTION_DEPENDENT_FEATURES', False):
     module = module.module_for(**options)  # FEATURES depend on options (e.g. clip_len)
   check_module(module)
-  name = name or module.NAME
   source = pathlib.Path(source)
   if not source.exists():
     raise FileNotFoundError(f'{name}: source {source} does not exist')
-  check_options(module, name, options)
   version = getattr(module, 'VERSION', DEFAULT_VERSION)
   data_dir = pathlib.Path(data_dir)
   target = data_dir / name / version
@@ -331,12 +331,6 @@ def remove_stale_builds(data_dir: pathlib.Path, name: str) -> list[pathlib.Path]
 
 
 def check_options(module, name: str, options: Mapping[str, Any]) -> None:
-  """Unknown options fail before the build starts, naming those `generate` accepts."""
-  signature = inspect.signature(module.generate)
-  try:
-    signature.bind(None, None, None, **options)
-  except TypeError as e:
-    accepted = [p.name for p in list(signature.parameters.values())[3:]
-                if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    raise ValueError(f'{name}: bad options {sorted(options)} ({e}); {_module_name(module)}'
-                     f'.generate accepts: {", ".join(accepted) or "none"}') from e
+  """Unknown options, values of the wrong type and values out of range (OPTION_RANGES) fail
+  before the build starts (`build_options.OptionError`), naming the option and what is allowed."""
+  build_options.check(module, name, options)

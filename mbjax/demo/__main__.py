@@ -11,13 +11,12 @@ overrides a field, as for python -m mbjax.main.
 import pathlib
 
 from absl import app, flags
-from ml_collections import config_flags
-
+from mbjax import cli
 from mbjax.data import shipped
 
-_CONFIG = config_flags.DEFINE_config_file(
+_CONFIG = cli.define_config_file(
     'config', str(pathlib.Path(__file__).with_name('config.py')),
-    'Demo config file (default: the shipped mbjax/demo/config.py).', lock_config=True)
+    'Demo config file (default: the shipped mbjax/demo/config.py).', program='mbjax.demo')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder: datasets, checkpoints, pictures.')
 _ASSETS = flags.DEFINE_string(
     'assets', str(shipped.CHECKOUT_ASSETS),
@@ -43,4 +42,4 @@ def main(argv) -> int:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main, program='mbjax.demo')

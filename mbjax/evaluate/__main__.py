@@ -9,10 +9,9 @@ for the Lite weights); every option is a config field, e.g. `--config.evals.h36m
 
 import json
 import os
-import sys
 import time
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (path:variant).',
@@ -68,14 +67,10 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments {argv[1:]}')
   from mbjax import log_filter
   log_filter.quiet_libraries()
-  try:
-    run(_CONFIG.value, _CHECKPOINT.value, _OUT.value)
-  except (FileNotFoundError, ValueError) as e:  # a user mistake: the message says what is wrong
-    logging.debug('evaluation failed', exc_info=True)
-    print(f'mbjax.evaluate: {e}', file=sys.stderr)
-    return 1
+  run(_CONFIG.value, _CHECKPOINT.value, _OUT.value)  # user mistakes: cli prints one line
   return 0
 
 
 if __name__ == '__main__':
-  app.run(main)
+  from mbjax import cli
+  cli.run(main, program='mbjax.evaluate')

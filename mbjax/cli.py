@@ -1,0 +1,151 @@
+"""What every command line shares: a user's mistake is one message, never a Python traceback.
+
+  cli.run(main, program='mbjax.evaluate')   # instead of absl's app.run(main)
+
+Flag mistakes (an unknown `--config.` field, a config file that fails, a malformed value) exit
+with status 2 and one line naming the flag; for an unknown config field it names the nearest
+valid fields. Mistakes found while running (a missing or damaged file, a mismatched checkpoint,
+a bad config value: `USER_ERRORS`) exit with status 1 and the error's own message, which names the
+file, record or field. MBJAX_TRACEBACK=1 shows the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import sys
+from typing import Callable, Sequence
+
+from absl import app, flags, logging
+
+# Errors that carry a message meant for the user (the library raises these for bad input).
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
+               IsADirectoryError, PermissionError)
+TRACEBACK_ENV = 'MBJAX_TRACEBACK'
+_PARSE_ERRORS = (flags.Error, AttributeError, KeyError, ValueError, TypeError)
+
+
+def show_tracebacks() -> bool:
+  return os.environ.get(TRACEBACK_ENV, '') not in ('', '0')
+
+
+def fail(program: str, message: str, status: int) -> None:
+  """Prints `program: error: message` to stderr and exits with `status`."""
+  print(f'{program}: error: {message}', file=sys.stderr, flush=True)
+  sys.exit(status)
+
+
+def _final_exception_line(text: str) -> str:
+  """'ValueError: ...' from a message holding a formatted traceback (ml_collections' config
+  file errors embed one); `text` itself when it holds none."""
+  if 'Traceback (most recent call last)' not in text:
+    return text.strip()
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  found = [line for line in lines if re.match(r'^[\w.]+(Error|Exception)\b.*:', line)]
+  return found[-1] if found else lines[-1]
+
+
+def _loaded_config(flag_values, name: str, argv: Sequence[str]):
+  """The config of config flag `name` as `argv` names it, loaded without the `--name.` overrides
+  (a failed parse leaves the flag without a value); None if it does not load."""
+  flag = flag_values[name]
+  given = [a.split('=', 1)[1] for a in argv[1:] if a.startswith((f'--{name}=', f'-{name}='))]
+  if not given and hasattr(flag.default, 'keys'):  # a default config, loaded at definition
+    return flag.default
+  path = given[-1] if given else flag.default
+  if not isinstance(path, str):
+    return None
+  saved = sys.argv
+  sys.argv = [argv[0], f'--{name}={path}']  # ml_collections reads overrides from sys.argv
+  try:
+    flag.parse(path)
+    return flag.value
+  except Exception:  # pylint: disable=broad-except  # the original error is reported instead
+    return None
+  finally:
+    sys.argv = saved
+
+
+def _unknown_config_field(argv: Sequence[str], flag_values) -> str | None:
+  """'unknown config field config.bach_size (...); nearest: batch_size' for the first
+  `--config.` override of `argv` whose path does not exist in the config, else None."""
+  for arg in argv[1:]:
+    match = re.match(r'^--?(\w+)\.([\w.]+)=?', arg)
+    if not match or match.group(1) not in flag_values:
+      continue
+    node = _loaded_config(flag_values, match.group(1), argv)
+    path = match.group(2).split('.')
+    for depth, name in enumerate(path):
+      if not hasattr(node, 'keys'):
+        break
+      keys = list(node.keys())
+      if name not in keys:
+        where = '.'.join([match.group(1), *path[:depth + 1]])
+        nearest = difflib.get_close_matches(name, keys, n=3, cutoff=0.5)
+        hint = (f'nearest: {", ".join(nearest)}' if nearest
+                else f'fields here: {", ".join(sorted(keys)) or "none"}')
+        return f'unknown config field {where} (in {arg}); {hint}'
+      node = node[name]
+  return None
+
+
+def define_config_file(name: str, default: str, help_string: str, *, program: str):
+  """`config_flags.DEFINE_config_file` for a flag with a default config file.
+
+  ml_collections loads a default config, and applies the `--name.` overrides of sys.argv, when
+  the flag is defined (at import): a mistake there is reported like any flag mistake.
+  """
+  from ml_collections import config_flags
+  try:
+    return config_flags.DEFINE_config_file(name, default, help_string, lock_config=True)
+  except _PARSE_ERRORS as e:
+    if show_tracebacks():
+      raise
+    argv = list(sys.argv)
+    sys.argv = [a for a in argv if not a.startswith(f'--{name}.')]
+    try:  # defined without the overrides, so that the message can name the nearest fields
+      config_flags.DEFINE_config_file(name, default, help_string, lock_config=True)
+    finally:
+      sys.argv = argv
+    message = _unknown_config_field(argv, flags.FLAGS) or _final_exception_line(str(e))
+    fail(program, f'{message} (see --help)', 2)
+
+
+def parse_flags(argv: Sequence[str], *, program: str) -> list[str]:
+  """absl's FLAGS(argv) with every parsing mistake as one line (exit status 2)."""
+  try:
+    return flags.FLAGS(list(argv))
+  except _PARSE_ERRORS as e:
+    if show_tracebacks():
+      raise
+    unknown = _unknown_config_field(argv, flags.FLAGS)
+    message = unknown or _final_exception_line(str(e))
+    fail(program, f'{message} (see --help)', 2)
+  raise AssertionError('unreachable')
+
+
+def run(main: Callable[[list[str]], int | None], *, program: str,
+        flags_parser: Callable[[list[str]], list[str]] | None = None) -> None:
+  """`app.run(main)` with mistakes reported as described in the module docstring."""
+
+  def parser(argv):
+    if flags_parser is None:
+      return parse_flags(argv, program=program)
+    try:
+      return flags_parser(argv)
+    except _PARSE_ERRORS as e:
+      if show_tracebacks():
+        raise
+      fail(program, f'{_final_exception_line(str(e))} (see --help)', 2)
+
+  def guarded(argv):
+    try:
+      return main(argv)
+    except USER_ERRORS as e:
+      if show_tracebacks():
+        raise
+      logging.debug('%s failed', program, exc_info=True)
+      fail(program, str(e), 1)
+
+  app.run(guarded, flags_parser=parser)

@@ -1,0 +1,185 @@
+"""Every command line on broken input, as a new user would type it: each case asserts the exit
+status, that the message names the file / field / option at fault, and that no Python traceback
+reaches the user (MBJAX_TRACEBACK=1 shows one on purpose).
+
+The cases run as real processes (`python -m ...` from the repository root), a few at a time.
+"""
+
+import concurrent.futures
+import dataclasses
+import os
+import pathlib
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from mbjax import convert, torch_format
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TINY = 'tests/configs/tiny_pretrain.py'
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+  id: str
+  module: str
+  args: tuple  # '{tmp}' is the case folder, '{data}' the session's tiny datasets
+  status: int
+  says: tuple  # substrings of stderr ('{tmp}' expanded)
+
+
+CASES = [
+    # python -m mbjax.convert
+    Case('convert-missing', 'mbjax.convert', ('{tmp}/nowhere.bin', '{tmp}/out'), 1,
+         ('nowhere.bin: no such file',)),
+    Case('convert-truncated', 'mbjax.convert', ('{tmp}/cut.bin', '{tmp}/out'), 1,
+         ('cut.bin: truncated',)),
+    Case('convert-legacy', 'mbjax.convert', ('{tmp}/legacy.bin', '{tmp}/out'), 1,
+         ('legacy.bin: a legacy (pre-1.6) torch.save file',)),
+    Case('convert-not-torch', 'mbjax.convert', ('{tmp}/page.bin', '{tmp}/out'), 1,
+         ('page.bin: not a torch.save file',)),
+    Case('convert-bad-crc', 'mbjax.convert', ('{tmp}/crc.bin', '{tmp}/out'), 1,
+         ('crc.bin: damaged archive (reading member', 'Bad CRC-32')),
+    Case('convert-pose-as-action', 'mbjax.convert',
+         ('{tmp}/tiny.bin', '{tmp}/out', '--model=action-class', '--variant=lite'), 1,
+         ('tiny.bin', 'holds an official pose model, not action-class; pass --model pose')),
+    Case('convert-wrong-variant', 'mbjax.convert', ('{tmp}/tiny.bin', '{tmp}/out'), 1,
+         ("tiny.bin: checkpoint does not match variant 'release' (it is a tiny checkpoint",)),
+    Case('convert-to-official-not-a-run', 'mbjax.convert',
+         ('--to-official', '{tmp}', '{tmp}/back.bin'), 1, ('config.json not found',)),
+    Case('convert-unknown-flag', 'mbjax.convert', ('a.bin', 'b', '--varient=lite'), 2,
+         ("Unknown command line flag 'varient'",)),
+    # python -m mbjax.evaluate
+    Case('evaluate-missing-checkpoint', 'mbjax.evaluate',
+         ('--config=configs/pretrain.py:lite', '--checkpoint={tmp}/nowhere'), 1,
+         ('nowhere: no such file or directory',)),
+    Case('evaluate-other-size', 'mbjax.evaluate',
+         ('--config=configs/pretrain.py:lite', '--checkpoint={tmp}/tiny.bin'), 1,
+         ('tiny.bin', 'the file holds a DSTformer tiny (dim_feat 64',
+          'the config asks for lite (dim_feat 256')),
+    Case('evaluate-config-typo', 'mbjax.evaluate',
+         ('--config=configs/pretrain.py:lite', '--checkpoint=x', '--config.evals.lifting.batchsize=8'),
+         2, ('unknown config field config.evals.lifting.batchsize', 'nearest: batch_size')),
+    Case('evaluate-config-typo-top', 'mbjax.evaluate',
+         ('--config=configs/pretrain.py:lite', '--checkpoint=x', '--config.flip_tset=True'), 2,
+         ('unknown config field config.flip_tset', 'fields here: allow_config_change, augment')),
+    # python -m mbjax.main
+    Case('main-unknown-field', 'mbjax.main',
+         (f'--config={TINY}:{{data}}', '--workdir={tmp}/run', '--config.bach_size=3'), 2,
+         ('unknown config field config.bach_size', 'nearest: batch_size')),
+    Case('main-unknown-nested-field', 'mbjax.main',
+         (f'--config={TINY}:{{data}}', '--workdir={tmp}/run', '--config.model.dimfeat=3'), 2,
+         ('unknown config field config.model.dimfeat', 'nearest: dim_feat')),
+    Case('main-bad-value', 'mbjax.main',
+         (f'--config={TINY}:{{data}}', '--workdir={tmp}/run', '--config.batch_size=abc'), 2,
+         ('--config.batch_size=abc',)),
+    Case('main-unknown-variant', 'mbjax.main',
+         ('--config=configs/pretrain.py:huge', '--workdir={tmp}/run'), 2,
+         ("configs/pretrain.py: unknown variant 'huge'",)),
+    Case('main-dtype-typo', 'mbjax.main',
+         (f'--config={TINY}:{{data}}', '--workdir={tmp}/run', '--config.model.dtype=bfloat17'), 1,
+         ("config.model.dtype='bfloat17': unknown dtype, expected one of",)),
+    Case('main-batch-size-0', 'mbjax.main',
+         (f'--config={TINY}:{{data}}', '--workdir={tmp}/run', '--config.batch_size=0'), 1,
+         ('batch_size',)),
+    Case('main-num-heads', 'mbjax.main',
+         (f'--config={TINY}:{{data}}', '--workdir={tmp}/run', '--config.model.num_heads=5'), 1,
+         ('config.model.num_heads=5 does not divide config.model.dim_feat=64',)),
+    Case('main-init-from-missing', 'mbjax.main',
+         (f'--config={TINY}:{{data}}', '--workdir={tmp}/run', '--config.init_from={tmp}/nowhere'),
+         1, ('nowhere: no such file or directory',)),
+    Case('main-no-data', 'mbjax.main',
+         (f'--config={TINY}:{{tmp}}/no_data', '--workdir={tmp}/run'), 1,
+         ("no built dataset 'mocap' under", 'python -m data_prep.build mocap')),
+    # python -m data_prep.build
+    Case('build-clip-len-0', 'data_prep.build',
+         ('mocap', '--source=data_prep/assets/mocap', '--data_dir={tmp}/tfds', '--opt=clip_len=0'),
+         2, ('mocap: option clip_len=0 is out of range; allowed: >= 3',)),
+    Case('build-yaws-type', 'data_prep.build',
+         ('mocap', '--source=data_prep/assets/mocap', '--data_dir={tmp}/tfds', '--opt=yaws=90'),
+         2, ('option yaws=90 (int): expected a sequence of numbers',)),
+    Case('build-unknown-option', 'data_prep.build',
+         ('amass', '--source={tmp}/cut.pkl', '--data_dir={tmp}/tfds', '--opt=sed=1'), 2,
+         ('unknown option sed; amass accepts: seed, stride',)),
+    Case('build-truncated-pickle', 'data_prep.build',
+         ('h36m', '--source={tmp}/cut.pkl', '--data_dir={tmp}/tfds'), 1,
+         ('cut.pkl: truncated pickle',)),
+    Case('build-not-a-pickle', 'data_prep.build',
+         ('h36m', '--source={tmp}/page.bin', '--data_dir={tmp}/tfds'), 1,
+         ('page.bin: not a pickle file', 'expected the H36M pickle')),
+    Case('build-folder-for-file', 'data_prep.build',
+         ('amass', '--source={tmp}', '--data_dir={tmp}/tfds'), 1,
+         ('is a folder; expected the AMASS joints pickle',)),
+    Case('build-empty-folder', 'data_prep.build',
+         ('mocap', '--source={tmp}/empty', '--data_dir={tmp}/tfds'), 1,
+         ('empty: no motion capture recordings found (looked for .bvh, .amc files',)),
+    # python -m mbjax.demo and python -m mbjax.bench
+    Case('demo-missing-assets', 'mbjax.demo', ('--workdir={tmp}/demo', '--assets={tmp}/none'), 1,
+         ('none',)),
+    Case('bench-unknown-field', 'mbjax.bench',
+         ('train', f'--config={TINY}:{{data}}', '--config.bach_size=2'), 2,
+         ('bach_size',)),
+]
+
+
+def _write_inputs(folder: pathlib.Path) -> None:
+  """The broken (and one good) input files the cases name, in `folder`."""
+  import jax
+  import jax.numpy as jnp
+  from mbjax import models
+  from mbjax.models import dstformer
+  model = models.from_config(dict(dstformer.TINY))
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 4, 17, 3)))
+  convert.save_official(variables, 'pose', folder / 'tiny.bin')
+  good = (folder / 'tiny.bin').read_bytes()
+  (folder / 'cut.bin').write_bytes(good[:len(good) // 2])
+  (folder / 'legacy.bin').write_bytes(b'\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19.')
+  (folder / 'page.bin').write_text('<html>404 not found</html>')
+  torch_format.save({'w': np.arange(256, dtype=np.float32)}, folder / 'crc.bin')
+  raw = bytearray((folder / 'crc.bin').read_bytes())
+  raw[raw.index(np.arange(256, dtype=np.float32).tobytes()) + 9] ^= 0xFF
+  (folder / 'crc.bin').write_bytes(bytes(raw))
+  assert zipfile.is_zipfile(folder / 'crc.bin')
+  (folder / 'cut.pkl').write_bytes(b'\x80\x04\x95\x00\x01\x00\x00\x00\x00\x00\x00}\x94(\x8c')
+  (folder / 'empty').mkdir()
+
+
+def _run(case: Case, folder: pathlib.Path, data_dir: str) -> subprocess.CompletedProcess:
+  fill = lambda s: s.replace('{tmp}', str(folder)).replace('{data}', data_dir)
+  env = {k: v for k, v in os.environ.items() if k != 'MBJAX_TRACEBACK'}
+  env.update(JAX_PLATFORMS='cpu', XLA_FLAGS='')
+  return subprocess.run([sys.executable, '-m', case.module, *map(fill, case.args)], cwd=ROOT,
+                        env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope='module')
+def results(tmp_path_factory, pretrain_data_dir):
+  """{case id: (completed process, its folder)}, the cases run two at a time."""
+  folder = tmp_path_factory.mktemp('bad_inputs')
+  _write_inputs(folder)
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    futures = {c.id: pool.submit(_run, c, folder, pretrain_data_dir) for c in CASES}
+    return {k: (f.result(), folder) for k, f in futures.items()}
+
+
+@pytest.mark.parametrize('case', CASES, ids=[c.id for c in CASES])
+def test_a_mistake_is_one_clear_message(results, case):
+  done, folder = results[case.id]
+  shown = done.stdout + done.stderr
+  assert done.returncode == case.status, shown[-3000:]
+  assert 'Traceback (most recent call last)' not in shown, shown[-3000:]
+  for text in case.says:
+    assert text.replace('{tmp}', str(folder)) in done.stderr, done.stderr[-3000:]
+  assert not (folder / 'nowhere').exists()  # a missing init_from / checkpoint is not created
+
+
+def test_the_traceback_is_there_when_asked_for(tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS='cpu', MBJAX_TRACEBACK='1')
+  done = subprocess.run([sys.executable, '-m', 'mbjax.convert', str(tmp_path / 'x.bin'),
+                         str(tmp_path / 'out')], cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=300)
+  assert done.returncode != 0 and 'Traceback (most recent call last)' in done.stderr
+  assert 'TorchFormatError' in done.stderr
