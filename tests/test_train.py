@@ -70,6 +70,12 @@ def test_train_end_to_end(tmp_path, config):
   step, params = _final_params(workdir)
   assert step == 10
   _assert_trees_equal(params, jax.device_get(summary['state']['params']))
+  # The trained weights in the official format (convert --to-official on a workdir).
+  official = tmp_path / 'trained.bin'
+  assert convert.main(convert.parse_flags(['mbjax.convert', '--to-official', workdir,
+                                           str(official)])) == 0
+  back = convert.official_to_variables(convert.load_official(official), 'pose')['params']
+  _assert_trees_equal(back, params)
   # Restarting a finished run trains no step and leaves every artefact as it was.
   before = {name: (pathlib.Path(workdir) / name).read_bytes()
             for name in ('summary.json', 'config.json', 'metrics.jsonl')}
