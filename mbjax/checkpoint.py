@@ -37,7 +37,9 @@ class Checkpointer:
         os.path.join(workdir, 'checkpoints'),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep,
                                              enable_async_checkpointing=async_save,
-                                             create=True),
+                                             create=True,
+                                             # the half-written step of a killed save
+                                             cleanup_tmp_directories=True),
         item_names=('state', 'data'),
     )
     self.best_metric = best_metric
@@ -47,6 +49,7 @@ class Checkpointer:
           os.path.join(workdir, 'best'),
           options=ocp.CheckpointManagerOptions(
               max_to_keep=1, create=True, enable_async_checkpointing=async_save,
+              cleanup_tmp_directories=True,
               best_fn=lambda m: m[best_metric], best_mode=best_mode),
           item_names=('state',),
       )
@@ -176,22 +179,29 @@ def restore_state_only(directory: str, abstract_state: Any, step: int | None = N
 # Weights: the one loader for every place that reads trained or released weights.
 
 
-def _restore_workdir(path: str) -> dict:
-  """Variables (params + model state) of the latest checkpoint of a trainer workdir, on this
-  process's first device whatever mesh it was saved from."""
+def read_state(path: str, step: int | None = None) -> dict:
+  """The whole train state (step, params, model_state, opt_state, rng) of checkpoint `step`
+  (default: the latest) of a trainer workdir, on this process's first device whatever mesh it
+  was saved from."""
   directory = os.path.join(path, 'checkpoints') if os.path.isdir(
       os.path.join(path, 'checkpoints')) else path
-  with ocp.CheckpointManager(os.path.abspath(directory), item_names=('state', 'data')) as m:
-    step = m.latest_step()
+  directory = os.path.abspath(directory)
+  if step is None:
+    with ocp.CheckpointManager(directory, item_names=('state', 'data')) as m:
+      step = m.latest_step()
   if step is None:
     raise FileNotFoundError(f'{path}: no trainer checkpoint found (looked in {directory})')
-  state_path = os.path.join(os.path.abspath(directory), str(step), 'state')
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   target = jax.tree_util.tree_map(
       lambda md: jax.ShapeDtypeStruct(md.shape, md.dtype, sharding=device),
-      _state_metadata(os.path.join(os.path.abspath(directory), str(step))))
+      _state_metadata(os.path.join(directory, str(step))))
   with ocp.StandardCheckpointer() as ckptr:
-    state = ckptr.restore(state_path, target)
+    return ckptr.restore(os.path.join(directory, str(step), 'state'), target)
+
+
+def _restore_workdir(path: str) -> dict:
+  """Variables (params + model state) of the latest checkpoint of a trainer workdir."""
+  state = read_state(path)
   return {'params': state['params'], **(state.get('model_state') or {})}
 
 
