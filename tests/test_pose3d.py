@@ -197,7 +197,13 @@ def test_config_variants():
   assert ft.best_metric == ''  # no model selection on the test set
   assert pose3d_h36m.get_config('scratch').epochs == 120
   assert not pose3d_h36m.get_config('global').rootrel
+  # Official MB_ft_h36m_global_lite: the Lite model at lr 5e-4 with absolute targets.
+  lite = pose3d_h36m.get_config('global_lite')
+  assert (lite.model.dim_feat, lite.model.mlp_ratio, lite.epochs, lite.lr) == (256, 4, 60, 5e-4)
+  assert not lite.rootrel and lite.flip and lite.flip_test
+  # MB_ft_h36m.yaml as first released: the same, root-relative.
   lite = pose3d_h36m.get_config('lite')
-  assert (lite.model.dim_feat, lite.model.mlp_ratio, lite.epochs) == (256, 4, 60)
+  assert (lite.model.dim_feat, lite.model.mlp_ratio, lite.epochs, lite.lr) == (256, 4, 60, 5e-4)
+  assert lite.rootrel
   with pytest.raises(ValueError, match=r"configs/pose3d_h36m.py: unknown variant 'tiny'"):
     pose3d_h36m.get_config('tiny')
