@@ -58,17 +58,15 @@ def pretrain_3d_example(record: dict, rng: np.random.Generator, *, key: str, fli
   """3D clip -> corrupted 2D input, root-relative 3D target (official pretraining, synthetic 2D).
 
   Official order: crop-scale the 3D clip to [-1, 1] and flip it (augment3D); its x, y with
-  confidence 1 are the clean 2D; then detector noise, then masks; the target is root-relative.
+  confidence 1 are the clean 2D; then detector noise, then masks (only when both ratios are > 0,
+  as officially); the target is root-relative.
   """
   motion = np.asarray(record[key], np.float32)
   motion = transforms.crop_scale_3d(motion, scale_range, rng).astype(np.float32)
   if flip and rng.random() < 0.5:
     motion = transforms.flip_pose(motion)
   x = np.concatenate([motion[..., :2], np.ones_like(motion[..., :1])], axis=-1)
-  if noise is not None:
-    x = noise.add_noise(x, rng)
-  if mask_ratio > 0 or mask_t_ratio > 0:
-    x = transforms.add_mask(x, rng, mask_ratio, mask_t_ratio)
+  x = _corrupt(x, rng, noise, mask_ratio, mask_t_ratio)
   target = motion - motion[:, :1]
   return {'input': x.astype(np.float32), 'target': target.astype(np.float32),
           'conf': np.ones(motion.shape[:2] + (1,), np.float32)}
@@ -80,19 +78,27 @@ def pretrain_2d_example(record: dict, rng: np.random.Generator, *, key: str, fli
   """2D-only clip (PoseTrack / InstaVariety) -> corrupted input, clean 2D target + confidences.
 
   Official: crop-scale with a random ratio in [0.25, 1], zero joints of confidence 0, flip; the
-  loss weights are the original confidences; noise only for PoseTrack, masks for both.
+  loss weights are the original confidences; noise only for PoseTrack, masks for both (when both
+  ratios are > 0).
   """
   motion = transforms.crop_scale_2d(np.asarray(record[key], np.float32), scale_range, rng)
   motion = np.where(motion[..., 2:3] == 0, 0.0, motion).astype(np.float32)
   if flip and rng.random() < 0.5:
     motion = transforms.flip_pose(motion)
-  x = motion
-  if noise is not None:
-    x = noise.add_noise(x, rng)
-  if mask_ratio > 0 or mask_t_ratio > 0:
-    x = transforms.add_mask(x, rng, mask_ratio, mask_t_ratio)
+  x = _corrupt(motion, rng, noise, mask_ratio, mask_t_ratio)
   target = np.concatenate([motion[..., :2], np.zeros_like(motion[..., :1])], axis=-1)
   return {'input': x.astype(np.float32), 'target': target, 'conf': motion[..., 2:3].copy()}
+
+
+def _corrupt(x: np.ndarray, rng: np.random.Generator, noise: transforms.SyntheticNoise | None,
+             mask_ratio: float, mask_t_ratio: float) -> np.ndarray:
+  """Detector noise (if any), then masks: official `augment2D` with `mask = (mask_ratio > 0 and
+  mask_T_ratio > 0)` (train.py), so one ratio alone masks nothing."""
+  if noise is not None:
+    x = noise.add_noise(x, rng)
+  if mask_ratio > 0 and mask_t_ratio > 0:
+    x = transforms.add_mask(x, rng, mask_ratio, mask_t_ratio)
+  return x
 
 
 @dataclasses.dataclass

@@ -1,0 +1,85 @@
+"""configs/pretrain.py -> the pretraining curriculum: what the official data pipeline feeds.
+
+Sources are in-memory record lists put in place of the built datasets (`records.load_spec`).
+"""
+
+import numpy as np
+import pytest
+
+from configs import pretrain as pretrain_config
+from mbjax.data import pipelines, records, transforms
+from mbjax.evaluate import lifting
+from mbjax.tasks import pretrain
+
+T = 9
+
+
+def _clips_3d(n, key, *, offset=0.0, seed=0, key_2d=None):
+  """n clips of a body ~0.5 units tall (AMASS: metres x 0.298) at y = offset (a flip keeps y)."""
+  rng = np.random.default_rng(seed)
+  base = rng.normal(0, 0.15, (17, 3)) + [0.0, offset, 3.0]
+  out = []
+  for i in range(n):
+    clip = (base + 0.01 * rng.standard_normal((T, 17, 3))).astype(np.float32)
+    rec = {key: clip, 'id': np.array(i)}
+    if key_2d:
+      rec[key_2d] = np.concatenate([clip[..., :2] + 0.2, np.full((T, 17, 1), 0.7)], -1).astype(
+          np.float32)
+    out.append(rec)
+  return out
+
+
+def _clips_2d(n, seed=1):
+  rng = np.random.default_rng(seed)
+  return [{'joint_2d': np.concatenate([rng.uniform(100, 400, (T, 17, 2)),
+                                       rng.uniform(0.2, 1.0, (T, 17, 1))], -1).astype(np.float32)}
+          for _ in range(n)]
+
+
+@pytest.fixture
+def sources(monkeypatch):
+  """name -> record list, served by `records.load_spec`."""
+  table = {'amass': _clips_3d(12, 'joints3d', offset=10.0),
+           'h36m': _clips_3d(12, 'joint_3d', offset=-10.0, seed=2, key_2d='joint_2d'),
+           'posetrack': _clips_2d(8)}
+  monkeypatch.setattr(records, 'load_spec', lambda spec, data_dir: table[spec['name']])
+  return table
+
+
+def _config(*, clean=True, **fields):
+  """configs/pretrain.py:tiny on the fake sources; `clean`: no noise and no masks."""
+  c = pretrain_config.get_config('tiny')
+  c.batch_size = 4
+  c.epochs = 2
+  c.curriculum_3d_epochs = 1
+  c.data.sources_2d = [dict(name='posetrack', split='train', key='joint_2d', noise=True)]
+  if clean:
+    c.augment.update(noise=False, mask_ratio=0.0, mask_t_ratio=0.0)
+  for name, value in fields.items():
+    target, _, leaf = name.rpartition('.')
+    (c.get(target) if target else c)[leaf] = value
+  return c
+
+
+def _example(curriculum, kind, seed=0):
+  """The example of the first record of the first phase of `kind` (as the trainer reads it)."""
+  phase = next(p for p in curriculum.phases if p.kind == kind)
+  return phase.make_example(phase.source[0], np.random.default_rng(seed))
+
+
+def _unflipped(x, stored):
+  """x, or its mirror image, whichever equals `stored` (a flip may have been drawn)."""
+  return x if np.allclose(x, stored, atol=1e-6) else transforms.flip_pose(x)
+
+
+def _spread(xy):
+  return float(np.ptp(xy[..., 0]) + np.ptp(xy[..., 1]))
+
+
+def test_masks_need_both_ratios(sources):
+  """Official: `mask = mask_ratio > 0 and mask_T_ratio > 0` (train.py)."""
+  rec = sources['amass'][0]
+  for ratios, masked in (((0.5, 0.0), False), ((0.0, 0.5), False), ((0.5, 0.5), True)):
+    c = _config(**{'augment.mask_ratio': ratios[0], 'augment.mask_t_ratio': ratios[1]})
+    ex = _example(pretrain.make_curriculum(c), '3d')
+    assert (ex['input'][..., 2] == 0).any() == masked, ratios
