@@ -14,6 +14,7 @@ instavariety.
 """
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 from configs import common
 from mbjax.models.dstformer import LITE, RELEASE, TINY
@@ -35,8 +36,11 @@ def get_config(arg: str = 'lite') -> ml_collections.ConfigDict:
   common.add_optimizer(c, epochs=90, batch_size=64, lr=5e-4, lr_decay=0.99)
   c.curriculum_3d_epochs = 30
   c.loss = common.loss_3d()
+  # Masks only when both ratios are > 0 (official). `scale_range_3d` (official
+  # `scale_range_pretrain`, set by no official config): None feeds 3D clips as stored (H36M in
+  # camera-normalised units, AMASS in metres x 0.298); e.g. (1, 1) crop-scales each to [-1, 1].
   c.augment = dict(flip=True, noise=True, noise_path='', mask_ratio=0.05, mask_t_ratio=0.1,
-                   scale_range_2d=(0.25, 1.0))
+                   scale_range_2d=(0.25, 1.0), scale_range_3d=placeholder(tuple))
   c.data = dict(
       data_dir='data/tfds',
       sources_3d=[dict(name='amass', split='train', key='joints3d'),

@@ -29,7 +29,7 @@ def _curriculum(epochs=3, k=1, batch=4, noise=True):
   noise_model = transforms.SyntheticNoise.load() if noise else None
   p3 = pipelines.Phase('mocap', pipelines.KIND_3D, _source_3d(10, 27), functools.partial(
       pipelines.pretrain_3d_example, key='joints3d', flip=True, noise=noise_model,
-      mask_ratio=0.05, mask_t_ratio=0.1))
+      mask_ratio=0.05, mask_t_ratio=0.1, scale_range=(1, 1)))
   p2 = pipelines.Phase('posetrack', pipelines.KIND_2D, _source_2d(9, 30), functools.partial(
       pipelines.pretrain_2d_example, key='joint_2d', flip=True, noise=noise_model,
       mask_ratio=0.05, mask_t_ratio=0.1))

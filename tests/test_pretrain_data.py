@@ -76,6 +76,23 @@ def _spread(xy):
   return float(np.ptp(xy[..., 0]) + np.ptp(xy[..., 1]))
 
 
+def test_3d_clips_keep_their_stored_scale_by_default(sources):
+  """Official `Augmenter3D` crop-scales only with `scale_range_pretrain`, which no config sets."""
+  rec = sources['amass'][0]
+  stored = rec['joints3d']
+  ex = _example(pretrain.make_curriculum(_config()), '3d')
+  xy = _unflipped(ex['input'][..., :2], stored[..., :2])
+  np.testing.assert_allclose(xy, stored[..., :2], atol=1e-6)
+  np.testing.assert_array_equal(ex['input'][..., 2], 1.0)
+  rel = stored - stored[:, :1]
+  np.testing.assert_allclose(_unflipped(ex['target'], rel), rel, atol=1e-6)
+  # scale_range_3d set: crop-scaled to [-1, 1] as before, several times the stored spread.
+  config = _config(**{'augment.scale_range_3d': (1, 1)})
+  cropped = _example(pretrain.make_curriculum(config), '3d')
+  assert np.abs(cropped['input'][..., :2]).max() == pytest.approx(1.0, abs=1e-5)
+  assert _spread(cropped['input'][..., :2]) > 2 * _spread(stored[..., :2])
+
+
 def test_masks_need_both_ratios(sources):
   """Official: `mask = mask_ratio > 0 and mask_T_ratio > 0` (train.py)."""
   rec = sources['amass'][0]
@@ -83,3 +100,19 @@ def test_masks_need_both_ratios(sources):
     c = _config(**{'augment.mask_ratio': ratios[0], 'augment.mask_t_ratio': ratios[1]})
     ex = _example(pretrain.make_curriculum(c), '3d')
     assert (ex['input'][..., 2] == 0).any() == masked, ratios
+
+
+def test_lifting_evaluator_reads_clips_as_training_does():
+  """Stored clips (no crop-scale in training) are scored in stored units: metres x 0.298."""
+  clip = np.stack([r['joints3d'] for r in _clips_3d(2, 'joints3d')])
+  stored, mm = lifting.normalise_clips(clip, crop_scale=False)
+  np.testing.assert_array_equal(stored, clip)
+  np.testing.assert_allclose(mm, 1000 / 0.298)
+  cropped, _ = lifting.normalise_clips(clip)
+  assert np.abs(cropped[..., :2]).max() == pytest.approx(1.0, abs=1e-5)
+  rel = clip - clip[..., :1, :]
+  flat = lambda x: np.concatenate([x[..., :2], np.zeros_like(x[..., :1])], -1)  # depth 0
+  result = lifting.evaluate_lifting(flat, clip, rel.reshape(-1, 17, 3).mean(0), crop_scale=False)
+  want = np.linalg.norm(rel[..., 2:], axis=-1).mean() * 1000 / 0.298  # the depth error only
+  assert result['mpjpe_mm'] == pytest.approx(want, rel=1e-5)
+  assert result['zero_depth_mpjpe_mm'] == pytest.approx(want, rel=1e-5)

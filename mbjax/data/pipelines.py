@@ -54,15 +54,18 @@ class ConcatSource:
 
 def pretrain_3d_example(record: dict, rng: np.random.Generator, *, key: str, flip: bool,
                         noise: transforms.SyntheticNoise | None, mask_ratio: float,
-                        mask_t_ratio: float, scale_range=(1.0, 1.0)) -> Example:
+                        mask_t_ratio: float,
+                        scale_range: Sequence[float] | None = None) -> Example:
   """3D clip -> corrupted 2D input, root-relative 3D target (official pretraining, synthetic 2D).
 
-  Official order: crop-scale the 3D clip to [-1, 1] and flip it (augment3D); its x, y with
-  confidence 1 are the clean 2D; then detector noise, then masks (only when both ratios are > 0,
-  as officially); the target is root-relative.
+  Official order (`Augmenter3D`): the clip as stored, crop-scaled to [-1, 1] only when
+  `scale_range` is given (official `scale_range_pretrain`, set by no shipped config), then
+  flipped; its x, y with confidence 1 are the clean 2D; then detector noise, then masks (only
+  when both ratios are > 0, as officially); the target is root-relative.
   """
   motion = np.asarray(record[key], np.float32)
-  motion = transforms.crop_scale_3d(motion, scale_range, rng).astype(np.float32)
+  if scale_range is not None:
+    motion = transforms.crop_scale_3d(motion, scale_range, rng).astype(np.float32)
   if flip and rng.random() < 0.5:
     motion = transforms.flip_pose(motion)
   x = np.concatenate([motion[..., :2], np.ones_like(motion[..., :1])], axis=-1)

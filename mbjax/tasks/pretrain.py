@@ -49,6 +49,7 @@ def make_curriculum(config) -> pipelines.Curriculum:
   """3D sources (synthetic 2D from 3D) and 2D-only sources, in the official order and schedule."""
   aug = config.augment
   noise = transforms.SyntheticNoise.load(aug.get('noise_path') or None) if aug.noise else None
+  scale_range_3d = aug.get('scale_range_3d')  # None: 3D clips as stored (official default)
   data = config.data
   phases_3d, phases_2d = [], []
   # All 3D sources train together (official: one ConcatDataset of AMASS and H36M).
@@ -57,7 +58,8 @@ def make_curriculum(config) -> pipelines.Curriculum:
     by_key.setdefault(spec['key'], []).append(records.load_spec(spec, data.data_dir))
   for key, sources in by_key.items():
     make = functools.partial(pipelines.pretrain_3d_example, key=key, flip=aug.flip, noise=noise,
-                             mask_ratio=aug.mask_ratio, mask_t_ratio=aug.mask_t_ratio)
+                             mask_ratio=aug.mask_ratio, mask_t_ratio=aug.mask_t_ratio,
+                             scale_range=None if scale_range_3d is None else tuple(scale_range_3d))
     names = '+'.join(s['name'] for s in data.sources_3d if s['key'] == key)
     phases_3d.append(pipelines.Phase(names, pipelines.KIND_3D,
                                      pipelines.ConcatSource(sources), make))
