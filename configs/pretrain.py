@@ -36,6 +36,7 @@ def get_config(arg: str = 'lite') -> ml_collections.ConfigDict:
   common.add_optimizer(c, epochs=90, batch_size=64, lr=5e-4, lr_decay=0.99)
   c.curriculum_3d_epochs = 30
   c.loss = common.loss_3d()
+  c.rootrel = True  # official `rootrel`: 3D and 2D targets minus their root joint in every frame
   # Masks only when both ratios are > 0 (official). `scale_range_3d` (official
   # `scale_range_pretrain`, set by no official config): None feeds 3D clips as stored (H36M in
   # camera-normalised units, AMASS in metres x 0.298); e.g. (1, 1) crop-scales each to [-1, 1].

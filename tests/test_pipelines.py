@@ -58,8 +58,9 @@ def test_batches_have_one_T_and_the_right_content():
   np.testing.assert_array_equal(b3['conf'], 1.0)
   assert np.abs(b3['input'][..., :2]).max() <= 1.2  # crop-scaled to [-1, 1] plus noise
   assert (b3['input'][..., 2] >= 0).all() and (b3['input'][..., 2] <= 1).all()
-  # 2D target: clean crop-scaled 2D, weights = original confidence (flip keeps the multiset).
-  assert np.abs(b2['target'][..., :2]).max() <= 1.0
+  # 2D target: clean crop-scaled 2D, root-relative (in [-2, 2]), weights = original confidence.
+  np.testing.assert_array_equal(b2['target'][:, :, 0], 0.0)
+  assert np.abs(b2['target'][..., :2]).max() <= 2.0
   assert b2['conf'].min() > 0.19
 
 

@@ -93,6 +93,23 @@ def test_3d_clips_keep_their_stored_scale_by_default(sources):
   assert _spread(cropped['input'][..., :2]) > 2 * _spread(stored[..., :2])
 
 
+def test_2d_targets_are_root_relative_with_rootrel(sources):
+  """Official train.py subtracts the root from every batch's target when `rootrel`."""
+  ex = _example(pretrain.make_curriculum(_config()), '2d')
+  np.testing.assert_array_equal(ex['target'][:, 0], 0.0)
+  assert pretrain_config.get_config('tiny').rootrel  # official MB_pretrain
+  clean = ex['target'][..., :2] + ex['input'][:, :1, :2]  # no noise: input = clean 2D
+  np.testing.assert_allclose(clean, ex['input'][..., :2], atol=1e-5)
+  absolute = _example(pretrain.make_curriculum(_config(rootrel=False)), '2d')
+  np.testing.assert_allclose(absolute['target'][..., :2], absolute['input'][..., :2])
+  assert np.abs(absolute['target'][:, 0, :2]).min() > 0
+
+
+def _source_of(batch):
+  """'a' (AMASS, y ~ +10) or 'h' (H36M, y ~ -10) per clip, from the input's root y."""
+  return ''.join('a' if y > 0 else 'h' for y in batch['input'][:, 0, 0, 1])
+
+
 def test_masks_need_both_ratios(sources):
   """Official: `mask = mask_ratio > 0 and mask_T_ratio > 0` (train.py)."""
   rec = sources['amass'][0]

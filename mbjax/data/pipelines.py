@@ -54,14 +54,15 @@ class ConcatSource:
 
 def pretrain_3d_example(record: dict, rng: np.random.Generator, *, key: str, flip: bool,
                         noise: transforms.SyntheticNoise | None, mask_ratio: float,
-                        mask_t_ratio: float,
-                        scale_range: Sequence[float] | None = None) -> Example:
-  """3D clip -> corrupted 2D input, root-relative 3D target (official pretraining, synthetic 2D).
+                        mask_t_ratio: float, scale_range: Sequence[float] | None = None,
+                        rootrel: bool = True) -> Example:
+  """3D clip -> corrupted 2D input and 3D target (official pretraining, synthetic 2D).
 
   Official order (`Augmenter3D`): the clip as stored, crop-scaled to [-1, 1] only when
   `scale_range` is given (official `scale_range_pretrain`, set by no shipped config), then
   flipped; its x, y with confidence 1 are the clean 2D; then detector noise, then masks (only
-  when both ratios are > 0, as officially); the target is root-relative.
+  when both ratios are > 0, as officially). With `rootrel` (official `rootrel`) the target is
+  relative to its root joint in every frame, else as stored.
   """
   motion = np.asarray(record[key], np.float32)
   if scale_range is not None:
@@ -70,26 +71,29 @@ def pretrain_3d_example(record: dict, rng: np.random.Generator, *, key: str, fli
     motion = transforms.flip_pose(motion)
   x = np.concatenate([motion[..., :2], np.ones_like(motion[..., :1])], axis=-1)
   x = _corrupt(x, rng, noise, mask_ratio, mask_t_ratio)
-  target = motion - motion[:, :1]
+  target = motion - motion[:, :1] if rootrel else motion
   return {'input': x.astype(np.float32), 'target': target.astype(np.float32),
           'conf': np.ones(motion.shape[:2] + (1,), np.float32)}
 
 
 def pretrain_2d_example(record: dict, rng: np.random.Generator, *, key: str, flip: bool,
                         noise: transforms.SyntheticNoise | None, mask_ratio: float,
-                        mask_t_ratio: float, scale_range=(0.25, 1.0)) -> Example:
+                        mask_t_ratio: float, scale_range=(0.25, 1.0),
+                        rootrel: bool = True) -> Example:
   """2D-only clip (PoseTrack / InstaVariety) -> corrupted input, clean 2D target + confidences.
 
   Official: crop-scale with a random ratio in [0.25, 1], zero joints of confidence 0, flip; the
   loss weights are the original confidences; noise only for PoseTrack, masks for both (when both
-  ratios are > 0).
+  ratios are > 0). With `rootrel` (official `rootrel`, on in pretraining) the target's x, y are
+  relative to its root joint in every frame, as the official loop makes every batch's target.
   """
   motion = transforms.crop_scale_2d(np.asarray(record[key], np.float32), scale_range, rng)
   motion = np.where(motion[..., 2:3] == 0, 0.0, motion).astype(np.float32)
   if flip and rng.random() < 0.5:
     motion = transforms.flip_pose(motion)
   x = _corrupt(motion, rng, noise, mask_ratio, mask_t_ratio)
-  target = np.concatenate([motion[..., :2], np.zeros_like(motion[..., :1])], axis=-1)
+  xy = motion[..., :2] - motion[:, :1, :2] if rootrel else motion[..., :2]
+  target = np.concatenate([xy, np.zeros_like(motion[..., :1])], axis=-1)
   return {'input': x.astype(np.float32), 'target': target, 'conf': motion[..., 2:3].copy()}
 
 

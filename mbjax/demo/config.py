@@ -88,6 +88,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # under either init. The corruption, curriculum and other loss terms are the official ones.
   c.loss = dict(lambda_scale=0.5, lambda_3d_velocity=0.0, lambda_lv=0.0, lambda_lg=0.0,
                 lambda_a=0.0, lambda_av=0.0)
+  c.rootrel = True  # official: targets (3D and 2D) root-relative
   _add_data(c)
   c.mesh = dict(data=-1, fsdp=1, tensor=1)
   c.fsdp = False

@@ -50,6 +50,7 @@ def make_curriculum(config) -> pipelines.Curriculum:
   aug = config.augment
   noise = transforms.SyntheticNoise.load(aug.get('noise_path') or None) if aug.noise else None
   scale_range_3d = aug.get('scale_range_3d')  # None: 3D clips as stored (official default)
+  rootrel = config.get('rootrel', True)  # 3D and 2D targets alike, as official train.py
   data = config.data
   phases_3d, phases_2d = [], []
   # All 3D sources train together (official: one ConcatDataset of AMASS and H36M).
@@ -59,7 +60,8 @@ def make_curriculum(config) -> pipelines.Curriculum:
   for key, sources in by_key.items():
     make = functools.partial(pipelines.pretrain_3d_example, key=key, flip=aug.flip, noise=noise,
                              mask_ratio=aug.mask_ratio, mask_t_ratio=aug.mask_t_ratio,
-                             scale_range=None if scale_range_3d is None else tuple(scale_range_3d))
+                             scale_range=None if scale_range_3d is None else tuple(scale_range_3d),
+                             rootrel=rootrel)
     names = '+'.join(s['name'] for s in data.sources_3d if s['key'] == key)
     phases_3d.append(pipelines.Phase(names, pipelines.KIND_3D,
                                      pipelines.ConcatSource(sources), make))
@@ -67,7 +69,7 @@ def make_curriculum(config) -> pipelines.Curriculum:
     make = functools.partial(pipelines.pretrain_2d_example, key=spec.get('key', 'joint_2d'),
                              flip=aug.flip, noise=noise if spec.get('noise', False) else None,
                              mask_ratio=aug.mask_ratio, mask_t_ratio=aug.mask_t_ratio,
-                             scale_range=tuple(aug.scale_range_2d))
+                             scale_range=tuple(aug.scale_range_2d), rootrel=rootrel)
     phases_2d.append(pipelines.Phase(spec['name'], pipelines.KIND_2D,
                                      records.load_spec(spec, data.data_dir), make))
   return pipelines.Curriculum(phases_3d, phases_2d, epochs=config.epochs,
