@@ -44,6 +44,7 @@ def get_config(arg: str = 'lite') -> ml_collections.ConfigDict:
                    scale_range_2d=(0.25, 1.0), scale_range_3d=placeholder(tuple))
   c.data = dict(
       data_dir='data/tfds',
+      # One shuffled phase over all 3D sources (official ConcatDataset); `key`: each one's 3D field.
       sources_3d=[dict(name='amass', split='train', key='joints3d'),
                   dict(name='h36m', split='train', key='joint_3d')],
       sources_2d=[dict(name='posetrack', split='train', key='joint_2d', noise=True),

@@ -110,6 +110,23 @@ def _source_of(batch):
   return ''.join('a' if y > 0 else 'h' for y in batch['input'][:, 0, 0, 1])
 
 
+def test_all_3d_sources_are_one_shuffled_phase(sources):
+  """AMASS (`joints3d`) and H36M (`joint_3d`) mix in one phase, as one official ConcatDataset."""
+  c = pretrain.make_curriculum(_config(epochs=1))
+  phases_3d = [p for p in c.phases if p.kind == '3d']
+  assert [(p.name, len(p.source)) for p in phases_3d] == [('amass+h36m', 24)]
+  hb = pipelines.HostBatches(c, seed=0)
+  order = ''.join(_source_of(hb[s]) for s in range(c.total_steps))
+  assert sorted(order) == sorted('a' * 12 + 'h' * 12)
+  assert any(len(set(_source_of(hb[s]))) == 2 for s in range(c.total_steps)), order
+
+
+def test_3d_sources_with_different_clip_lengths_fail_clearly(sources):
+  sources['h36m'] = [{'joint_3d': r['joint_3d'][:5]} for r in sources['h36m']]
+  with pytest.raises(ValueError, match='one phase, so their clips need one length'):
+    pretrain.make_curriculum(_config())
+
+
 def test_masks_need_both_ratios(sources):
   """Official: `mask = mask_ratio > 0 and mask_T_ratio > 0` (train.py)."""
   rec = sources['amass'][0]

@@ -10,7 +10,9 @@ and every clip's augmentation draws from a generator seeded by (seed, step, clip
 - process p of P takes rows [p*B/P, (p+1)*B/P) of every global batch: disjoint, and covering.
 
 Phase order per epoch is the official one: after `curriculum_3d_epochs` epochs of 3D only, every
-epoch runs the 2D sources first (PoseTrack, then InstaVariety) and then the 3D sources.
+epoch runs the 2D sources first (PoseTrack, then InstaVariety) and then the 3D sources, all of
+them in one shuffled phase (official: one ConcatDataset of AMASS and H36M), so their clips share
+one length.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import functools
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import grain
 import numpy as np
@@ -47,13 +49,36 @@ class ConcatSource:
     return self.sources[i][index - start]
 
 
+class FieldSource:
+  """Random access to `source` with each record cut down to `fields`: {new name: record field}.
+
+  Sources that name the same thing differently (AMASS `joints3d`, H36M `joint_3d`) then share one
+  record layout, one example function and so one shuffled phase.
+  """
+
+  def __init__(self, source: Any, fields: Mapping[str, str]):
+    self.source = source
+    self.fields = dict(fields)
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, index: int) -> dict:
+    record = self.source[index]
+    missing = sorted(f for f in self.fields.values() if f not in record)
+    if missing:
+      raise KeyError(f'{self.source!r} record {index} has no field {", ".join(missing)} '
+                     f'(fields: {", ".join(sorted(record))})')
+    return {new: record[old] for new, old in self.fields.items()}
+
+
 # --------------------------------------------------------------------------------------------
 # Per-clip examples. Module-level functions (bound with functools.partial) so that grain worker
 # processes can pickle them.
 
 
-def pretrain_3d_example(record: dict, rng: np.random.Generator, *, key: str, flip: bool,
-                        noise: transforms.SyntheticNoise | None, mask_ratio: float,
+def pretrain_3d_example(record: dict, rng: np.random.Generator, *, key: str = 'joint_3d',
+                        flip: bool, noise: transforms.SyntheticNoise | None, mask_ratio: float,
                         mask_t_ratio: float, scale_range: Sequence[float] | None = None,
                         rootrel: bool = True) -> Example:
   """3D clip -> corrupted 2D input and 3D target (official pretraining, synthetic 2D).

@@ -46,35 +46,50 @@ def load_pretrained(variables, path):
 
 
 def make_curriculum(config) -> pipelines.Curriculum:
-  """3D sources (synthetic 2D from 3D) and 2D-only sources, in the official order and schedule."""
+  """3D sources (synthetic 2D from 3D) and 2D-only sources, in the official order and schedule.
+
+  All 3D sources are one phase, shuffled together whatever their field names (official: one
+  ConcatDataset of AMASS and H36M); each 2D source is a phase of its own.
+  """
   aug = config.augment
   noise = transforms.SyntheticNoise.load(aug.get('noise_path') or None) if aug.noise else None
-  scale_range_3d = aug.get('scale_range_3d')  # None: 3D clips as stored (official default)
   rootrel = config.get('rootrel', True)  # 3D and 2D targets alike, as official train.py
-  data = config.data
-  phases_3d, phases_2d = [], []
-  # All 3D sources train together (official: one ConcatDataset of AMASS and H36M).
-  by_key = {}
-  for spec in data.sources_3d:
-    by_key.setdefault(spec['key'], []).append(records.load_spec(spec, data.data_dir))
-  for key, sources in by_key.items():
-    make = functools.partial(pipelines.pretrain_3d_example, key=key, flip=aug.flip, noise=noise,
-                             mask_ratio=aug.mask_ratio, mask_t_ratio=aug.mask_t_ratio,
-                             scale_range=None if scale_range_3d is None else tuple(scale_range_3d),
-                             rootrel=rootrel)
-    names = '+'.join(s['name'] for s in data.sources_3d if s['key'] == key)
-    phases_3d.append(pipelines.Phase(names, pipelines.KIND_3D,
-                                     pipelines.ConcatSource(sources), make))
-  for spec in data.get('sources_2d', ()):
+  corruption = dict(flip=aug.flip, mask_ratio=aug.mask_ratio, mask_t_ratio=aug.mask_t_ratio,
+                    rootrel=rootrel)
+  phases_3d = [_phase_3d(config, noise, corruption)] if config.data.sources_3d else []
+  phases_2d = []
+  for spec in config.data.get('sources_2d', ()):
     make = functools.partial(pipelines.pretrain_2d_example, key=spec.get('key', 'joint_2d'),
-                             flip=aug.flip, noise=noise if spec.get('noise', False) else None,
-                             mask_ratio=aug.mask_ratio, mask_t_ratio=aug.mask_t_ratio,
-                             scale_range=tuple(aug.scale_range_2d), rootrel=rootrel)
+                             noise=noise if spec.get('noise', False) else None,
+                             scale_range=tuple(aug.scale_range_2d), **corruption)
     phases_2d.append(pipelines.Phase(spec['name'], pipelines.KIND_2D,
-                                     records.load_spec(spec, data.data_dir), make))
+                                     records.load_spec(spec, config.data.data_dir), make))
   return pipelines.Curriculum(phases_3d, phases_2d, epochs=config.epochs,
                               curriculum_3d_epochs=config.curriculum_3d_epochs,
                               global_batch=config.batch_size)
+
+
+def _phase_3d(config, noise, corruption: dict) -> pipelines.Phase:
+  """One phase over every `config.data.sources_3d`, each record mapped to `joint_3d` so that one
+  example function serves them all."""
+  data, aug = config.data, config.augment
+  scale_range = aug.get('scale_range_3d')  # None: 3D clips as stored (official default)
+  sources = [pipelines.FieldSource(records.load_spec(spec, data.data_dir),
+                                   {'joint_3d': spec['key']}) for spec in data.sources_3d]
+  _check_one_clip_length(data.sources_3d, sources)
+  make = functools.partial(pipelines.pretrain_3d_example, key='joint_3d', noise=noise,
+                           scale_range=None if scale_range is None else tuple(scale_range),
+                           **corruption)
+  name = '+'.join(spec['name'] for spec in data.sources_3d)
+  return pipelines.Phase(name, pipelines.KIND_3D, pipelines.ConcatSource(sources), make)
+
+
+def _check_one_clip_length(specs, sources) -> None:
+  lengths = {spec['name']: len(source[0]['joint_3d']) for spec, source in zip(specs, sources)
+             if len(source)}
+  if len(set(lengths.values())) > 1:
+    raise ValueError(f'the 3D sources train as one phase, so their clips need one length; got '
+                     f'{lengths} frames')
 
 
 def loss_fn(model, variables, batch, rng, kind: str, config):
