@@ -22,7 +22,7 @@ Variants (official configs/pose3d/*.yaml named):
                official in-the-wild inference)
   lite         MB_ft_h36m.yaml as first released (commit 20db205; later changed to `ft`): the Lite
                model, lr 5e-4, root-relative
-Switches after the variant: `runlocal` (a few steps), `bf16`, `scan`, `fsdp=N`, `tp=N`
+Switches after the variant: `runlocal` (a few steps), `bf16`, `scan`, `fsdp=N`, `tp=N`, `no_conf`
 (configs/common.py); an unknown word is an error. Build the data:
 `python -m data_prep.build h36m --source h36m_sh_conf_cam_source_final.pkl --data_dir data/tfds`.
 """
@@ -37,7 +37,8 @@ LITE_VARIANTS = ('global_lite', 'lite')
 
 
 def get_config(arg: str = 'ft') -> ml_collections.ConfigDict:
-  variant, switches = common.parse_arg(arg, config_file=__file__, variants=VARIANTS)
+  variant, switches = common.parse_arg(arg, config_file=__file__, variants=VARIANTS,
+                                       options=common.INPUT_OPTIONS)
   c = ml_collections.ConfigDict()
   c.task = 'pose3d'
   c.seed = 0  # parameter init (of what init_from does not cover)
@@ -53,6 +54,9 @@ def get_config(arg: str = 'ft') -> ml_collections.ConfigDict:
   c.flip = True  # random left-right flip of training clips
   c.flip_test = True  # test-time flip averaging
   c.rootrel = variant not in ('global', 'global_lite')
+  # Input: the stored detected 2D, no noise, no masks (official synthetic=False, noise=False,
+  # mask_ratio = mask_T_ratio = 0); `no_conf` and `gt_2d` as the official switches.
+  common.add_input_switches(c)
   c.loss = common.loss_3d()
   c.data = dict(data_dir='data/tfds', num_workers=0, prefetch=2)
   # The official code evaluates after every epoch; a full test pass is costly, so every

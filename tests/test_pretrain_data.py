@@ -127,6 +127,25 @@ def test_3d_sources_with_different_clip_lengths_fail_clearly(sources):
     pretrain.make_curriculum(_config())
 
 
+def test_synthetic_false_takes_the_stored_2d(sources):
+  """Official `synthetic: False`: 3D sources feed their stored 2D (H36M's detections)."""
+  c = _config(synthetic=False)
+  c.data.sources_3d = [s for s in c.data.sources_3d if s['name'] == 'h36m']
+  rec = sources['h36m'][0]
+  ex = _example(pretrain.make_curriculum(c), '3d')
+  stored = rec['joint_2d']
+  flipped = not np.allclose(ex['input'], stored)
+  np.testing.assert_allclose(transforms.flip_pose(ex['input']) if flipped else ex['input'], stored)
+  gt = transforms.flip_pose(rec['joint_3d']) if flipped else rec['joint_3d']
+  np.testing.assert_allclose(ex['target'], gt - gt[:, :1], atol=1e-6)  # flipped together
+  # gt_2d (official: synthetic or gt_2d) goes back to the 3D clip's own x, y.
+  c.gt_2d = True
+  ex = _example(pretrain.make_curriculum(c), '3d')
+  np.testing.assert_array_equal(ex['input'][..., 2], 1.0)
+  with pytest.raises(ValueError, match="source 'amass' names none"):
+    pretrain.make_curriculum(_config(synthetic=False))
+
+
 def test_masks_need_both_ratios(sources):
   """Official: `mask = mask_ratio > 0 and mask_T_ratio > 0` (train.py)."""
   rec = sources['amass'][0]
@@ -134,6 +153,23 @@ def test_masks_need_both_ratios(sources):
     c = _config(**{'augment.mask_ratio': ratios[0], 'augment.mask_t_ratio': ratios[1]})
     ex = _example(pretrain.make_curriculum(c), '3d')
     assert (ex['input'][..., 2] == 0).any() == masked, ratios
+
+
+def test_no_conf_feeds_x_y_to_a_dim_in_2_model(sources):
+  """Official `no_conf`: the input's confidence channel is dropped."""
+  c = pretrain_config.get_config('tiny,no_conf')
+  assert c.no_conf and c.model.dim_in == 2
+  c.data.sources_2d = [dict(name='posetrack', split='train', key='joint_2d', noise=True)]
+  c.batch_size = 4
+  curriculum = pretrain.make_curriculum(c)
+  for kind in ('3d', '2d'):
+    ex = _example(curriculum, kind)
+    assert ex['input'].shape == (T, 17, 2) and ex['target'].shape == (T, 17, 3), kind
+  assert pretrain.example_batch(c)['input'].shape[-1] == 2
+  assert pretrain.make_model(c).dim_in == 2
+  c.model.dim_in = 3
+  with pytest.raises(ValueError, match='model.dim_in=2'):
+    pretrain.make_model(c)
 
 
 def test_lifting_evaluator_reads_clips_as_training_does():

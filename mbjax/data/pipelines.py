@@ -80,21 +80,39 @@ class FieldSource:
 def pretrain_3d_example(record: dict, rng: np.random.Generator, *, key: str = 'joint_3d',
                         flip: bool, noise: transforms.SyntheticNoise | None, mask_ratio: float,
                         mask_t_ratio: float, scale_range: Sequence[float] | None = None,
-                        rootrel: bool = True) -> Example:
-  """3D clip -> corrupted 2D input and 3D target (official pretraining, synthetic 2D).
+                        rootrel: bool = True, key_2d: str | None = None) -> Example:
+  """3D clip -> corrupted 2D input and 3D target (official `MotionDataset3D` + `train_epoch`).
 
-  Official order (`Augmenter3D`): the clip as stored, crop-scaled to [-1, 1] only when
-  `scale_range` is given (official `scale_range_pretrain`, set by no shipped config), then
-  flipped; its x, y with confidence 1 are the clean 2D; then detector noise, then masks (only
-  when both ratios are > 0, as officially). With `rootrel` (official `rootrel`) the target is
-  relative to its root joint in every frame, else as stored.
+  Synthetic 2D (official `synthetic: True`, `key_2d` None): the clip as stored, crop-scaled to
+  [-1, 1] only when `scale_range` is given (official `scale_range_pretrain`, set by no shipped
+  config), then flipped; its x, y with confidence 1 are the clean 2D. Stored 2D (official
+  `synthetic: False`, `key_2d` names it): the record's 2D, flipped together with the 3D. Then
+  detector noise, then masks (only when both ratios are > 0, as officially).
+
+  Args:
+    record: `key` (T, 17, 3) 3D clip; `key_2d` (T, 17, C) 2D when given.
+    rng: generator for every draw of this clip.
+    key, key_2d: the record fields of the 3D clip and of its stored 2D (None: synthetic 2D).
+    flip: random left-right flip.
+    noise: synthetic detector noise, or None.
+    mask_ratio, mask_t_ratio: probabilities of masking a joint and a whole frame.
+    scale_range: crop-scale ratio range of the synthetic path; None keeps the clip as stored.
+    rootrel: target minus its root joint in every frame (official `rootrel`), else as stored.
+
+  Returns:
+    {'input': (T, 17, 3), 'target': (T, 17, 3), 'conf': (T, 17, 1) ones}, float32.
   """
   motion = np.asarray(record[key], np.float32)
-  if scale_range is not None:
-    motion = transforms.crop_scale_3d(motion, scale_range, rng).astype(np.float32)
-  if flip and rng.random() < 0.5:
-    motion = transforms.flip_pose(motion)
-  x = np.concatenate([motion[..., :2], np.ones_like(motion[..., :1])], axis=-1)
+  if key_2d is None:
+    if scale_range is not None:
+      motion = transforms.crop_scale_3d(motion, scale_range, rng).astype(np.float32)
+    if flip and rng.random() < 0.5:
+      motion = transforms.flip_pose(motion)
+    x = np.concatenate([motion[..., :2], np.ones_like(motion[..., :1])], axis=-1)
+  else:
+    x = np.asarray(record[key_2d], np.float32)
+    if flip and rng.random() < 0.5:
+      x, motion = transforms.flip_pose(x), transforms.flip_pose(motion)
   x = _corrupt(x, rng, noise, mask_ratio, mask_t_ratio)
   target = motion - motion[:, :1] if rootrel else motion
   return {'input': x.astype(np.float32), 'target': target.astype(np.float32),
@@ -131,6 +149,16 @@ def _corrupt(x: np.ndarray, rng: np.random.Generator, noise: transforms.Syntheti
   if mask_ratio > 0 and mask_t_ratio > 0:
     x = transforms.add_mask(x, rng, mask_ratio, mask_t_ratio)
   return x
+
+
+def input_xy_only(make_example: Callable[[dict, np.random.Generator], Example], record: dict,
+                  rng: np.random.Generator) -> Example:
+  """`make_example` with the confidence channel dropped from `input` (official `no_conf`).
+
+  Bind it with `functools.partial(input_xy_only, make_example)`; the model then has dim_in 2.
+  """
+  example = make_example(record, rng)
+  return {**example, 'input': example['input'][..., :2]}
 
 
 @dataclasses.dataclass

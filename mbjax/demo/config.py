@@ -89,6 +89,9 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.loss = dict(lambda_scale=0.5, lambda_3d_velocity=0.0, lambda_lv=0.0, lambda_lg=0.0,
                 lambda_a=0.0, lambda_av=0.0)
   c.rootrel = True  # official: targets (3D and 2D) root-relative
+  c.no_conf = False  # official `no_conf` (configs/common.py add_input_switches): off
+  c.gt_2d = False  # official `gt_2d`: off
+  c.synthetic = True  # official `synthetic`: the mocap clips have no 2D of their own
   _add_data(c)
   c.mesh = dict(data=-1, fsdp=1, tensor=1)
   c.fsdp = False

@@ -89,6 +89,7 @@ def make_evaluator(config, model, spec):
   (`config.augment.scale_range_3d` set).
   """
   crop_scale = (config.get('augment') or {}).get('scale_range_3d') is not None
+  channels = 2 if config.get('no_conf') else 3  # no_conf: the model takes x, y only
   key = spec.get('key', 'joints3d')
   data_dir = config.data.data_dir
   clips = _stack(records.load_spec(spec, data_dir), key)
@@ -99,7 +100,8 @@ def make_evaluator(config, model, spec):
   batch_size = spec.get('batch_size', 16)
 
   def evaluate(variables):
-    predict = lambda x: batching.predict_batched(lambda b: apply(variables, b), x, batch_size)
+    predict = lambda x: batching.predict_batched(lambda b: apply(variables, b[..., :channels]),
+                                                 x, batch_size)
     return evaluate_lifting(predict, clips, train_mean_pose, crop_scale)
 
   return evaluate
