@@ -10,7 +10,9 @@ config takes are
   fsdp=N    parameters and optimiser state sharded over an fsdp mesh axis of N devices
   tp=N      tensor parallel over a tensor mesh axis of N devices
 
-e.g. `--config=configs/pretrain.py:lite,bf16,fsdp=4`.
+e.g. `--config=configs/pretrain.py:lite,bf16,fsdp=4`. Configs whose model reads 2D clips also take
+
+  no_conf   x, y input only (official `no_conf`): sets `no_conf` and `model.dim_in=2`
 """
 
 import pathlib
@@ -20,6 +22,7 @@ import ml_collections
 
 SWITCHES = ('runlocal', 'bf16', 'scan')  # on when present
 SIZED_SWITCHES = ('fsdp', 'tp')  # `word=N`, N >= 2 devices
+INPUT_OPTIONS = ('no_conf',)  # `options` of the configs that call `add_input_switches`
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -100,6 +103,19 @@ def apply_switches(c: ml_collections.ConfigDict, switches: dict[str, bool | int]
   if 'tp' in switches:
     c.tensor_parallel = True
     c.mesh.tensor = switches['tp']
+  if switches.get('no_conf'):
+    c.no_conf = True
+    c.model.dim_in = 2
+
+
+def add_input_switches(c: ml_collections.ConfigDict) -> None:
+  """The official 2D input switches, off as in every official config."""
+  # Official `no_conf`: the model gets x, y only, the confidence channel dropped (training and
+  # evaluation); `model.dim_in` must then be 2 (the `no_conf` config switch sets both).
+  c.no_conf = False
+  # Official `gt_2d`: the 2D input is the 3D ground truth's x, y with confidence 1 instead of the
+  # detected 2D, in training and in the h36m evaluator (whose predicted x, y are then the input's).
+  c.gt_2d = False
 
 
 def model(size: dict) -> dict:

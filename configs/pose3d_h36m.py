@@ -1,4 +1,4 @@
-"""MotionBERT 3D pose on Human3.6M (official MB_ft_h36m / MB_train_h36m settings).
+"""MotionBERT 3D pose on Human3.6M (official MB_ft_h36m* settings).
 
   python -m mbjax.main --config=configs/pose3d_h36m.py:ft \
       --config.init_from=checkpoint/pretrain/MB_release/latest_epoch.bin --workdir=runs/ft_h36m
@@ -7,14 +7,23 @@
   python -m mbjax.main --config=configs/pose3d_h36m.py:scratch --workdir=runs/train_h36m
   python -m mbjax.main --config=configs/pose3d_h36m.py:global \
       --config.init_from=runs/pretrain_release --workdir=runs/ft_h36m_global
+  python -m mbjax.main --config=configs/pose3d_h36m.py:global_lite \
+      --config.init_from=checkpoint/pretrain/MB_lite/latest_epoch.bin --workdir=runs/ft_global_lite
   python -m mbjax.main --config=configs/pose3d_h36m.py:lite \
       --config.init_from=runs/pretrain_lite --workdir=runs/ft_h36m_lite
 
-Variants: `ft` (release model finetuned from a pretrained checkpoint: an official .bin, an
-`mbjax.convert` directory or a pretraining workdir, via --config.init_from), `scratch` (release
-model from random init), `global` (`ft` without root-relative targets, official rootrel=False),
-`lite` (`ft` with the Lite model). Switches after the variant: `runlocal` (a few steps),
-`bf16`, `scan`, `fsdp=N`, `tp=N` (configs/common.py); an unknown word is an error. Build the data:
+Variants (official configs/pose3d/*.yaml named):
+  ft           MB_ft_h36m: release model finetuned from a pretrained checkpoint (an official .bin,
+               an `mbjax.convert` directory or a pretraining workdir, via --config.init_from)
+  scratch      the release model from random init, 120 epochs at lr 2e-4 (no official config:
+               MB_train_h36m_wide is this at lr 5e-4, MB_train_h36m the Lite model at 5e-4)
+  global       MB_ft_h36m_global: `ft` without root-relative targets (official rootrel=False)
+  global_lite  MB_ft_h36m_global_lite: the Lite model, lr 5e-4, rootrel=False (the model of the
+               official in-the-wild inference)
+  lite         MB_ft_h36m.yaml as first released (commit 20db205; later changed to `ft`): the Lite
+               model, lr 5e-4, root-relative
+Switches after the variant: `runlocal` (a few steps), `bf16`, `scan`, `fsdp=N`, `tp=N`, `no_conf`
+(configs/common.py); an unknown word is an error. Build the data:
 `python -m data_prep.build h36m --source h36m_sh_conf_cam_source_final.pkl --data_dir data/tfds`.
 """
 
@@ -23,26 +32,31 @@ import ml_collections
 from configs import common
 from mbjax.models.dstformer import LITE, RELEASE
 
-VARIANTS = ('ft', 'scratch', 'global', 'lite')
+VARIANTS = ('ft', 'scratch', 'global', 'global_lite', 'lite')
+LITE_VARIANTS = ('global_lite', 'lite')
 
 
 def get_config(arg: str = 'ft') -> ml_collections.ConfigDict:
-  variant, switches = common.parse_arg(arg, config_file=__file__, variants=VARIANTS)
+  variant, switches = common.parse_arg(arg, config_file=__file__, variants=VARIANTS,
+                                       options=common.INPUT_OPTIONS)
   c = ml_collections.ConfigDict()
   c.task = 'pose3d'
   c.seed = 0  # parameter init (of what init_from does not cover)
   c.data_seed = 0  # order and flips of clips
 
-  c.model = common.model(LITE if variant == 'lite' else RELEASE)
+  c.model = common.model(LITE if variant in LITE_VARIANTS else RELEASE)
 
   # Official MB_ft_h36m: 60 epochs, batch 32, AdamW lr 2e-4 wd 0.01 on every parameter (one
-  # group), lr x0.99 per epoch. MB_train_h36m (from scratch): the same with 120 epochs.
-  common.add_optimizer(c, epochs=120 if variant == 'scratch' else 60, batch_size=32, lr=2e-4,
-                       lr_decay=0.99)
+  # group), lr x0.99 per epoch; `scratch` the same with 120 epochs. The Lite configs: lr 5e-4.
+  common.add_optimizer(c, epochs=120 if variant == 'scratch' else 60, batch_size=32,
+                       lr=5e-4 if variant in LITE_VARIANTS else 2e-4, lr_decay=0.99)
 
   c.flip = True  # random left-right flip of training clips
   c.flip_test = True  # test-time flip averaging
-  c.rootrel = variant != 'global'
+  c.rootrel = variant not in ('global', 'global_lite')
+  # Input: the stored detected 2D, no noise, no masks (official synthetic=False, noise=False,
+  # mask_ratio = mask_T_ratio = 0); `no_conf` and `gt_2d` as the official switches.
+  common.add_input_switches(c)
   c.loss = common.loss_3d()
   c.data = dict(data_dir='data/tfds', num_workers=0, prefetch=2)
   # The official code evaluates after every epoch; a full test pass is costly, so every

@@ -7,13 +7,15 @@
 
 Variants: `release` (42.5M parameters, the paper's model), `lite` (16.0M), `tiny`
 (`dstformer.TINY`, the one small model of tests, the demo and runlocal). Switches after the
-variant: `runlocal` (a few steps on CPU), `bf16`, `scan`, `fsdp=N`, `tp=N` (configs/common.py).
+variant: `runlocal` (a few steps on CPU), `bf16`, `scan`, `fsdp=N`, `tp=N`, `no_conf`
+(configs/common.py).
 An unknown word is an error. Datasets are built first with
 `python -m data_prep.build NAME --source ... --data_dir data/tfds` for amass, h36m, posetrack and
 instavariety.
 """
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 from configs import common
 from mbjax.models.dstformer import LITE, RELEASE, TINY
@@ -22,7 +24,8 @@ MODELS = {'release': RELEASE, 'lite': LITE, 'tiny': TINY}
 
 
 def get_config(arg: str = 'lite') -> ml_collections.ConfigDict:
-  variant, switches = common.parse_arg(arg, config_file=__file__, variants=list(MODELS))
+  variant, switches = common.parse_arg(arg, config_file=__file__, variants=list(MODELS),
+                                      options=common.INPUT_OPTIONS)
   c = ml_collections.ConfigDict()
   c.task = 'pretrain'
   c.seed = 0  # parameter init
@@ -35,12 +38,23 @@ def get_config(arg: str = 'lite') -> ml_collections.ConfigDict:
   common.add_optimizer(c, epochs=90, batch_size=64, lr=5e-4, lr_decay=0.99)
   c.curriculum_3d_epochs = 30
   c.loss = common.loss_3d()
+  c.rootrel = True  # official `rootrel`: 3D and 2D targets minus their root joint in every frame
+  common.add_input_switches(c)
+  # Official `synthetic`: the 2D input of the 3D sources is their own x, y (confidence 1), then
+  # noised and masked; False takes each source's stored 2D (`key_2d`, e.g. H36M's detected
+  # `joint_2d`; AMASS has none). `gt_2d` (common.add_input_switches) also forces synthetic 2D.
+  c.synthetic = True
+  # Masks only when both ratios are > 0 (official). `scale_range_3d` (official
+  # `scale_range_pretrain`, set by no official config): None feeds 3D clips as stored (H36M in
+  # camera-normalised units, AMASS in metres x 0.298); e.g. (1, 1) crop-scales each to [-1, 1].
   c.augment = dict(flip=True, noise=True, noise_path='', mask_ratio=0.05, mask_t_ratio=0.1,
-                   scale_range_2d=(0.25, 1.0))
+                   scale_range_2d=(0.25, 1.0), scale_range_3d=placeholder(tuple))
   c.data = dict(
       data_dir='data/tfds',
+      # One shuffled phase over all 3D sources (official ConcatDataset); `key` is each source's
+      # 3D field, `key_2d` its stored 2D (read only with synthetic=False).
       sources_3d=[dict(name='amass', split='train', key='joints3d'),
-                  dict(name='h36m', split='train', key='joint_3d')],
+                  dict(name='h36m', split='train', key='joint_3d', key_2d='joint_2d')],
       sources_2d=[dict(name='posetrack', split='train', key='joint_2d', noise=True),
                   dict(name='instavariety', split='train', key='joint_2d', noise=False)],
       num_workers=0, prefetch=2)

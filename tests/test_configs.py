@@ -13,8 +13,8 @@ from mbjax.models.dstformer import TINY
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Config file -> (a valid first word, the config's own switches).
 CONFIGS = {
-    'configs/pretrain.py': ('tiny', ()),
-    'configs/pose3d_h36m.py': ('ft', ()),
+    'configs/pretrain.py': ('tiny', ('no_conf',)),
+    'configs/pose3d_h36m.py': ('ft', ('no_conf',)),
     'tests/configs/tiny_pretrain.py': ('some/data_dir', ('nan', 'long')),
     'tests/configs/tiny_pose3d.py': ('some/data_dir', ('global', 'noflip')),
 }
@@ -109,3 +109,30 @@ def test_release_variants_unchanged():
   assert (c.model.dim_feat, c.model.depth, c.batch_size, c.total_steps) == (512, 5, 64, -1)
   c = _load('configs/pose3d_h36m.py', 'lite,runlocal')
   assert (c.model.dim_feat, c.evals.h36m.every_steps, c.total_steps) == (256, 10, 20)
+
+
+@pytest.mark.parametrize('config_file', ['configs/pretrain.py', 'configs/pose3d_h36m.py'])
+def test_official_input_switches(config_file):
+  """`no_conf` and `gt_2d` off as in every official config; the `no_conf` word sets both fields
+  the model needs (official `no_conf`: x, y input only)."""
+  first, _ = CONFIGS[config_file]
+  plain = _load(config_file, first)
+  assert (plain.no_conf, plain.gt_2d, plain.model.dim_in) == (False, False, 3)
+  c = _load(config_file, f'{first},no_conf')
+  assert (c.no_conf, c.model.dim_in) == (True, 2)
+
+
+def test_pretrain_data_fields_and_overrides():
+  """Official MB_pretrain: rootrel, synthetic 2D, 3D clips not crop-scaled (no
+  `scale_range_pretrain`); a crop-scale range can be given on the command line."""
+  c = _load('configs/pretrain.py', 'tiny')
+  assert c.rootrel and c.synthetic and c.augment.scale_range_3d is None
+  assert [s.get('key_2d') for s in c.data.sources_3d] == [None, 'joint_2d']  # AMASS has no 2D
+  argv = ['test', f'--config={ROOT / "configs/pretrain.py"}:tiny',
+          '--config.augment.scale_range_3d=(1, 1)', '--config.synthetic=False']
+  flag_values = flags.FlagValues()
+  config_flags.DEFINE_config_file('config', None, 'Config file.', flag_values=flag_values,
+                                  sys_argv=argv)
+  flag_values(argv)
+  assert tuple(flag_values.config.augment.scale_range_3d) == (1, 1)
+  assert not flag_values.config.synthetic

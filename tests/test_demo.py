@@ -20,7 +20,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEMO_CHANGES = {
     'epochs': 14, 'curriculum_3d_epochs': 7, 'batch_size': 32, 'lr': 2e-3, 'lr_decay': 0.97,
     'loss.lambda_3d_velocity': 0.0, 'checkpoint.every_steps': 100, 'log_every_steps': 10,
-    'data.data_dir': '',
+    'data.data_dir': '', 'augment.scale_range_3d': (1.0, 1.0),
     'data.sources_3d': [dict(name='mocap', split='train', key='joints3d')],
     'data.sources_2d': [dict(name='wild', split='train', key='joint_2d', noise=True)],
     'evals.lifting.type': 'lifting', 'evals.lifting.name': 'mocap', 'evals.lifting.split': 'test',

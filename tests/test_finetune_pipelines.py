@@ -84,6 +84,22 @@ def test_h36m_rootrel_false_shifts_only_depth_by_first_root():
   assert np.abs(ex['target'][1:, 0, 2]).max() > 0.1  # later roots keep their depth offsets
 
 
+def test_h36m_gt_2d_and_no_conf():
+  """Official `gt_2d`: input = the 3D target's x, y with confidence 1; `no_conf`: x, y only."""
+  rec = _h36m_source(1)[0]
+  gt = rec['joint_3d']
+  ex = finetune.h36m_example(rec, np.random.default_rng(0), flip=False, gt_2d=True)
+  np.testing.assert_array_equal(ex['input'][..., :2], gt[..., :2])
+  np.testing.assert_array_equal(ex['input'][..., 2], 1.0)
+  for seed in range(4):  # flipped or not, the input stays the target's own x, y
+    ex = finetune.h36m_example(rec, np.random.default_rng(seed), flip=True, rootrel=False,
+                               gt_2d=True)
+    np.testing.assert_allclose(ex['input'][..., :2], ex['target'][..., :2], atol=1e-6)
+  c = finetune.make_h36m_curriculum(_h36m_source(4), epochs=1, global_batch=4, flip=True,
+                                    rootrel=True, no_conf=True)
+  assert pipelines.HostBatches(c, seed=0)[0]['input'].shape == (4, 27, 17, 2)
+
+
 def test_h36m_shape_mismatch_fails_clearly():
   rec = _h36m_source(1)[0]
   bad = dict(rec, joint_2d=rec['joint_2d'][:20])

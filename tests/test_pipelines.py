@@ -29,7 +29,7 @@ def _curriculum(epochs=3, k=1, batch=4, noise=True):
   noise_model = transforms.SyntheticNoise.load() if noise else None
   p3 = pipelines.Phase('mocap', pipelines.KIND_3D, _source_3d(10, 27), functools.partial(
       pipelines.pretrain_3d_example, key='joints3d', flip=True, noise=noise_model,
-      mask_ratio=0.05, mask_t_ratio=0.1))
+      mask_ratio=0.05, mask_t_ratio=0.1, scale_range=(1, 1)))
   p2 = pipelines.Phase('posetrack', pipelines.KIND_2D, _source_2d(9, 30), functools.partial(
       pipelines.pretrain_2d_example, key='joint_2d', flip=True, noise=noise_model,
       mask_ratio=0.05, mask_t_ratio=0.1))
@@ -58,8 +58,9 @@ def test_batches_have_one_T_and_the_right_content():
   np.testing.assert_array_equal(b3['conf'], 1.0)
   assert np.abs(b3['input'][..., :2]).max() <= 1.2  # crop-scaled to [-1, 1] plus noise
   assert (b3['input'][..., 2] >= 0).all() and (b3['input'][..., 2] <= 1).all()
-  # 2D target: clean crop-scaled 2D, weights = original confidence (flip keeps the multiset).
-  assert np.abs(b2['target'][..., :2]).max() <= 1.0
+  # 2D target: clean crop-scaled 2D, root-relative (in [-2, 2]), weights = original confidence.
+  np.testing.assert_array_equal(b2['target'][:, :, 0], 0.0)
+  assert np.abs(b2['target'][..., :2]).max() <= 2.0
   assert b2['conf'].min() > 0.19
 
 

@@ -197,7 +197,38 @@ def test_config_variants():
   assert ft.best_metric == ''  # no model selection on the test set
   assert pose3d_h36m.get_config('scratch').epochs == 120
   assert not pose3d_h36m.get_config('global').rootrel
+  # Official MB_ft_h36m_global_lite: the Lite model at lr 5e-4 with absolute targets.
+  lite = pose3d_h36m.get_config('global_lite')
+  assert (lite.model.dim_feat, lite.model.mlp_ratio, lite.epochs, lite.lr) == (256, 4, 60, 5e-4)
+  assert not lite.rootrel and lite.flip and lite.flip_test
+  # MB_ft_h36m.yaml as first released: the same, root-relative.
   lite = pose3d_h36m.get_config('lite')
-  assert (lite.model.dim_feat, lite.model.mlp_ratio, lite.epochs) == (256, 4, 60)
+  assert (lite.model.dim_feat, lite.model.mlp_ratio, lite.epochs, lite.lr) == (256, 4, 60, 5e-4)
+  assert lite.rootrel
+  assert not (ft.gt_2d or ft.no_conf)
   with pytest.raises(ValueError, match=r"configs/pose3d_h36m.py: unknown variant 'tiny'"):
     pose3d_h36m.get_config('tiny')
+
+
+class _InputSpy:
+  """A stand-in model for evaluators: predicts zeros, remembers the input shape it was given."""
+
+  def __init__(self):
+    self.shapes = set()
+
+  def apply(self, variables, x):
+    self.shapes.add(x.shape[1:])
+    return jnp.zeros(x.shape[:3] + (3,), x.dtype)
+
+
+def test_gt_2d_and_no_conf_reach_training_and_evaluation(data_dir, config):
+  """Official `gt_2d` and `no_conf` act on the training clips and on the h36m evaluator."""
+  c = config('noflip')
+  c.gt_2d, c.no_conf, c.model.dim_in = True, True, 2
+  record = load_split('h36m', 'train', data_dir=data_dir)[0]
+  example = pose3d.make_curriculum(c).phases[0].make_example(record, np.random.default_rng(0))
+  gt = np.asarray(record['joint_3d'], np.float32)
+  np.testing.assert_array_equal(example['input'], gt[..., :2])  # gt x, y; confidence dropped
+  spy = _InputSpy()
+  result = h36m.make_evaluator(c, spy, c.evals.h36m.to_dict())({})
+  assert result['gt_2d'] and spy.shapes == {(243, 17, 2)}

@@ -39,11 +39,12 @@ def _array(record: dict, key: str, fn: str) -> np.ndarray:
 
 
 def h36m_example(record: dict, rng: np.random.Generator, *, flip: bool = True,
-                 rootrel: bool = True) -> Example:
+                 rootrel: bool = True, gt_2d: bool = False) -> Example:
   """One Human3.6M clip for 3D pose finetuning (official `MotionDataset3D` train + train loop).
 
-  Input is the detected 2D with its confidence, as stored; no noise and no masks (official
-  finetuning configs). With probability 0.5 input and target are mirrored together.
+  Input is the detected 2D with its confidence, as stored (or, with `gt_2d`, the ground truth's
+  x, y with confidence 1); no noise and no masks (official finetuning configs). With probability
+  0.5 input and target are mirrored together.
 
   Args:
     record: `joint_2d` (T, 17, C) normalised 2D (+ confidence), `joint_3d` (T, 17, 3) normalised 3D.
@@ -51,6 +52,8 @@ def h36m_example(record: dict, rng: np.random.Generator, *, flip: bool = True,
     flip: random left-right flip (official `flip`).
     rootrel: target minus its root joint in every frame (official `rootrel`); otherwise only the
       depth is shifted so that the first frame's root is at depth 0 (official `rootrel=False`).
+    gt_2d: input from `joint_3d`'s x, y with confidence 1 instead of `joint_2d` (official
+      `gt_2d`).
 
   Returns:
     {'input': (T, 17, C), 'target': (T, 17, 3), 'conf': (T, 17, 1) ones}, float32.
@@ -62,6 +65,8 @@ def h36m_example(record: dict, rng: np.random.Generator, *, flip: bool = True,
   if x.ndim != 3 or x.shape[:2] != gt.shape[:2] or x.shape[2] < 2:
     raise ValueError(f'h36m_example: joint_2d has shape {x.shape}, expected '
                      f'({gt.shape[0]}, 17, C>=2) to match joint_3d {gt.shape}')
+  if gt_2d:
+    x = np.concatenate([gt[..., :2], np.ones_like(gt[..., :1])], axis=-1)
   if flip and rng.random() < 0.5:
     x = transforms.flip_pose(x)
     gt = transforms.flip_pose(gt)
@@ -123,9 +128,16 @@ def action_example(record: dict, rng: np.random.Generator, *, n_frames: int = 24
 
 
 def make_h36m_curriculum(train_source: Any, *, epochs: int, global_batch: int, flip: bool,
-                         rootrel: bool) -> pipelines.Curriculum:
-  """Human3.6M 3D pose finetuning: one '3d' phase over `train_source` for `epochs` epochs."""
-  make = functools.partial(h36m_example, flip=flip, rootrel=rootrel)
+                         rootrel: bool, gt_2d: bool = False,
+                         no_conf: bool = False) -> pipelines.Curriculum:
+  """Human3.6M 3D pose finetuning: one '3d' phase over `train_source` for `epochs` epochs.
+
+  `gt_2d`: ground-truth 2D input (see `h36m_example`); `no_conf`: input x, y only (official
+  `no_conf`).
+  """
+  make = functools.partial(h36m_example, flip=flip, rootrel=rootrel, gt_2d=gt_2d)
+  if no_conf:
+    make = functools.partial(pipelines.input_xy_only, make)
   phase = pipelines.Phase('h36m', pipelines.KIND_3D, train_source, make)
   return pipelines.Curriculum([phase], [], epochs=epochs, curriculum_3d_epochs=0,
                               global_batch=global_batch)

@@ -10,7 +10,9 @@ and every clip's augmentation draws from a generator seeded by (seed, step, clip
 - process p of P takes rows [p*B/P, (p+1)*B/P) of every global batch: disjoint, and covering.
 
 Phase order per epoch is the official one: after `curriculum_3d_epochs` epochs of 3D only, every
-epoch runs the 2D sources first (PoseTrack, then InstaVariety) and then the 3D sources.
+epoch runs the 2D sources first (PoseTrack, then InstaVariety) and then the 3D sources, all of
+them in one shuffled phase (official: one ConcatDataset of AMASS and H36M), so their clips share
+one length.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import functools
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import grain
 import numpy as np
@@ -47,52 +49,116 @@ class ConcatSource:
     return self.sources[i][index - start]
 
 
+class FieldSource:
+  """Random access to `source` with each record cut down to `fields`: {new name: record field}.
+
+  Sources that name the same thing differently (AMASS `joints3d`, H36M `joint_3d`) then share one
+  record layout, one example function and so one shuffled phase.
+  """
+
+  def __init__(self, source: Any, fields: Mapping[str, str]):
+    self.source = source
+    self.fields = dict(fields)
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, index: int) -> dict:
+    record = self.source[index]
+    missing = sorted(f for f in self.fields.values() if f not in record)
+    if missing:
+      raise KeyError(f'{self.source!r} record {index} has no field {", ".join(missing)} '
+                     f'(fields: {", ".join(sorted(record))})')
+    return {new: record[old] for new, old in self.fields.items()}
+
+
 # --------------------------------------------------------------------------------------------
 # Per-clip examples. Module-level functions (bound with functools.partial) so that grain worker
 # processes can pickle them.
 
 
-def pretrain_3d_example(record: dict, rng: np.random.Generator, *, key: str, flip: bool,
-                        noise: transforms.SyntheticNoise | None, mask_ratio: float,
-                        mask_t_ratio: float, scale_range=(1.0, 1.0)) -> Example:
-  """3D clip -> corrupted 2D input, root-relative 3D target (official pretraining, synthetic 2D).
+def pretrain_3d_example(record: dict, rng: np.random.Generator, *, key: str = 'joint_3d',
+                        flip: bool, noise: transforms.SyntheticNoise | None, mask_ratio: float,
+                        mask_t_ratio: float, scale_range: Sequence[float] | None = None,
+                        rootrel: bool = True, key_2d: str | None = None) -> Example:
+  """3D clip -> corrupted 2D input and 3D target (official `MotionDataset3D` + `train_epoch`).
 
-  Official order: crop-scale the 3D clip to [-1, 1] and flip it (augment3D); its x, y with
-  confidence 1 are the clean 2D; then detector noise, then masks; the target is root-relative.
+  Synthetic 2D (official `synthetic: True`, `key_2d` None): the clip as stored, crop-scaled to
+  [-1, 1] only when `scale_range` is given (official `scale_range_pretrain`, set by no shipped
+  config), then flipped; its x, y with confidence 1 are the clean 2D. Stored 2D (official
+  `synthetic: False`, `key_2d` names it): the record's 2D, flipped together with the 3D. Then
+  detector noise, then masks (only when both ratios are > 0, as officially).
+
+  Args:
+    record: `key` (T, 17, 3) 3D clip; `key_2d` (T, 17, C) 2D when given.
+    rng: generator for every draw of this clip.
+    key, key_2d: the record fields of the 3D clip and of its stored 2D (None: synthetic 2D).
+    flip: random left-right flip.
+    noise: synthetic detector noise, or None.
+    mask_ratio, mask_t_ratio: probabilities of masking a joint and a whole frame.
+    scale_range: crop-scale ratio range of the synthetic path; None keeps the clip as stored.
+    rootrel: target minus its root joint in every frame (official `rootrel`), else as stored.
+
+  Returns:
+    {'input': (T, 17, 3), 'target': (T, 17, 3), 'conf': (T, 17, 1) ones}, float32.
   """
   motion = np.asarray(record[key], np.float32)
-  motion = transforms.crop_scale_3d(motion, scale_range, rng).astype(np.float32)
-  if flip and rng.random() < 0.5:
-    motion = transforms.flip_pose(motion)
-  x = np.concatenate([motion[..., :2], np.ones_like(motion[..., :1])], axis=-1)
-  if noise is not None:
-    x = noise.add_noise(x, rng)
-  if mask_ratio > 0 or mask_t_ratio > 0:
-    x = transforms.add_mask(x, rng, mask_ratio, mask_t_ratio)
-  target = motion - motion[:, :1]
+  if key_2d is None:
+    if scale_range is not None:
+      motion = transforms.crop_scale_3d(motion, scale_range, rng).astype(np.float32)
+    if flip and rng.random() < 0.5:
+      motion = transforms.flip_pose(motion)
+    x = np.concatenate([motion[..., :2], np.ones_like(motion[..., :1])], axis=-1)
+  else:
+    x = np.asarray(record[key_2d], np.float32)
+    if flip and rng.random() < 0.5:
+      x, motion = transforms.flip_pose(x), transforms.flip_pose(motion)
+  x = _corrupt(x, rng, noise, mask_ratio, mask_t_ratio)
+  target = motion - motion[:, :1] if rootrel else motion
   return {'input': x.astype(np.float32), 'target': target.astype(np.float32),
           'conf': np.ones(motion.shape[:2] + (1,), np.float32)}
 
 
 def pretrain_2d_example(record: dict, rng: np.random.Generator, *, key: str, flip: bool,
                         noise: transforms.SyntheticNoise | None, mask_ratio: float,
-                        mask_t_ratio: float, scale_range=(0.25, 1.0)) -> Example:
+                        mask_t_ratio: float, scale_range=(0.25, 1.0),
+                        rootrel: bool = True) -> Example:
   """2D-only clip (PoseTrack / InstaVariety) -> corrupted input, clean 2D target + confidences.
 
   Official: crop-scale with a random ratio in [0.25, 1], zero joints of confidence 0, flip; the
-  loss weights are the original confidences; noise only for PoseTrack, masks for both.
+  loss weights are the original confidences; noise only for PoseTrack, masks for both (when both
+  ratios are > 0). With `rootrel` (official `rootrel`, on in pretraining) the target's x, y are
+  relative to its root joint in every frame, as the official loop makes every batch's target.
   """
   motion = transforms.crop_scale_2d(np.asarray(record[key], np.float32), scale_range, rng)
   motion = np.where(motion[..., 2:3] == 0, 0.0, motion).astype(np.float32)
   if flip and rng.random() < 0.5:
     motion = transforms.flip_pose(motion)
-  x = motion
+  x = _corrupt(motion, rng, noise, mask_ratio, mask_t_ratio)
+  xy = motion[..., :2] - motion[:, :1, :2] if rootrel else motion[..., :2]
+  target = np.concatenate([xy, np.zeros_like(motion[..., :1])], axis=-1)
+  return {'input': x.astype(np.float32), 'target': target, 'conf': motion[..., 2:3].copy()}
+
+
+def _corrupt(x: np.ndarray, rng: np.random.Generator, noise: transforms.SyntheticNoise | None,
+             mask_ratio: float, mask_t_ratio: float) -> np.ndarray:
+  """Detector noise (if any), then masks: official `augment2D` with `mask = (mask_ratio > 0 and
+  mask_T_ratio > 0)` (train.py), so one ratio alone masks nothing."""
   if noise is not None:
     x = noise.add_noise(x, rng)
-  if mask_ratio > 0 or mask_t_ratio > 0:
+  if mask_ratio > 0 and mask_t_ratio > 0:
     x = transforms.add_mask(x, rng, mask_ratio, mask_t_ratio)
-  target = np.concatenate([motion[..., :2], np.zeros_like(motion[..., :1])], axis=-1)
-  return {'input': x.astype(np.float32), 'target': target, 'conf': motion[..., 2:3].copy()}
+  return x
+
+
+def input_xy_only(make_example: Callable[[dict, np.random.Generator], Example], record: dict,
+                  rng: np.random.Generator) -> Example:
+  """`make_example` with the confidence channel dropped from `input` (official `no_conf`).
+
+  Bind it with `functools.partial(input_xy_only, make_example)`; the model then has dim_in 2.
+  """
+  example = make_example(record, rng)
+  return {**example, 'input': example['input'][..., :2]}
 
 
 @dataclasses.dataclass

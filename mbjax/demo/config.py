@@ -51,8 +51,11 @@ def _add_schedule(c: ml_collections.ConfigDict) -> None:
 
 def _add_data(c: ml_collections.ConfigDict) -> None:
   """Datasets the demo builds from the shipped recordings (the data_dirs are set at run time)."""
+  # Unlike the official configs, 3D clips are crop-scaled to [-1, 1] (`scale_range_3d`): the
+  # lifting evaluator and the demo's plots read the held-out clips normalised that way, and the
+  # wild 2D clips are crop-scaled too; stored mocap clips are metres x 0.298 (a body ~0.5 units).
   c.augment = dict(flip=True, noise=True, noise_path='', mask_ratio=0.05, mask_t_ratio=0.1,
-                   scale_range_2d=(0.25, 1.0))
+                   scale_range_2d=(0.25, 1.0), scale_range_3d=(1.0, 1.0))
   c.data = dict(
       data_dir='',  # set by the demo: <workdir>/tfds
       sources_3d=[dict(name='mocap', split='train', key='joints3d')],
@@ -85,6 +88,10 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # under either init. The corruption, curriculum and other loss terms are the official ones.
   c.loss = dict(lambda_scale=0.5, lambda_3d_velocity=0.0, lambda_lv=0.0, lambda_lg=0.0,
                 lambda_a=0.0, lambda_av=0.0)
+  c.rootrel = True  # official: targets (3D and 2D) root-relative
+  c.no_conf = False  # official `no_conf` (configs/common.py add_input_switches): off
+  c.gt_2d = False  # official `gt_2d`: off
+  c.synthetic = True  # official `synthetic`: the mocap clips have no 2D of their own
   _add_data(c)
   c.mesh = dict(data=-1, fsdp=1, tensor=1)
   c.fsdp = False

@@ -275,15 +275,18 @@ def make_evaluator(config, model, spec):
 
   Test-time options follow the official evaluation, from the spec or else the task config: flip
   averaging (`flip`, else `config.flip_test`), the predicted root set to 0 when training
-  root-relative (`rootrel`, else `config.rootrel`), ground-truth 2D input (`gt_2d`). Errors are
-  always root-relative, as the official protocol computes them.
+  root-relative (`rootrel`, else `config.rootrel`), ground-truth 2D input (`gt_2d`, else
+  `config.gt_2d`); x, y only with `config.no_conf`. Errors are always root-relative, as the
+  official protocol computes them.
   """
   source = records_lib.load('h36m', spec.get('split', 'test'),
                             data_dir=spec.get('data_dir') or config.data.data_dir)
-  gt_2d = bool(spec.get('gt_2d', False))
+  gt_2d = bool(spec.get('gt_2d', config.get('gt_2d', False)))
   flip = bool(spec.get('flip', config.get('flip_test', True)))
   rootrel = bool(spec.get('rootrel', config.get('rootrel', True)))
   inputs, records = test_inputs(source, gt_2d=gt_2d)
+  if config.get('no_conf'):
+    inputs = inputs[..., :2]
   apply = jax.jit(model.apply)
   batch_size = spec.get('batch_size', 32)
 

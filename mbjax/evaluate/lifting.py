@@ -1,9 +1,11 @@
 """2D-to-3D lifting on held-out 3D clips, in millimetres, beside two baselines.
 
 Clips are in MotionBERT's camera-like units (metres x `units_per_metre`, official AMASS convention
-0.298). Each clip is normalised as in pretraining (`crop_scale_3d`, ratio 1) so its scale s is
-known: a normalised distance d is d * s / 2 / units_per_metre metres. The input is the clean 2D
-(x, y, confidence 1) of the normalised clip; errors are on root-relative poses.
+0.298). When pretraining crop-scales its 3D clips (`augment.scale_range_3d` set), each clip is
+normalised the same way (`crop_scale_3d`, ratio 1) so its scale s is known: a normalised distance
+d is d * s / 2 / units_per_metre metres; otherwise clips stay as stored, as the official
+pretraining feeds them. The input is the clean 2D (x, y, confidence 1) of the (normalised) clip;
+errors are on root-relative poses.
 
 Baselines on the same frames: the mean root-relative training pose, and "zero depth" (the input
 x, y with depth 0, root-relative), which is what a model that cannot infer depth would give.
@@ -23,8 +25,15 @@ from mbjax.evaluate import pose_metrics as metrics
 AMASS_UNITS_PER_METRE = 0.298
 
 
-def normalise_clips(clips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """(N, T, 17, 3) clips -> (normalised clips, per-clip mm per normalised unit (N,))."""
+def normalise_clips(clips: np.ndarray, crop_scale: bool = True
+                    ) -> tuple[np.ndarray, np.ndarray]:
+  """(N, T, 17, 3) clips -> (model-unit clips, per-clip mm per model unit (N,)).
+
+  `crop_scale`: normalise each clip to [-1, 1] (`crop_scale_3d`, ratio 1); else keep it as stored.
+  """
+  if not crop_scale:
+    return (np.asarray(clips, np.float32),
+            np.full(len(clips), 1000.0 / AMASS_UNITS_PER_METRE, np.float64))
   out, mm_per_unit = [], []
   for clip in clips:
     xy = clip[..., :2]
@@ -41,9 +50,12 @@ def mean_pose(train_clips: np.ndarray) -> np.ndarray:
 
 
 def evaluate_lifting(predict: Callable[[np.ndarray], np.ndarray], clips: np.ndarray,
-                     train_mean_pose: np.ndarray) -> dict[str, float]:
-  """MPJPE / P-MPJPE (mm) of `predict` ((N, T, 17, 3) input -> 3D) and of both baselines."""
-  norm, mm_per_unit = normalise_clips(clips)
+                     train_mean_pose: np.ndarray, crop_scale: bool = True) -> dict[str, float]:
+  """MPJPE / P-MPJPE (mm) of `predict` ((N, T, 17, 3) input -> 3D) and of both baselines.
+
+  `crop_scale`: as `normalise_clips`; give the mean pose in the same units.
+  """
+  norm, mm_per_unit = normalise_clips(clips, crop_scale)
   x = np.concatenate([norm[..., :2], np.ones_like(norm[..., :1])], axis=-1)
   pred = np.asarray(predict(x), np.float64)
   gt = norm - norm[..., :1, :]
@@ -73,19 +85,23 @@ def make_evaluator(config, model, spec):
 
   spec: `name`, `split` (default 'train'), `key` (default 'joints3d') and optional `data_dir` of
   the held-out 3D clips, `batch_size`. The mean-pose baseline is taken over the clips of
-  `config.data.sources_3d` with the same key.
+  `config.data.sources_3d` with the same key. Clips are crop-scaled when training's are
+  (`config.augment.scale_range_3d` set).
   """
+  crop_scale = (config.get('augment') or {}).get('scale_range_3d') is not None
+  channels = 2 if config.get('no_conf') else 3  # no_conf: the model takes x, y only
   key = spec.get('key', 'joints3d')
   data_dir = config.data.data_dir
   clips = _stack(records.load_spec(spec, data_dir), key)
   train = pipelines.ConcatSource([records.load_spec(s, data_dir) for s in config.data.sources_3d
                                   if s['key'] == key])
-  train_mean_pose = mean_pose(normalise_clips(_stack(train, key))[0])
+  train_mean_pose = mean_pose(normalise_clips(_stack(train, key), crop_scale)[0])
   apply = jax.jit(model.apply)
   batch_size = spec.get('batch_size', 16)
 
   def evaluate(variables):
-    predict = lambda x: batching.predict_batched(lambda b: apply(variables, b), x, batch_size)
-    return evaluate_lifting(predict, clips, train_mean_pose)
+    predict = lambda x: batching.predict_batched(lambda b: apply(variables, b[..., :channels]),
+                                                 x, batch_size)
+    return evaluate_lifting(predict, clips, train_mean_pose, crop_scale)
 
   return evaluate

@@ -24,7 +24,9 @@ def make_curriculum(config) -> pipelines.Curriculum:
   """One '3d' phase over the h36m train split for `config.epochs` epochs."""
   train = records.load('h36m', 'train', data_dir=config.data.data_dir)
   return finetune.make_h36m_curriculum(train, epochs=config.epochs, global_batch=config.batch_size,
-                                       flip=config.flip, rootrel=config.rootrel)
+                                       flip=config.flip, rootrel=config.rootrel,
+                                       gt_2d=config.get('gt_2d', False),
+                                       no_conf=config.get('no_conf', False))
 
 
 def loss_fn(model, variables, batch, rng, kind: str, config):
