@@ -155,7 +155,9 @@ def add_runtime(c: ml_collections.ConfigDict) -> None:
   c.mesh = dict(data=-1, fsdp=1, tensor=1)
   c.fsdp = False
   c.tensor_parallel = False
-  c.checkpoint = dict(every_steps=1000, keep=3, async_save=True)
+  # snapshot_every_epochs: keep the state at the end of every N-th epoch in snapshots/ for good
+  # (official `checkpoint_frequency`, which saves epoch_N.bin); 0 keeps none.
+  c.checkpoint = dict(every_steps=1000, keep=3, async_save=True, snapshot_every_epochs=0)
   c.best_metric = ''
   c.log_every_steps = 50
   c.init_from = ''

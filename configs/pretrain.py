@@ -34,7 +34,7 @@ def get_config(arg: str = 'lite') -> ml_collections.ConfigDict:
   c.model = common.model(MODELS[variant])
 
   # Official schedule: 90 epochs, batch 64, AdamW lr 5e-4 wd 0.01, lr x0.99 per epoch, 3D only
-  # for the first 30 epochs.
+  # for the first 30 epochs. The paper says 80 epochs; MB_pretrain.yaml runs 90, and so do we.
   common.add_optimizer(c, epochs=90, batch_size=64, lr=5e-4, lr_decay=0.99)
   c.curriculum_3d_epochs = 30
   c.loss = common.loss_3d()

@@ -5,8 +5,9 @@ together. `load_variables` / `load_pretrained`: weights from an official `.bin`,
 `mbjax.convert` directory or a trainer workdir, fitted onto a model (a pretrained DSTformer onto
 the `backbone/` of a head model), with a report of what was taken and what was kept.
 
-Layout under the workdir: `checkpoints/<step>/{state,data}` (latest, keep-N, async) and
-`best/<step>/state` (best validation metric, keep 1). Restore order in the trainer: workdir latest
+Layout under the workdir: `checkpoints/<step>/{state,data}` (latest, keep-N, async),
+`best/<step>/state` (best validation metric, keep 1) and `snapshots/<step>/state` (the end of
+every N-th epoch with `checkpoint.snapshot_every_epochs`, all kept). Restore order in the trainer: workdir latest
 -> `init_from` (an mbjax checkpoint or an official .bin) -> scratch.
 """
 
@@ -31,7 +32,7 @@ from mbjax.models.dstformer import scan_params, unscan_params
 class Checkpointer:
 
   def __init__(self, workdir: str, *, keep: int = 3, async_save: bool = True,
-               best_metric: str | None = None, best_mode: str = 'min'):
+               best_metric: str | None = None, best_mode: str = 'min', snapshots: bool = False):
     workdir = os.path.abspath(workdir)
     self.manager = ocp.CheckpointManager(
         os.path.join(workdir, 'checkpoints'),
@@ -53,6 +54,13 @@ class Checkpointer:
               best_fn=lambda m: m[best_metric], best_mode=best_mode),
           item_names=('state',),
       )
+    # Every-N-epochs states, kept forever (official checkpoint_frequency). Written synchronously:
+    # a kill can never leave the regular checkpoint of a step without its snapshot.
+    self.snapshots = ocp.CheckpointManager(
+        os.path.join(workdir, 'snapshots'),
+        options=ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False,
+                                             cleanup_tmp_directories=True),
+        item_names=('state',)) if snapshots else None
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -61,6 +69,12 @@ class Checkpointer:
     args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                               data=grain.checkpoint.CheckpointSave(data_iter))
     return self.manager.save(step, args=args, force=force)
+
+  def save_snapshot(self, step: int, state: Any) -> None:
+    """Keeps `state` under `snapshots/<step>` (a step already there is left as it is)."""
+    if self.snapshots is not None and step not in self.snapshots.all_steps():
+      self.snapshots.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
+                          force=True)
 
   def save_best(self, step: int, state: Any, metrics: dict) -> None:
     if self.best is not None and self.best_metric in metrics:
@@ -128,8 +142,9 @@ class Checkpointer:
   def close(self) -> None:
     self.wait()
     self.manager.close()
-    if self.best is not None:
-      self.best.close()
+    for manager in (self.best, self.snapshots):
+      if manager is not None:
+        manager.close()
 
 
 def _state_metadata(step_dir: str):

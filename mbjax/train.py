@@ -381,9 +381,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
   batches = pipelines.HostBatches(s.curriculum, seed=config.data_seed,
                                   process_index=jax.process_index(),
                                   process_count=jax.process_count())
+  every_epochs = config.checkpoint.get('snapshot_every_epochs', 0)
   ckpt = ckpt_lib.Checkpointer(workdir, keep=config.checkpoint.keep,
                                async_save=config.checkpoint.async_save,
-                               best_metric=config.get('best_metric') or None)
+                               best_metric=config.get('best_metric') or None,
+                               snapshots=every_epochs > 0)
   state, data_iter, start_step = _restore_or_init(s, ckpt, batches, config)
   if start_step:
     try:
@@ -428,6 +430,8 @@ class _Loop:
     self.s, self.workdir, self.batches, self.ckpt = s, workdir, batches, ckpt
     self.writer, self.progress, self.evaluators = writer, progress, evaluators
     self.last, self.evals = {}, {}  # the latest step's metrics, the latest evaluator results
+    self.snapshot_steps = snapshot_steps(
+        s.curriculum, s.config.checkpoint.get('snapshot_every_epochs', 0), s.total_steps)
 
   def read(self, done) -> None:
     """A finished step's (step, metrics): checked finite, logged when due, shown."""
@@ -468,17 +472,29 @@ class _Loop:
       is_save = step % s.config.checkpoint.every_steps == 0 or step == total
       evals_due = step == total or any(every and step % every == 0
                                        for every, _ in self.evaluators.values())
-      if is_save or evals_due:
+      is_snapshot = step in self.snapshot_steps
+      if is_save or evals_due or is_snapshot:
         self.read(self.writer.pop())  # never save or evaluate a state whose loss is not finite
         if evals_due:
           self.evaluate(state, step)
-        if is_save:
-          with self.progress.pause():
+        with self.progress.pause():
+          if is_snapshot:  # before the regular save: a resume never skips past a snapshot
+            self.ckpt.save_snapshot(step, state)
+          if is_save:
             self.ckpt.save(step, state, data_iter)
     self.read(self.writer.pop())
     if preempt.requested and self.ckpt.latest_step() != step:
       self.ckpt.save(step, state, data_iter, force=True)
     return state, step
+
+
+def snapshot_steps(curriculum, every_epochs: int, last_step: int) -> set[int]:
+  """The steps that end every `every_epochs`-th epoch (1-based: epochs N, 2N, ...) of the
+  curriculum, up to `last_step`; empty for 0."""
+  if every_epochs <= 0:
+    return set()
+  ends = [*curriculum.epoch_starts[1:], curriculum.total_steps]  # epoch e ends where e + 1 starts
+  return {end for e, end in enumerate(ends) if (e + 1) % every_epochs == 0 and end <= last_step}
 
 
 def _finished(workdir: str, step: int) -> dict:

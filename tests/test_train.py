@@ -55,6 +55,8 @@ def _assert_trees_equal(a, b):
 def test_train_end_to_end(tmp_path, config):
   from mbjax import train
   config = config()
+  with config.unlocked():
+    config.checkpoint.snapshot_every_epochs = 1  # official checkpoint_frequency
   workdir = str(tmp_path / 'run')
   summary = train.train_and_evaluate(config, workdir)
   assert summary['step'] == 10
@@ -70,6 +72,12 @@ def test_train_end_to_end(tmp_path, config):
   step, params = _final_params(workdir)
   assert step == 10
   _assert_trees_equal(params, jax.device_get(summary['state']['params']))
+  # A snapshot at the end of each epoch (in snapshots/, which checkpoint.keep does not prune).
+  curriculum = train.setup(config).curriculum
+  ends = [e for e in curriculum.epoch_starts[1:] if e <= 10]
+  assert ends and sorted(int(p.name) for p in (tmp_path / 'run' / 'snapshots').iterdir()) == ends
+  first = checkpoint.read_state(os.path.join(workdir, 'snapshots'), ends[0])
+  assert int(first['step']) == ends[0]
   # The trained weights in the official format (convert --to-official on a workdir).
   official = tmp_path / 'trained.bin'
   assert convert.main(convert.parse_flags(['mbjax.convert', '--to-official', workdir,
@@ -85,6 +93,14 @@ def test_train_end_to_end(tmp_path, config):
   _assert_trees_equal(jax.device_get(again['state']['params']), params)
   for name, content in before.items():
     assert (pathlib.Path(workdir) / name).read_bytes() == content, name
+
+
+def test_snapshot_steps_end_every_nth_epoch():
+  from mbjax import train
+  curriculum = type('C', (), dict(epoch_starts=[0, 30, 40, 50, 60], total_steps=70))()
+  assert train.snapshot_steps(curriculum, 2, 70) == {40, 60}
+  assert train.snapshot_steps(curriculum, 1, 45) == {30, 40}  # total_steps cuts the run short
+  assert train.snapshot_steps(curriculum, 0, 70) == set()
 
 
 def test_log_due_every_n_at_the_end_and_at_phase_ends():
