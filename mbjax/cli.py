@@ -139,13 +139,15 @@ def run(main: Callable[[list[str]], int | None], *, program: str,
         raise
       fail(program, f'{_final_exception_line(str(e))} (see --help)', 2)
 
-  def guarded(argv):
-    try:
-      return main(argv)
-    except USER_ERRORS as e:
-      if show_tracebacks():
-        raise
-      logging.debug('%s failed', program, exc_info=True)
-      fail(program, str(e), 1)
+  app.run(lambda argv: call(program, main, argv), flags_parser=parser)
 
-  app.run(guarded, flags_parser=parser)
+
+def call(program: str, fn: Callable, *args):
+  """`fn(*args)`, a USER_ERRORS exception reported as one line (exit status 1)."""
+  try:
+    return fn(*args)
+  except USER_ERRORS as e:
+    if show_tracebacks():
+      raise
+    logging.debug('%s failed', program, exc_info=True)
+    fail(program, str(e), 1)

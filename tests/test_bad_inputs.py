@@ -120,6 +120,8 @@ CASES = [
     # python -m mbjax.demo and python -m mbjax.bench
     Case('demo-missing-assets', 'mbjax.demo', ('--workdir={tmp}/demo', '--assets={tmp}/none'), 1,
          ('none',)),
+    Case('bench-no-assets', 'mbjax.bench', ('data', '--assets={tmp}/none'), 1,
+         ('mbjax.bench data: error:', 'none')),
     Case('bench-unknown-field', 'mbjax.bench',
          ('train', f'--config={TINY}:{{data}}', '--config.bach_size=2'), 2,
          ('bach_size',)),

@@ -47,8 +47,8 @@ def main(argv=None) -> int:
     from mbjax import cpu_allocator  # before JAX starts: see mbjax/cpu_allocator.py
     cpu_allocator.reexec_with_jemalloc('mbjax.bench')
   module, fv = parse(list(sys.argv if argv is None else ['mbjax.bench', *argv]))
-  from mbjax import cpu_allocator
-  result = module.run(fv)
+  from mbjax import cli, cpu_allocator
+  result = cli.call(f'mbjax.bench {module.__name__.rsplit(".", 1)[-1]}', module.run, fv)
   result['allocator'] = cpu_allocator.active()
   print(json.dumps(result))
   return 0
