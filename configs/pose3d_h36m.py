@@ -20,8 +20,8 @@ Variants (official configs/pose3d/*.yaml named):
   global       MB_ft_h36m_global: `ft` without root-relative targets (official rootrel=False)
   global_lite  MB_ft_h36m_global_lite: the Lite model, lr 5e-4, rootrel=False (the model of the
                official in-the-wild inference)
-  lite         MB_ft_h36m.yaml as first released (commit 20db205; later changed to `ft`): the Lite
-               model, lr 5e-4, root-relative
+  lite         `global_lite` with root-relative targets: the Lite model, lr 5e-4, rootrel=True
+               (no current official config; for Lite runs that keep the root at zero)
 Switches after the variant: `runlocal` (a few steps), `bf16`, `scan`, `fsdp=N`, `tp=N`, `no_conf`
 (configs/common.py); an unknown word is an error. Build the data:
 `python -m data_prep.build h36m --source h36m_sh_conf_cam_source_final.pkl --data_dir data/tfds`.

@@ -201,7 +201,7 @@ def test_config_variants():
   lite = pose3d_h36m.get_config('global_lite')
   assert (lite.model.dim_feat, lite.model.mlp_ratio, lite.epochs, lite.lr) == (256, 4, 60, 5e-4)
   assert not lite.rootrel and lite.flip and lite.flip_test
-  # MB_ft_h36m.yaml as first released: the same, root-relative.
+  # lite: the same, root-relative (no current official config).
   lite = pose3d_h36m.get_config('lite')
   assert (lite.model.dim_feat, lite.model.mlp_ratio, lite.epochs, lite.lr) == (256, 4, 60, 5e-4)
   assert lite.rootrel
