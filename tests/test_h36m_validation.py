@@ -12,6 +12,7 @@ from data_prep import builder
 from mbjax.data import subjects
 from mbjax.data.records import load as load_split
 from mbjax.data.records import load_spec
+from mbjax.evaluate import h36m_val
 
 # (source, camera, frames). Train: stride 81, so 405 frames -> 3 clips, 324 -> 2 clips.
 TRAIN_SEQUENCES = [('s_01_act_02_subact_01_ca_01', '54138969', 405),
@@ -109,3 +110,36 @@ def test_subject_filter_reads_the_split_once(data_dir, monkeypatch):
   monkeypatch.setattr(subjects, 'record_subjects', lambda s: calls.append(s) or original(s))
   assert len(load_spec(spec, data_dir)) == 8
   assert calls == []
+
+
+# ----------------------------------------------------------------------------------------------
+# The h36m_val evaluator.
+
+
+def _joint_offsets(norms: np.ndarray) -> np.ndarray:
+  """(N, T) lengths -> (N, T, 17, 3) offsets of that length on joints 1..16, root untouched."""
+  direction = np.array([2.0, -1.0, 2.0]) / 3.0
+  out = np.zeros(norms.shape + (17, 3))
+  out[..., 1:, :] = norms[..., None, None] * direction
+  return out
+
+
+def test_errors_are_root_relative_pixels_per_clip_width():
+  rng = np.random.default_rng(1)
+  gt = rng.uniform(-1, 1, (2, 5, 17, 3))
+  res_w = np.array([1000.0, 500.0])
+  # Clip 0 off by 0.01 normalised units (5 px at width 1000), clip 1 by 0.04 (10 px at 500); a
+  # shift of the whole pose (root included) does not count.
+  pred = gt + _joint_offsets(np.array([[0.01] * 5, [0.04] * 5])) + np.array([0.3, -0.2, 0.1])
+  result = h36m_val.evaluate(pred, gt, res_w)
+  np.testing.assert_allclose(result['mpjpe_px'], (5 + 10) / 2 * 16 / 17, rtol=1e-9)
+  assert (result['clips'], result['frames']) == (2, 10)
+  assert 0 < result['p_mpjpe_px'] < result['mpjpe_px']
+  # A rotation and scale about the root: Procrustes removes it, MPJPE does not.
+  angle = np.deg2rad(25)
+  rot = np.array([[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]])
+  rel = gt - gt[:, :, :1]
+  turned = h36m_val.evaluate(gt[:, :, :1] + 1.3 * rel @ rot.T, gt, res_w)
+  assert turned['p_mpjpe_px'] < 1e-6 and turned['mpjpe_px'] > 10
+  with pytest.raises(ValueError, match=r'res_w has shape \(3,\), expected \(2,\)'):
+    h36m_val.evaluate(pred, gt, np.ones(3))
