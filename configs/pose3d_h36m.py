@@ -23,13 +23,14 @@ Variants (official configs/pose3d/*.yaml named):
   lite         `global_lite` with root-relative targets: the Lite model, lr 5e-4, rootrel=True
                (no current official config; for Lite runs that keep the root at zero)
 Switches after the variant: `runlocal` (a few steps), `bf16`, `scan`, `fsdp=N`, `tp=N`, `no_conf`
-(configs/common.py); an unknown word is an error. Build the data:
+(configs/common.py), `val=S8` (configs/validation.py: S8 held out of training and evaluated every
+epoch to keep the best checkpoint, e.g. `:ft,val=S8`); an unknown word is an error. Build the data:
 `python -m data_prep.build h36m --source h36m_sh_conf_cam_source_final.pkl --data_dir data/tfds`.
 """
 
 import ml_collections
 
-from configs import common
+from configs import common, validation
 from mbjax.models.dstformer import LITE, RELEASE
 
 VARIANTS = ('ft', 'scratch', 'global', 'global_lite', 'lite')
@@ -37,6 +38,7 @@ LITE_VARIANTS = ('global_lite', 'lite')
 
 
 def get_config(arg: str = 'ft') -> ml_collections.ConfigDict:
+  arg, held_out = validation.pop_subjects(arg, config_file=__file__)
   variant, switches = common.parse_arg(arg, config_file=__file__, variants=VARIANTS,
                                        options=common.INPUT_OPTIONS)
   c = ml_collections.ConfigDict()
@@ -66,8 +68,13 @@ def get_config(arg: str = 'ft') -> ml_collections.ConfigDict:
 
   common.add_runtime(c)
   # The official code keeps the epoch with the best test MPJPE (best_epoch.bin); that selects on
-  # the test set, and H36M has no official validation split, so we keep no "best" checkpoint and
-  # report the final one (`h36m/mpjpe` would be the metric, lower is better).
+  # the test set, and H36M has no official validation split, so by default we keep no "best"
+  # checkpoint and report the final one. `val=S8` holds S8 out of training and keeps the best
+  # `h36m_val/mpjpe_px` (evaluated every epoch, as officially) in <workdir>/best/.
   c.best_metric = ''
+  if held_out:  # the training clips (tasks/pose3d.py: all of h36m/train when absent)
+    c.data.train = dict(name='h36m', split='train')
+    validation.add_h36m_validation(c, held_out, train_spec=c.data.train,
+                                   runlocal=switches.get('runlocal', False))
   common.apply_switches(c, switches)  # runlocal also evaluates every 10 steps
   return c

@@ -8,7 +8,10 @@
 Variants: `release` (42.5M parameters, the paper's model), `lite` (16.0M), `tiny`
 (`dstformer.TINY`, the one small model of tests, the demo and runlocal). Switches after the
 variant: `runlocal` (a few steps on CPU), `bf16`, `scan`, `fsdp=N`, `tp=N`, `no_conf`
-(configs/common.py).
+(configs/common.py), and `val=S8` (configs/validation.py): S8 held out of the H36M training
+clips and evaluated every epoch (`h36m_val/mpjpe_px`, in pixels) to keep the best checkpoint,
+with the H36M test split reported at the start and the end (the official code evaluates the test
+split every epoch and selects on it).
 An unknown word is an error. Datasets are built first with
 `python -m data_prep.build NAME --source ... --data_dir data/tfds` for amass, h36m, posetrack and
 instavariety.
@@ -17,13 +20,14 @@ instavariety.
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from configs import common
+from configs import common, validation
 from mbjax.models.dstformer import LITE, RELEASE, TINY
 
 MODELS = {'release': RELEASE, 'lite': LITE, 'tiny': TINY}
 
 
 def get_config(arg: str = 'lite') -> ml_collections.ConfigDict:
+  arg, held_out = validation.pop_subjects(arg, config_file=__file__)
   variant, switches = common.parse_arg(arg, config_file=__file__, variants=list(MODELS),
                                       options=common.INPUT_OPTIONS)
   c = ml_collections.ConfigDict()
@@ -61,5 +65,10 @@ def get_config(arg: str = 'lite') -> ml_collections.ConfigDict:
   c.evals = ml_collections.ConfigDict()
 
   common.add_runtime(c)
+  if held_out:  # `val=S8`: the official per-epoch H36M evaluation, on held-out training subjects
+    h36m = next(s for s in c.data.sources_3d if s['name'] == 'h36m')
+    validation.add_h36m_validation(c, held_out, train_spec=h36m,
+                                   runlocal=switches.get('runlocal', False))
+    c.evals.h36m = dict(split='test', every_steps=0, batch_size=32)  # reported, never selects
   common.apply_switches(c, switches)
   return c

@@ -207,6 +207,11 @@ class Curriculum:
     start, epoch, pid = self.segments[i]
     return epoch, pid, step - start
 
+  def epoch_steps(self, epoch: int) -> int:
+    """Steps of `epoch` (epochs differ once the 2D phases join the curriculum)."""
+    ends = self.epoch_starts[1:] + [self.total_steps]
+    return ends[epoch] - self.epoch_starts[epoch]
+
   def epoch_of(self, step: int) -> int:
     return bisect.bisect_right(self.epoch_starts, step) - 1
 

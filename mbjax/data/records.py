@@ -12,6 +12,8 @@ import pathlib
 import numpy as np
 import tensorflow_datasets as tfds
 
+from mbjax.data import subjects
+
 
 def dataset_dir(name: str, *, data_dir: str | pathlib.Path, version: str | None = None
                 ) -> pathlib.Path:
@@ -79,7 +81,13 @@ def load(name: str, split: str, *, data_dir: str | pathlib.Path,
   return RecordSource(builder.as_data_source(split), builder.info.features, split, str(path))
 
 
-def load_spec(spec, data_dir: str | pathlib.Path) -> RecordSource:
+def load_spec(spec, data_dir: str | pathlib.Path):
   """The records a config entry names: `dict(name=..., split='train', data_dir=None)`, its own
-  `data_dir` or else the config's."""
-  return load(spec['name'], spec.get('split', 'train'), data_dir=spec.get('data_dir') or data_dir)
+  `data_dir` or else the config's.
+
+  `subjects=('S8',)` keeps only the clips of those Human3.6M subjects, `exclude_subjects=('S8',)`
+  drops them (records with an H36M `source` field; see `mbjax.data.subjects`).
+  """
+  source = load(spec['name'], spec.get('split', 'train'), data_dir=spec.get('data_dir') or data_dir)
+  return subjects.filter_subjects(source, subjects=spec.get('subjects') or (),
+                                  exclude_subjects=spec.get('exclude_subjects') or ())

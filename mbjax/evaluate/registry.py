@@ -3,19 +3,28 @@
 Each type names a module with `make_evaluator(config, model, spec) -> fn(variables) -> metrics`;
 `type` defaults to the entry's name (`config.evals.h36m` is an `h36m` evaluator). The trainer runs
 every evaluator at step 0, every `every_steps` steps (0: never in between) and at the last step;
-`python -m mbjax.evaluate` runs the same evaluators on a checkpoint.
+`every_epochs=N` (N > 0) instead evaluates every N times the first epoch's steps, where the task
+gives its epoch length. `python -m mbjax.evaluate` runs the same evaluators on a checkpoint.
+
+Model selection stays off the test set: an evaluator with `subjects` (a validation split carved
+from training subjects, `h36m_val`) must see no clip the task trains on, and while one is
+configured `config.best_metric` may not name an evaluator of a test split.
 """
 
 from __future__ import annotations
 
 import importlib
+from typing import Callable, Sequence
 
+from mbjax.data import subjects
 from mbjax.tasks import base
 
 EVALUATORS = {
     'lifting': 'mbjax.evaluate.lifting',  # 2D-to-3D lifting of held-out 3D clips, mm, baselines
     'h36m': 'mbjax.evaluate.h36m',  # Human3.6M MPJPE / P-MPJPE, the official protocol
+    'h36m_val': 'mbjax.evaluate.h36m_val',  # H36M held-out training subjects, pixels
 }
+DEFAULT_SPLITS = {'h36m': 'test'}  # the split of an evaluator type whose spec names none
 
 
 def make_evaluator(config, model, name: str, spec):
@@ -27,7 +36,72 @@ def make_evaluator(config, model, name: str, spec):
   return importlib.import_module(EVALUATORS[kind]).make_evaluator(config, model, spec)
 
 
-def make_evaluators(config, model) -> base.Evaluators:
-  """name -> (every_steps, fn(variables) -> metrics) for every entry of `config.evals`."""
-  return {name: (int(spec.get('every_steps', 0) or 0), make_evaluator(config, model, name, spec))
+def _subjects(names) -> set[str]:
+  return {subjects.subject_name(s) for s in names or ()}
+
+
+def _split_of(name: str, spec) -> str:
+  kind = spec.get('type', name)
+  return spec.get('split', DEFAULT_SPLITS.get(kind, 'train'))
+
+
+def check_best_metric(config) -> None:
+  """`config.best_metric` names no test-split evaluator while a validation evaluator
+  (one with `subjects`) is configured."""
+  evals = config.get('evals', {})
+  best = config.get('best_metric') or ''
+  validation = [name for name, spec in evals.items() if spec.get('subjects')]
+  name = best.split('/', 1)[0]
+  if validation and name in evals and _split_of(name, evals[name]) == 'test':
+    raise ValueError(f'config.best_metric={best!r} selects the best checkpoint on the test split '
+                     f'(config.evals.{name}); with the validation evaluator {validation[0]!r} '
+                     f'configured, select on it, e.g. {validation[0]}/mpjpe_px')
+
+
+def check_held_out(config, train_specs: Sequence) -> None:
+  """No validation evaluator (`subjects` on a dataset split) shares a subject with a training
+  spec of the same dataset split: that spec must drop them (`exclude_subjects`)."""
+  for name, spec in config.get('evals', {}).items():
+    held_out = _subjects(spec.get('subjects'))
+    if not held_out:
+      continue
+    where = (spec.get('name', 'h36m'), _split_of(name, spec))
+    for train in train_specs:
+      if (train['name'], train.get('split', 'train')) != where:
+        continue
+      kept = held_out - _subjects(train.get('exclude_subjects'))
+      if train.get('subjects'):  # a training source of named subjects trains on those only
+        kept &= _subjects(train['subjects'])
+      if kept:
+        drop = ', '.join(repr(s) for s in sorted(held_out))
+        raise ValueError(f'config.evals.{name} validates on {", ".join(sorted(kept))}, but '
+                         f'training reads their clips from {where[0]}/{where[1]}: give that '
+                         f'training source exclude_subjects=({drop},) (the configs\' '
+                         'val=SUBJECTS word does)')
+
+
+def _every(name: str, spec, steps_per_epoch: Callable[[], int] | None) -> int:
+  epochs = int(spec.get('every_epochs', 0) or 0)
+  if epochs <= 0:
+    return int(spec.get('every_steps', 0) or 0)
+  if steps_per_epoch is None:
+    raise ValueError(f'config.evals.{name}.every_epochs={epochs}: this task gives no epoch '
+                     'length; use every_steps')
+  return epochs * steps_per_epoch()
+
+
+def make_evaluators(config, model, *, train_specs: Sequence = (),
+                    steps_per_epoch: Callable[[], int] | None = None) -> base.Evaluators:
+  """name -> (every_steps, fn(variables) -> metrics) for every entry of `config.evals`.
+
+  Args:
+    config: the run's config.
+    model: the model every evaluator runs.
+    train_specs: the dataset specs the task trains on (for `check_held_out`).
+    steps_per_epoch: fn() -> steps of the first epoch, for `every_epochs` entries (called only
+      when one is configured).
+  """
+  check_best_metric(config)
+  check_held_out(config, train_specs)
+  return {name: (_every(name, spec, steps_per_epoch), make_evaluator(config, model, name, spec))
           for name, spec in config.get('evals', {}).items()}

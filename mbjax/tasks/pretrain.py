@@ -140,5 +140,10 @@ def loss_fn(model, variables, batch, rng, kind: str, config):
 
 
 def make_evaluators(config, model) -> base.Evaluators:
-  """`config.evals` through the evaluator registry (`lifting`, `h36m`)."""
-  return registry.make_evaluators(config, model)
+  """`config.evals` through the evaluator registry (`lifting`, `h36m`, `h36m_val`).
+
+  `every_epochs` counts the first epoch's steps (3D only while `curriculum_3d_epochs`; the later
+  epochs with the 2D phases are longer, so evaluation then runs more than once an epoch).
+  """
+  return registry.make_evaluators(config, model, train_specs=config.data.sources_3d,
+                                  steps_per_epoch=lambda: make_curriculum(config).epoch_steps(0))
