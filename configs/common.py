@@ -16,7 +16,7 @@ e.g. `--config=configs/pretrain.py:lite,bf16,fsdp=4`. Configs whose model reads 
 """
 
 import pathlib
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import ml_collections
 
@@ -26,19 +26,25 @@ INPUT_OPTIONS = ('no_conf',)  # `options` of the configs that call `add_input_sw
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _config_name(config_file: str) -> str:
+def config_name(config_file: str) -> str:
   """`configs/pretrain.py` for a config file under the repository, else the path as given."""
   path = pathlib.Path(config_file).resolve()
   return str(path.relative_to(_ROOT)) if path.is_relative_to(_ROOT) else config_file
 
 
-def _valid_words(options: Sequence[str]) -> str:
-  return ', '.join([*SWITCHES, *(f'{w}=N' for w in SIZED_SWITCHES), *options])
+def _valid_words(options: Sequence[str], valued: Mapping[str, str] = {}) -> str:
+  return ', '.join([*SWITCHES, *(f'{w}=N' for w in SIZED_SWITCHES), *options,
+                    *(f'{w}={example}' for w, example in valued.items())])
 
 
-def _parse_word(word: str, options: Sequence[str], where: str) -> tuple[str, bool | int]:
-  """One switch word -> (name, True) or (name, N)."""
+def _parse_word(word: str, options: Sequence[str], valued: Mapping[str, str],
+                where: str) -> tuple[str, bool | int | str]:
+  """One switch word -> (name, True), (name, N) or, for a `valued` option, (name, its text)."""
   name, has_value, value = word.partition('=')
+  if name in valued:
+    if not value:
+      raise ValueError(f'{where}: switch {name!r} needs a value, e.g. {name}={valued[name]}')
+    return name, value
   if name in SIZED_SWITCHES:
     if not has_value:
       raise ValueError(f'{where}: switch {name!r} needs a device count, e.g. {name}=4')
@@ -52,11 +58,13 @@ def _parse_word(word: str, options: Sequence[str], where: str) -> tuple[str, boo
     if has_value:
       raise ValueError(f'{where}: switch {name!r} takes no value, got {word!r}')
     return name, True
-  raise ValueError(f'{where}: unknown switch {word!r}; valid switches: {_valid_words(options)}')
+  raise ValueError(f'{where}: unknown switch {word!r}; valid switches: '
+                   f'{_valid_words(options, valued)}')
 
 
 def parse_arg(arg: str, *, config_file: str, variants: Sequence[str] | None,
-              options: Sequence[str] = ()) -> tuple[str, dict[str, bool | int]]:
+              options: Sequence[str] = (), valued: Mapping[str, str] = {}
+              ) -> tuple[str, dict[str, bool | int | str]]:
   """Splits a config arg `VARIANT[,switch...]` and checks every word.
 
   Args:
@@ -64,25 +72,27 @@ def parse_arg(arg: str, *, config_file: str, variants: Sequence[str] | None,
     config_file: the config's `__file__`, named in errors.
     variants: the valid first words; None when the first word is free (a data directory).
     options: the config's own on/off switches, besides the common `SWITCHES`.
+    valued: the config's own `word=VALUE` options, name -> an example value (for messages).
 
   Returns:
-    (variant, switches): switches maps each given switch to True, or to N for `fsdp=N`/`tp=N`.
+    (variant, switches): switches maps each given switch to True, to N for `fsdp=N`/`tp=N`, or
+    to the text after `=` for a `valued` option.
 
   Raises:
     ValueError: an unknown variant or switch (the message lists the valid ones), a switch given
       twice, or a bad N.
   """
-  name = _config_name(config_file)
+  name = config_name(config_file)
   where = f'{name}: in {arg!r}'
   variant, *words = arg.split(',')
   if variants is not None and variant not in variants:
     raise ValueError(f'{name}: unknown variant {variant!r}, expected one of {list(variants)}, '
-                     f'then switches among: {_valid_words(options)}')
+                     f'then switches among: {_valid_words(options, valued)}')
   if variants is None and not variant:
     raise ValueError(f'{where}: the first word, a data directory, is empty')
   switches = {}
   for word in words:
-    switch, value = _parse_word(word, options, where)
+    switch, value = _parse_word(word, options, valued, where)
     if switch in switches:
       raise ValueError(f'{where}: switch {switch!r} given twice')
     switches[switch] = value

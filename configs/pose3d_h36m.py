@@ -38,9 +38,10 @@ LITE_VARIANTS = ('global_lite', 'lite')
 
 
 def get_config(arg: str = 'ft') -> ml_collections.ConfigDict:
-  arg, held_out = validation.pop_subjects(arg, config_file=__file__)
   variant, switches = common.parse_arg(arg, config_file=__file__, variants=VARIANTS,
-                                       options=common.INPUT_OPTIONS)
+                                       options=common.INPUT_OPTIONS,
+                                       valued=validation.VALUED)
+  held_out = validation.held_out(switches, config_file=__file__)
   c = ml_collections.ConfigDict()
   c.task = 'pose3d'
   c.seed = 0  # parameter init (of what init_from does not cover)

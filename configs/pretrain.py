@@ -27,9 +27,10 @@ MODELS = {'release': RELEASE, 'lite': LITE, 'tiny': TINY}
 
 
 def get_config(arg: str = 'lite') -> ml_collections.ConfigDict:
-  arg, held_out = validation.pop_subjects(arg, config_file=__file__)
   variant, switches = common.parse_arg(arg, config_file=__file__, variants=list(MODELS),
-                                      options=common.INPUT_OPTIONS)
+                                      options=common.INPUT_OPTIONS,
+                                      valued=validation.VALUED)
+  held_out = validation.held_out(switches, config_file=__file__)
   c = ml_collections.ConfigDict()
   c.task = 'pretrain'
   c.seed = 0  # parameter init

@@ -16,9 +16,12 @@ The test split is never used for selection (`mbjax.evaluate.registry.check_best_
 
 from __future__ import annotations
 
+from typing import Mapping
+
 from configs import common
 
 WORD = 'val'
+VALUED = {WORD: 'S8'}  # `common.parse_arg(..., valued=VALUED)`: the word takes a value
 TRAIN_SUBJECTS = ('S1', 'S5', 'S6', 'S7', 'S8')  # H36M's training subjects (test: S9, S11)
 EVERY_STEPS = 5000  # when every_epochs is 0
 
@@ -32,30 +35,21 @@ def _subject(name: str, where: str) -> str:
   return canonical
 
 
-def pop_subjects(arg: str, *, config_file: str) -> tuple[str, tuple[str, ...]]:
-  """(arg without its `val=...` word, the held-out subjects or () when there is none).
+def held_out(switches: Mapping[str, object], *, config_file: str) -> tuple[str, ...]:
+  """The subjects of the `val=S7+S8` word among the parsed `switches` (() when it is absent).
 
   Raises:
-    ValueError: `val` without subjects, given twice, a subject that is not a training subject,
-      or every training subject held out.
+    ValueError: a subject that is not a training subject, or every training subject held out.
   """
-  where = f'{common._config_name(config_file)}: in {arg!r}'  # pylint: disable=protected-access
-  kept, found = [], []
-  for i, word in enumerate(arg.split(',')):
-    name, _, value = word.partition('=')
-    if i == 0 or name != WORD:
-      kept.append(word)
-      continue
-    if not value:
-      raise ValueError(f'{where}: {WORD} needs the held-out subjects, e.g. {WORD}=S8 or '
-                       f'{WORD}=S7+S8')
-    found.append([_subject(s, where) for s in value.split('+')])
-  if len(found) > 1:
-    raise ValueError(f'{where}: switch {WORD!r} given twice')
-  held_out = tuple(sorted(set(found[0]), key=lambda s: int(s[1:]))) if found else ()
-  if held_out and set(held_out) == set(TRAIN_SUBJECTS):
-    raise ValueError(f'{where}: {WORD}={"+".join(held_out)} leaves no subject to train on')
-  return ','.join(kept), held_out
+  value = switches.get(WORD)
+  if not value:
+    return ()
+  where = f'{common.config_name(config_file)}: in {WORD}={value}'
+  subjects = tuple(sorted({_subject(s, where) for s in str(value).split('+')},
+                          key=lambda s: int(s[1:])))
+  if set(subjects) == set(TRAIN_SUBJECTS):
+    raise ValueError(f'{where}: that leaves no subject to train on')
+  return subjects
 
 
 def add_h36m_validation(c, subjects: tuple[str, ...], *, train_spec: dict,

@@ -252,7 +252,7 @@ def test_val_word_holds_s8_out_of_pretraining_and_finetuning():
 
 
 @pytest.mark.parametrize('word, message', [
-    ('val', 'val needs the held-out subjects, e.g. val=S8'),
+    ('val', "switch 'val' needs a value, e.g. val=S8"),
     ('val=S9', "'S9' is not a Human3.6M training subject"),
     ('val=S8,val=S7', "switch 'val' given twice"),
     ('val=S1+S5+S6+S7+S8', 'leaves no subject to train on'),

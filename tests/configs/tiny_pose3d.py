@@ -12,8 +12,9 @@ OPTIONS = ('global', 'noflip')
 
 
 def get_config(arg: str):
-  arg, held_out = validation.pop_subjects(arg, config_file=__file__)
-  data_dir, switches = common.parse_arg(arg, config_file=__file__, variants=None, options=OPTIONS)
+  data_dir, switches = common.parse_arg(arg, config_file=__file__, variants=None, options=OPTIONS,
+                                        valued=validation.VALUED)
+  held_out = validation.held_out(switches, config_file=__file__)
   variant = 'global' if switches.get('global') else 'ft'
   c = pose3d_h36m.get_config(f'{variant},val={"+".join(held_out)}' if held_out else variant)
   c.model.update(TINY)  # maxlen 243: the h36m builder always cuts 243-frame clips
