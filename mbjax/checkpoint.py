@@ -7,8 +7,8 @@ the `backbone/` of a head model), with a report of what was taken and what was k
 
 Layout under the workdir: `checkpoints/<step>/{state,data}` (latest, keep-N, async),
 `best/<step>/state` (best validation metric, keep 1) and `snapshots/<step>/state` (the end of
-every N-th epoch with `checkpoint.snapshot_every_epochs`, all kept). Restore order in the trainer: workdir latest
--> `init_from` (an mbjax checkpoint or an official .bin) -> scratch.
+every N-th epoch with `checkpoint.snapshot_every_epochs`, all kept). Restore order in the
+trainer: workdir latest -> `init_from` (an mbjax checkpoint or an official .bin) -> scratch.
 """
 
 from __future__ import annotations
