@@ -67,7 +67,7 @@ def _loaded_config(flag_values, name: str, argv: Sequence[str]):
     sys.argv = saved
 
 
-def _unknown_config_field(argv: Sequence[str], flag_values) -> str | None:
+def unknown_config_field(argv: Sequence[str], flag_values) -> str | None:
   """'unknown config field config.bach_size (...); nearest: batch_size' for the first
   `--config.` override of `argv` whose path does not exist in the config, else None."""
   for arg in argv[1:]:
@@ -108,7 +108,7 @@ def define_config_file(name: str, default: str, help_string: str, *, program: st
       config_flags.DEFINE_config_file(name, default, help_string, lock_config=True)
     finally:
       sys.argv = argv
-    message = _unknown_config_field(argv, flags.FLAGS) or _final_exception_line(str(e))
+    message = unknown_config_field(argv, flags.FLAGS) or _final_exception_line(str(e))
     fail(program, f'{message} (see --help)', 2)
 
 
@@ -119,7 +119,7 @@ def parse_flags(argv: Sequence[str], *, program: str) -> list[str]:
   except _PARSE_ERRORS as e:
     if show_tracebacks():
       raise
-    unknown = _unknown_config_field(argv, flags.FLAGS)
+    unknown = unknown_config_field(argv, flags.FLAGS)
     message = unknown or _final_exception_line(str(e))
     fail(program, f'{message} (see --help)', 2)
   raise AssertionError('unreachable')

@@ -124,7 +124,7 @@ CASES = [
          ('mbjax.bench data: error:', 'none')),
     Case('bench-unknown-field', 'mbjax.bench',
          ('train', f'--config={TINY}:{{data}}', '--config.bach_size=2'), 2,
-         ('bach_size',)),
+         ('unknown config field config.bach_size', 'nearest: batch_size')),
 ]
 
 

@@ -37,7 +37,9 @@ def parse(argv: list[str]):
   try:
     fv([f'mbjax.bench {name}', *argv[2:]])
   except (flags.Error, ValueError, KeyError, TypeError, AttributeError) as e:
-    print(f'mbjax.bench {name}: {e}', file=sys.stderr)
+    from mbjax import cli
+    message = cli.unknown_config_field([f'mbjax.bench {name}', *argv[2:]], fv) or e
+    print(f'mbjax.bench {name}: {message}', file=sys.stderr)
     sys.exit(2)
   return module, fv
 
