@@ -8,8 +8,8 @@
       --config.init_from=runs/pretrain_release --workdir=runs/ntu60_xsub_frozen
   python -m mbjax.evaluate --config=configs/action_ntu60.py:xsub --evals=test \\
       --checkpoint=checkpoint/action/FT_MB_release_MB_ft_NTU60_xsub/best_epoch.bin
-  python -m mbjax.evaluate --config=configs/action_ntu60.py:xsub --checkpoint=runs/ntu60_xsub/best \\
-      --config.evals.test.num_clips=10
+  python -m mbjax.evaluate --config=configs/action_ntu60.py:xsub --evals=test \\
+      --checkpoint=runs/ntu60_xsub/best --config.evals.test.num_clips=10
 
 Variants: the split `xsub` or `xview` (NTU-60 cross-subject / cross-view: `ntu60` splits
 `<split>_train` and `<split>_val`, the official test set), then at most one of

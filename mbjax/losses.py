@@ -2,10 +2,11 @@
 
 Each pose loss computes what the function of the same name in the official `lib/model/loss.py`
 computes; the action losses are `torch.nn.CrossEntropyLoss` (train_action.py) and the official
-`SupConLoss` (train_action_1shot.py). Pose inputs are (B, T, J, C) clips of H36M-17 poses. Every loss is jit-able (branches only on static
-shapes) and takes an optional per-clip `weight` (B,): with it the loss is the weighted mean of the
-per-clip losses, so a batch can carry padding clips (weight 0) that add nothing; without it (or with
-all ones) it is the official batch mean.
+`SupConLoss` (train_action_1shot.py). Pose inputs are (B, T, J, C) clips of H36M-17 poses.
+Every loss is jit-able (branches only on static shapes); the pose losses and cross-entropy take an
+optional per-clip `weight` (B,): with it the loss is the weighted mean of the per-clip losses, so a
+batch can carry padding clips (weight 0) that add nothing; without it (or with all ones) it is the
+official batch mean.
 
 Norms have a zero gradient at zero, as torch's do (jnp.linalg.norm's would be NaN there): masked
 joints (confidence 0) and identical poses are common in training batches.
@@ -23,8 +24,8 @@ from mbjax.evaluate.pose_metrics import (mpjpe, mpjpe_jax, p_mpjpe, p_mpjpe_jax,
 __all__ = [
     'LIMBS', 'ANGLES', 'loss_mpjpe', 'n_mpjpe', 'loss_velocity', 'loss_2d_weighted', 'limb_lengths',
     'loss_limb_var', 'loss_limb_gt', 'limb_angles', 'loss_angle', 'loss_angle_velocity',
-    'pretrain_loss_3d', 'pretrain_loss_2d', 'cross_entropy', 'top_k_correct', 'supcon_loss', 'mpjpe', 'p_mpjpe', 'mpjpe_jax', 'p_mpjpe_jax',
-    'procrustes_align', 'procrustes_align_jax',
+    'pretrain_loss_3d', 'pretrain_loss_2d', 'cross_entropy', 'top_k_correct', 'supcon_loss',
+    'mpjpe', 'p_mpjpe', 'mpjpe_jax', 'p_mpjpe_jax', 'procrustes_align', 'procrustes_align_jax',
 ]
 
 # Bones of the H36M-17 skeleton as (a, b): bone vector = x[a] - x[b].

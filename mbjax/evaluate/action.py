@@ -49,7 +49,7 @@ def predict_log_probs(logits_fn: Callable[[np.ndarray], Any], source, *, n_frame
   """
   if num_clips < 1:
     raise ValueError(f'num_clips must be >= 1, got {num_clips}')
-  probs, labels = None, np.zeros(len(source), np.int64)
+  total, labels = None, np.zeros(len(source), np.int64)
   for clip in range(num_clips):
     rows = []
     for batch in clip_batches(source, n_frames=n_frames, scale_range=scale_range,
@@ -58,10 +58,8 @@ def predict_log_probs(logits_fn: Callable[[np.ndarray], Any], source, *, n_frame
       rows.append(log_softmax(logits, axis=-1))
       labels[batch['index'][batch['valid']]] = batch['label'][batch['valid']]
     log_p = np.concatenate(rows)
-    if num_clips == 1:
-      return log_p, labels
-    probs = np.exp(log_p) if probs is None else probs + np.exp(log_p)
-  return np.log(probs / num_clips), labels
+    total = log_p if total is None else np.logaddexp(total, log_p)  # log of summed probabilities
+  return total - np.log(num_clips), labels
 
 
 def confusion_matrix(predicted: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
