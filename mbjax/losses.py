@@ -1,10 +1,12 @@
 """MotionBERT's training losses, in jax.numpy, plus the pretraining objective.
 
-Each loss computes what the function of the same name in the official `lib/model/loss.py` computes.
-Inputs are (B, T, J, C) clips of H36M-17 poses. Every loss is jit-able (branches only on static
-shapes) and takes an optional per-clip `weight` (B,): with it the loss is the weighted mean of the
-per-clip losses, so a batch can carry padding clips (weight 0) that add nothing; without it (or with
-all ones) it is the official batch mean.
+Each pose loss computes what the function of the same name in the official `lib/model/loss.py`
+computes; the action losses are `torch.nn.CrossEntropyLoss` (train_action.py) and the official
+`SupConLoss` (train_action_1shot.py). Pose inputs are (B, T, J, C) clips of H36M-17 poses.
+Every loss is jit-able (branches only on static shapes); the pose losses and cross-entropy take an
+optional per-clip `weight` (B,): with it the loss is the weighted mean of the per-clip losses, so a
+batch can carry padding clips (weight 0) that add nothing; without it (or with all ones) it is the
+official batch mean.
 
 Norms have a zero gradient at zero, as torch's do (jnp.linalg.norm's would be NaN there): masked
 joints (confidence 0) and identical poses are common in training batches.
@@ -12,6 +14,7 @@ joints (confidence 0) and identical poses are common in training batches.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -21,8 +24,8 @@ from mbjax.evaluate.pose_metrics import (mpjpe, mpjpe_jax, p_mpjpe, p_mpjpe_jax,
 __all__ = [
     'LIMBS', 'ANGLES', 'loss_mpjpe', 'n_mpjpe', 'loss_velocity', 'loss_2d_weighted', 'limb_lengths',
     'loss_limb_var', 'loss_limb_gt', 'limb_angles', 'loss_angle', 'loss_angle_velocity',
-    'pretrain_loss_3d', 'pretrain_loss_2d', 'mpjpe', 'p_mpjpe', 'mpjpe_jax', 'p_mpjpe_jax',
-    'procrustes_align', 'procrustes_align_jax',
+    'pretrain_loss_3d', 'pretrain_loss_2d', 'cross_entropy', 'top_k_correct', 'supcon_loss',
+    'mpjpe', 'p_mpjpe', 'mpjpe_jax', 'p_mpjpe_jax', 'procrustes_align', 'procrustes_align_jax',
 ]
 
 # Bones of the H36M-17 skeleton as (a, b): bone vector = x[a] - x[b].
@@ -209,3 +212,81 @@ def pretrain_loss_2d(pred: jnp.ndarray, target: jnp.ndarray, conf: jnp.ndarray, 
   """
   total = loss_2d_weighted(pred, target, conf, weight)
   return total, {'loss_2d_proj': total}
+
+
+# ------------------------------------------------------------------------------------------
+# Action recognition: classification and supervised contrastive losses.
+
+
+def cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray,
+                  weight: jnp.ndarray | None = None) -> jnp.ndarray:
+  """Softmax cross-entropy of (B, K) logits and (B,) integer labels, batch mean (float32).
+
+  `torch.nn.CrossEntropyLoss()` as train_action.py uses it; with `weight` (B,) the weighted mean
+  (padding rows weight 0).
+  """
+  if logits.ndim != 2 or labels.shape != logits.shape[:1]:
+    raise ValueError(f'cross_entropy: expected logits (B, K) and labels (B,), got {logits.shape} '
+                     f'and {labels.shape}')
+  log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  nll = -jnp.take_along_axis(log_probs, labels.astype(jnp.int32)[:, None], axis=-1)[:, 0]
+  return _reduce(nll, weight)
+
+
+def top_k_correct(scores: jnp.ndarray, labels: jnp.ndarray, k: int) -> jnp.ndarray:
+  """(B,) bool: the label is among the k highest of (B, K) scores (logits or probabilities).
+
+  A label counts as in the top k when fewer than k classes score strictly higher, so ties never
+  depend on a sort order (official `accuracy` takes torch.topk's order).
+  """
+  if scores.ndim != 2 or labels.shape != scores.shape[:1]:
+    raise ValueError(f'top_k_correct: expected scores (B, K) and labels (B,), got {scores.shape} '
+                     f'and {labels.shape}')
+  own = jnp.take_along_axis(scores, labels.astype(jnp.int32)[:, None], axis=-1)
+  return jnp.sum(scores > own, axis=-1) < k
+
+
+def supcon_loss(features: jnp.ndarray, labels: jnp.ndarray | None = None, *,
+                temperature: float = 0.1, base_temperature: float = 0.07,
+                contrast_mode: str = 'all') -> jnp.ndarray:
+  """Supervised contrastive loss (Khosla et al. 2020), the official `SupConLoss`.
+
+  Every view of every sample is an anchor (`contrast_mode='all'`; 'one': only view 0); its
+  positives are the other views with the same label (without labels: its own other views,
+  SimCLR). Per anchor: dot products / temperature, minus their row maximum (self included, as
+  officially), self-contrast masked out of the softmax, mean log-probability of the positives;
+  the loss is -(temperature / base_temperature) times its mean over anchors. An anchor without
+  any positive (a one-view class seen once) gives NaN, as officially (0 / 0).
+
+  Args:
+    features: (B, V, D) V views of B samples, usually L2-normalised.
+    labels: (B,) integer class labels, or None.
+    temperature, base_temperature: as train_action_1shot.py calls it (temperature 0.1; the
+      class's own default is 0.07).
+    contrast_mode: 'all' or 'one'.
+
+  Returns:
+    Scalar float32 loss.
+  """
+  if features.ndim != 3:
+    raise ValueError(f'supcon_loss: expected features (B, V, D), got {features.shape}')
+  if contrast_mode not in ('all', 'one'):
+    raise ValueError(f"supcon_loss: contrast_mode={contrast_mode!r}, expected 'all' or 'one'")
+  B, V, _ = features.shape
+  if labels is None:
+    same = jnp.eye(B, dtype=jnp.float32)
+  else:
+    if labels.shape != (B,):
+      raise ValueError(f'supcon_loss: expected labels ({B},), got {labels.shape}')
+    same = (labels[:, None] == labels[None, :]).astype(jnp.float32)
+  features = features.astype(jnp.float32)
+  contrast = jnp.swapaxes(features, 0, 1).reshape(V * B, -1)  # view-major: torch.cat(unbind(1))
+  anchors = contrast if contrast_mode == 'all' else features[:, 0]
+  A = anchors.shape[0]
+  logits = anchors @ contrast.T / temperature
+  logits = logits - jax.lax.stop_gradient(jnp.max(logits, axis=1, keepdims=True))
+  not_self = 1.0 - jnp.eye(A, V * B, dtype=jnp.float32)
+  positives = jnp.tile(same, (A // B, V)) * not_self
+  log_prob = logits - jnp.log(jnp.sum(jnp.exp(logits) * not_self, axis=1, keepdims=True))
+  mean_log_prob_pos = jnp.sum(positives * log_prob, axis=1) / jnp.sum(positives, axis=1)
+  return jnp.mean(-(temperature / base_temperature) * mean_log_prob_pos)

@@ -70,3 +70,27 @@ def write_amass(path: pathlib.Path, sequences: list) -> pathlib.Path:
   with open(path, 'wb') as f:
     pickle.dump(list(sequences), f)
   return path
+
+
+def ntu_annotation(frame_dir: str, label: int, *, frames: int, persons: int = 1,
+                   img_shape=(1080, 1920), seed: int = 0) -> dict:
+  """One PYSKL annotation (`ntu60_hrnet.pkl` layout): COCO-17 pixels that sway with `label`."""
+  rng = np.random.default_rng(seed)
+  h, w = img_shape
+  t = np.arange(frames, dtype=np.float64)[None, :, None]
+  centre = np.array([w / 2, h / 2]) + rng.uniform(-100, 100, (persons, 1, 1, 2))
+  body = rng.uniform(-80, 80, (persons, 1, H36M_JOINTS, 2))
+  sway = 30 * np.sin(t * (0.2 + 0.15 * label) + rng.uniform(0, 6, (persons, 1, H36M_JOINTS)))
+  keypoint = centre + body + sway[..., None] * np.array([1.0, 0.5])
+  return {'frame_dir': frame_dir, 'label': label, 'img_shape': tuple(img_shape),
+          'original_shape': tuple(img_shape), 'total_frames': frames,
+          'keypoint': keypoint.astype(np.float32),
+          'keypoint_score': rng.uniform(0.3, 1.0, (persons, frames, H36M_JOINTS)).astype(
+              np.float32)}
+
+
+def write_pyskl(path: pathlib.Path, annotations: list, split: dict) -> pathlib.Path:
+  """Pickles {'split': {name: [frame_dir, ...]}, 'annotations': [...]} as PYSKL does."""
+  with open(path, 'wb') as f:
+    pickle.dump({'split': split, 'annotations': annotations}, f)
+  return path

@@ -29,6 +29,21 @@ def test_train_bench_runs_the_trainer_step_with_overrides():
   assert result['step_s'] > 0 and result['analytic_tflop_per_step'] > 0
 
 
+def test_train_bench_of_the_action_task_counts_both_persons():
+  """The backbone sees B x M sequences: FLOPs, frames/s and the task's own loss kind."""
+  proc = _bench('train', '--config=tests/configs/tiny_action.py:unused/data_dir',
+                '--config.mesh_devices=0', '--steps', '1', '--warmup', '0')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert (result['task'], result['kind'], result['batch'], result['sequences']) == (
+      'action', 'action', 4, 8)
+  from mbjax.flops import dstformer_forward_flops
+  from mbjax.models.dstformer import TINY
+  want = 3 * dstformer_forward_flops(batch=8, frames=9, **dict(TINY, maxlen=9))
+  assert abs(result['analytic_tflop_per_step'] * 1e12 - want) < 1e-3 * want
+  assert result['clips_per_s'] * 2 * 9 == pytest.approx(result['frames_per_s'])
+
+
 @pytest.mark.parametrize('argv, message', [
     (['train', '--config=configs/pretrain.py:tiny', '--confg.batch_size=2'],
      "Unknown command line flag 'confg.batch_size'"),

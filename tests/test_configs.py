@@ -17,6 +17,8 @@ CONFIGS = {
     'configs/pose3d_h36m.py': ('ft', ('no_conf',)),
     'tests/configs/tiny_pretrain.py': ('some/data_dir', ('nan', 'long')),
     'tests/configs/tiny_pose3d.py': ('some/data_dir', ('global', 'noflip')),
+    'configs/action_ntu60.py': ('xsub', ('ft', 'scratch', 'frozen')),
+    'tests/configs/tiny_action.py': ('some/data_dir', ('ft', 'scratch', 'frozen')),
 }
 
 

@@ -7,7 +7,8 @@
 Builds the state, shardings and jitted step with the trainer's own `train.setup` (same task,
 mesh, logical rules, optimizer and step), feeds one device-resident random batch of the task's
 example-batch shapes (clips cut to `--frames`) and times real steps. The last line printed is
-JSON with `step_s`, `frames_per_s` (global), per-device `tflops_per_s_xla` (XLA's cost analysis
+JSON with `step_s`, `clips_per_s` and `frames_per_s` (global, frames of every person's
+sequence), per-device `tflops_per_s_xla` (XLA's cost analysis
 of the compiled step) and `tflops_per_s_analytic` (3x the analytic forward FLOPs), `mfu`
 (analytic over the per-device peak of mbjax/peak_flops.py) and `peak_memory_bytes`.
 """
@@ -68,12 +69,15 @@ def run(args) -> dict:
   model, mesh = s.model, s.mesh
   frames = args.frames or config.model.maxlen
   B = config.batch_size
+  kind = args.kind or getattr(s.task, 'KIND', pipelines.KIND_3D)
+  # The backbone sees every sequence of a clip: B for (B, T, J, C), B x M for (B, M, T, J, C).
+  sequences = B * int(np.prod(s.example['input'].shape[1:-3], dtype=np.int64))
   state = s.init_state()
   host = synthetic_batch(s.example, frames, np.random.default_rng(0))
   batch = {k: jax.device_put(v, s.layout.batch_shardings[k]) for k, v in host.items()}
 
   t0 = time.perf_counter()
-  compiled = s.train_step.lower(state, batch, args.kind).compile()
+  compiled = s.train_step.lower(state, batch, kind).compile()
   compile_s = time.perf_counter() - t0
 
   for _ in range(args.warmup):
@@ -90,7 +94,8 @@ def run(args) -> dict:
     raise FloatingPointError(f'mbjax.bench train: non-finite loss {loss} on synthetic data')
 
   num_devices = mesh.devices.size
-  analytic = 3 * dstformer_forward_flops(batch=B, frames=frames, **_backbone(model).__dict__)
+  analytic = 3 * dstformer_forward_flops(batch=sequences, frames=frames,
+                                           **_backbone(model).__dict__)
   xla = xla_flops(compiled)  # of the per-device (SPMD-partitioned) program
   dtype = config.model.dtype
   peak_flops, peak_source = peak.peak_flops_per_device(dtype, mesh.devices.flat[0])
@@ -98,13 +103,13 @@ def run(args) -> dict:
   memory, memory_source = _peak_memory()
   return dict(
       bench='train', config=config_arg, overrides=overrides,
-      task=config.task, kind=args.kind, batch=B, frames=frames, dtype=dtype,
+      task=config.task, kind=kind, batch=B, sequences=sequences, frames=frames, dtype=dtype,
       backend=jax.default_backend(), device_kind=mesh.devices.flat[0].device_kind,
       devices=num_devices, mesh=dict(mesh.shape), fsdp=bool(config.get('fsdp', False)),
       tensor_parallel=bool(config.get('tensor_parallel', False)),
       steps=args.steps, compile_s=round(compile_s, 2), loss=loss,
       step_s=step_s,
-      frames_per_s=B * frames / step_s,
+      clips_per_s=B / step_s, frames_per_s=sequences * frames / step_s,
       tflops_per_s_xla=(xla / step_s / 1e12) if xla else None,
       tflops_per_s_analytic=tflops_analytic,
       analytic_tflop_per_step=analytic / 1e12,
@@ -125,6 +130,6 @@ def define_flags(fv) -> None:
   flags.DEFINE_integer('steps', 10, 'timed steps', flag_values=fv)
   flags.DEFINE_integer('warmup', 2, 'untimed steps after compiling', flag_values=fv)
   flags.DEFINE_integer('frames', 0, 'clip length; 0: config.model.maxlen', flag_values=fv)
-  flags.DEFINE_string('kind', pipelines.KIND_3D, 'which loss (curriculum batch kind) the step '
-                      'computes, e.g. 3d or 2d', flag_values=fv)
+  flags.DEFINE_string('kind', '', 'which loss (curriculum batch kind) the step computes, e.g. 3d '
+                      'or 2d; default: the task\'s KIND, else 3d', flag_values=fv)
   flags.mark_flag_as_required('config', flag_values=fv)

@@ -81,7 +81,7 @@ def h36m_example(record: dict, rng: np.random.Generator, *, flip: bool = True,
 
 def action_example(record: dict, rng: np.random.Generator, *, n_frames: int = 243,
                    train: bool = True, random_move: bool = True,
-                   scale_range: Sequence[float] = (1, 1)) -> Example:
+                   scale_range: Sequence[float] = (1, 1), resample_offset: float = 0.0) -> Example:
   """One skeleton sequence for action recognition (official `ActionDataset` + `NTURGBD`).
 
   Order as official: resample the whole sequence to `n_frames` (random positions for training,
@@ -96,6 +96,8 @@ def action_example(record: dict, rng: np.random.Generator, *, n_frames: int = 24
     train: training-time randomness (random resampling, random_move).
     random_move: apply random_move when training (official: off for the validation sets).
     scale_range: range of the crop-scale box enlargement (official train [1, 3], test [2, 2]).
+    resample_offset: test only: the evenly spaced frame positions moved by this fraction of their
+      spacing (0: official; k / N for clip k of N-clip testing).
 
   Returns:
     {'input': (2, n_frames, 17, 3) float32, 'label': () int32}.
@@ -115,7 +117,8 @@ def action_example(record: dict, rng: np.random.Generator, *, n_frames: int = 24
                      f'with shape {label.shape}')
   # Official resamples once when the dataset is built (np.random.seed(0)), so every epoch sees
   # the same frames; we draw new positions per (seed, step, clip), a fresh choice each epoch.
-  frames = transforms.resample_indices(total, n_frames, rng if train else None)
+  frames = (transforms.resample_indices(total, n_frames, rng) if train else
+            transforms.resample_indices(total, n_frames, offset=resample_offset))
   motion = motion[:, frames]
   if train and random_move:
     motion = transforms.random_move(motion, rng)

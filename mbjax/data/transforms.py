@@ -326,13 +326,14 @@ def add_mask(x: np.ndarray, rng: np.random.Generator, mask_ratio: float = 0.05,
 # ---------------------------------------------------------------------------------------------
 
 
-def resample_indices(ori_len: int, target_len: int,
-                     rng: np.random.Generator | None = None) -> np.ndarray:
+def resample_indices(ori_len: int, target_len: int, rng: np.random.Generator | None = None, *,
+                     offset: float = 0.0) -> np.ndarray:
   """Frame indices that stretch or squeeze a sequence to `target_len` (official `resample`).
 
   With `rng`, each of the evenly spaced positions linspace(0, ori_len, target_len) is jittered:
   rounded up or down at random when upsampling, moved by U(0, 1) of the spacing otherwise.
-  Without, the positions are truncated.
+  Without, the positions, moved by `offset` (in [0, 1)) of the spacing, are truncated: offset 0 is
+  the official test-time resampling, other offsets give the other clips of multi-clip testing.
 
   Returns:
     (target_len,) int64 indices in [0, ori_len - 1], non-decreasing.
@@ -340,8 +341,12 @@ def resample_indices(ori_len: int, target_len: int,
   if ori_len < 1 or target_len < 1:
     raise ValueError(f'resample_indices: expected positive lengths, got ori_len={ori_len}, '
                      f'target_len={target_len}')
+  if not 0 <= offset < 1:
+    raise ValueError(f'resample_indices: offset must be in [0, 1), got {offset}')
   even = np.linspace(0, ori_len, num=target_len, endpoint=False)
   if rng is None:
+    if offset:
+      even = np.minimum(even + offset * (ori_len / target_len), ori_len - 1)
     return even.astype(np.int64)
   if ori_len < target_len:
     pick_low = rng.integers(0, 2, size=target_len)

@@ -4,7 +4,9 @@ Runs the evaluators of a config (`config.evals`, the same ones the trainer runs)
 PATH: an official `.bin` (e.g. FT_MB_release_MB_ft_h36m/best_epoch.bin), an `mbjax.convert`
 directory, or a training run's workdir. The model is the config's (`configs/pose3d_h36m.py:lite`
 for the Lite weights); every option is a config field, e.g. `--config.evals.h36m.gt_2d=True`,
-`--config.flip_test=False`, `--config.data.data_dir=...`.
+`--config.flip_test=False`, `--config.data.data_dir=...`; `--evals=test` runs only the named
+evaluators. Evaluators that give a confusion matrix (`action`) also get a picture of it,
+`confusion_<name>.png` beside the JSON.
 """
 
 import json
@@ -18,6 +20,7 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (path:var
                                           lock_config=True)
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'official .bin, convert dir or workdir')
 _OUT = flags.DEFINE_string('out', 'eval.json', 'where to write the results (JSON)')
+_EVALS = flags.DEFINE_list('evals', None, 'names of the config.evals entries to run (default: all)')
 flags.mark_flags_as_required(['config', 'checkpoint'])
 
 
@@ -31,15 +34,31 @@ def load_model(config, checkpoint: str):
   model = task.make_model(config)
   abstract = meta.unbox(train.abstract_variables(model, task.example_batch(config)))
   target = jax.tree_util.tree_map(lambda a: np.zeros(a.shape, a.dtype), abstract)
-  variables, _ = task.load_pretrained(target, checkpoint)
+  variables, report = task.load_pretrained(target, checkpoint)
+  if report.get('fresh'):  # a task may start a new head fresh when training, never when evaluating
+    fresh = report['fresh']
+    raise ValueError(f'{checkpoint}: holds no {", ".join(fresh[:4])}'
+                     f'{f" (and {len(fresh) - 4} more)" if len(fresh) > 4 else ""}: evaluating '
+                     f'needs a trained {config.task} model, not a pretrained backbone alone')
   return task, model, jax.device_put(variables)
 
 
-def run(config, checkpoint: str, out: str) -> dict:
-  """{evaluator name: results} of the config's evaluators on `checkpoint`, written to `out`."""
-  from mbjax.evaluate import h36m
+def _chosen(evaluators: dict, names, config) -> dict:
+  if not names:
+    return evaluators
+  unknown = sorted(set(names) - set(evaluators))
+  if unknown:
+    raise ValueError(f'--evals: no evaluator {", ".join(unknown)} in config.evals of task '
+                     f'{config.task} (it has {", ".join(evaluators) or "none"})')
+  return {name: evaluators[name] for name in names}
+
+
+def run(config, checkpoint: str, out: str, evals=None) -> dict:
+  """{evaluator name: results} of the config's evaluators (or those named in `evals`) on
+  `checkpoint`, written to `out`."""
+  from mbjax.evaluate import action, h36m
   task, model, variables = load_model(config, checkpoint)
-  evaluators = task.make_evaluators(config, model)
+  evaluators = _chosen(task.make_evaluators(config, model), evals, config)
   if not evaluators:
     raise ValueError(f'config.evals of task {config.task} is empty: nothing to evaluate')
   results = {}
@@ -51,6 +70,8 @@ def run(config, checkpoint: str, out: str) -> dict:
     scalars = {k: v for k, v in result.items() if isinstance(v, (int, float))}
     print(f'{name}: ' + '  '.join(f'{k} {v:.2f}' if isinstance(v, float) else f'{k} {v}'
                                   for k, v in scalars.items()), flush=True)
+    for path in action.save_artifacts(result, os.path.dirname(os.path.abspath(out)), name):
+      print(f'wrote {path}')
     results[name] = result
   summary = dict(checkpoint=os.path.abspath(checkpoint), task=config.task, **results)
   if len(results) == 1:  # one evaluator: its metrics at the top level too
@@ -67,7 +88,7 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments {argv[1:]}')
   from mbjax import log_filter
   log_filter.quiet_libraries()
-  run(_CONFIG.value, _CHECKPOINT.value, _OUT.value)  # user mistakes: cli prints one line
+  run(_CONFIG.value, _CHECKPOINT.value, _OUT.value, _EVALS.value)  # mistakes: cli prints 1 line
   return 0
 
 

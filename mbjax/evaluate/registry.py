@@ -23,6 +23,7 @@ EVALUATORS = {
     'lifting': 'mbjax.evaluate.lifting',  # 2D-to-3D lifting of held-out 3D clips, mm, baselines
     'h36m': 'mbjax.evaluate.h36m',  # Human3.6M MPJPE / P-MPJPE, the official protocol
     'h36m_val': 'mbjax.evaluate.h36m_val',  # H36M held-out training subjects, pixels
+    'action': 'mbjax.evaluate.action',  # NTU top-1 / top-5, mean class accuracy, multi-clip
 }
 DEFAULT_SPLITS = {'h36m': 'test'}  # the split of an evaluator type whose spec names none
 

@@ -1,0 +1,28 @@
+"""An NTU-60 action config small enough for tests: `tiny_action.py:DATA_DIR[,scratch|frozen]`.
+
+configs/action_ntu60.py:xsub with the tiny model at 9 frames, batch 4 on two fake CPUs, a quarter
+of xsub_train held out for validation, then the switches of every config (configs/common.py).
+"""
+
+from configs import action_ntu60, common
+from mbjax.models.dstformer import TINY
+
+
+def get_config(arg: str):
+  data_dir, switches = common.parse_arg(arg, config_file=__file__, variants=None,
+                                        options=action_ntu60.MODES)
+  modes = [m for m in action_ntu60.MODES if switches.pop(m, False)]
+  c = action_ntu60.get_config(','.join(['xsub', *modes]))
+  c.model.update(dict(TINY, maxlen=9))
+  c.clip_len = 9
+  c.epochs = 2
+  c.batch_size = 4
+  c.mesh_devices = 2  # batch sharding exercised, compiling stays cheap
+  c.data.data_dir = data_dir
+  c.data.val_fraction = 0.25
+  c.evals.val.update(every_steps=2, batch_size=4)
+  c.evals.test.update(every_steps=4, batch_size=4)
+  c.checkpoint.update(every_steps=2, async_save=False)
+  c.log_every_steps = 1
+  common.apply_switches(c, switches)
+  return c
