@@ -19,7 +19,7 @@ from mbjax import metric_writer
 # Fields whose changes leave every step's computation as it was.
 # Dotted keys, or namespaces of them ('checkpoint' covers 'checkpoint.every_steps').
 HARMLESS = ('mesh', 'mesh_devices', 'fsdp', 'tensor_parallel', 'log_every_steps', 'checkpoint',
-            'evals', 'evals_every', 'best_metric', 'total_steps', 'init_from', 'data.num_workers',
+            'evals', 'evals_every', 'best_metric', 'best_mode', 'total_steps', 'init_from', 'data.num_workers',
             'data.prefetch', 'model.attention_impl', 'model.remat_policy', 'allow_config_change')
 
 

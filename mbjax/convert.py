@@ -365,7 +365,7 @@ def main(argv: Sequence[str]) -> int:
              f'{list(argv[1:])} (see --help)')
   src, dst = argv[1:]
   if _TO_OFFICIAL.value:
-    _to_official(src, dst)
+    to_official(src, dst)
   else:
     _from_official(src, dst, _MODEL.value, _VARIANT.value, overwrite=_OVERWRITE.value)
   return 0
@@ -379,7 +379,7 @@ def model_kind(config: dict) -> str:
   return f'action-{head.get("version", "class")}' if head else 'pose'
 
 
-def _to_official(src: str, dst: str) -> None:
+def to_official(src: str, dst: str) -> None:
   """An mbjax.convert directory or a trainer workdir (latest checkpoint) -> official .bin."""
   from mbjax import checkpoint  # imports this module
   config_path = os.path.join(src, 'config.json')

@@ -31,6 +31,7 @@ from mbjax import metric_writer
 from mbjax import optim, peak_flops, sharding
 from mbjax import progress as progress_lib
 from mbjax.data import pipelines
+from mbjax.evaluate import registry
 from mbjax.tasks import base
 
 
@@ -346,13 +347,11 @@ def _scalars(results: dict) -> dict:
   return {k: float(v) for k, v in results.items() if scalar(v)}
 
 
-def _run_evals(evaluators, state, step: int, total_steps: int) -> dict:
-  results = {}
-  for name, (every, fn) in evaluators.items():
-    if step == total_steps or (every and step % every == 0):
-      for k, v in _scalars(fn(variables_of(state))).items():
-        results[f'{name}/{k}'] = v
-  return results
+def _run_evals(evaluators, state, step: int, total_steps: int) -> dict[str, dict]:
+  """{name: result} of the evaluators due at `step`: all at step 0 and at the last step, the
+  others every `every` steps."""
+  return {name: fn(variables_of(state)) for name, (every, fn) in evaluators.items()
+          if step in (0, total_steps) or (every and step % every == 0)}
 
 
 def _throughput(s: Setup):
@@ -385,6 +384,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   ckpt = ckpt_lib.Checkpointer(workdir, keep=config.checkpoint.keep,
                                async_save=config.checkpoint.async_save,
                                best_metric=config.get('best_metric') or None,
+                               best_mode=config.get('best_mode', 'min'),
                                snapshots=every_epochs > 0)
   state, data_iter, start_step = _restore_or_init(s, ckpt, batches, config)
   if start_step:
@@ -449,7 +449,12 @@ class _Loop:
 
   def evaluate(self, state, step: int) -> None:
     with self.progress.pause():
-      results = _run_evals(self.evaluators, state, step, self.s.total_steps)
+      raw = _run_evals(self.evaluators, state, step, self.s.total_steps)
+      results = {f'{name}/{k}': v for name, result in raw.items()
+                 for k, v in _scalars(result).items()}
+      if jax.process_index() == 0:  # pictures of results (e.g. a confusion matrix)
+        for name, result in raw.items():
+          registry.save_artifacts(self.s.config, name, result, self.workdir, step)
       if results:
         self.writer.scalars(step, results)
         self.evals.update(results)

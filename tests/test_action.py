@@ -98,6 +98,9 @@ def test_finetune_trains_batchnorm_and_keeps_the_best_on_validation(finetuned, p
   best = sorted(int(s) for s in os.listdir(os.path.join(workdir, 'best')) if s.isdigit())
   errors = {s: logged[s]['val/top1_error'] for s in (2, 4, 6, 8)}
   assert len(best) == 1 and errors[best[0]] == min(errors.values())
+  # The trainer keeps a confusion matrix picture of each evaluation (registry.save_artifacts).
+  pictures = sorted(p for p in os.listdir(workdir) if p.startswith('confusion_'))
+  assert 'confusion_test_8.png' in pictures and 'confusion_val_2.png' in pictures, pictures
 
 
 def test_step0_evaluation_equals_the_cli_on_the_same_weights(finetuned, tmp_path, pretrained_bin):

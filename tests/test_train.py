@@ -80,8 +80,7 @@ def test_train_end_to_end(tmp_path, config):
   assert int(first['step']) == ends[0]
   # The trained weights in the official format (convert --to-official on a workdir).
   official = tmp_path / 'trained.bin'
-  assert convert.main(convert.parse_flags(['mbjax.convert', '--to-official', workdir,
-                                           str(official)])) == 0
+  convert.to_official(workdir, str(official))  # what `python -m mbjax.convert --to-official` runs
   back = convert.official_to_variables(convert.load_official(official), 'pose')['params']
   _assert_trees_equal(back, params)
   # Restarting a finished run trains no step and leaves every artefact as it was.

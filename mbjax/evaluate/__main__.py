@@ -21,7 +21,8 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (path:var
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'official .bin, convert dir or workdir')
 _OUT = flags.DEFINE_string('out', 'eval.json', 'where to write the results (JSON)')
 _EVALS = flags.DEFINE_list('evals', None, 'names of the config.evals entries to run (default: all)')
-flags.mark_flags_as_required(['config', 'checkpoint'])
+# Required flags are checked in main, not with mark_flags_as_required: tests import this module
+# beside other programs' flags, and absl would then demand these of every parse.
 
 
 def load_model(config, checkpoint: str):
@@ -56,7 +57,7 @@ def _chosen(evaluators: dict, names, config) -> dict:
 def run(config, checkpoint: str, out: str, evals=None) -> dict:
   """{evaluator name: results} of the config's evaluators (or those named in `evals`) on
   `checkpoint`, written to `out`."""
-  from mbjax.evaluate import action, h36m
+  from mbjax.evaluate import h36m, registry
   task, model, variables = load_model(config, checkpoint)
   evaluators = _chosen(task.make_evaluators(config, model), evals, config)
   if not evaluators:
@@ -70,7 +71,8 @@ def run(config, checkpoint: str, out: str, evals=None) -> dict:
     scalars = {k: v for k, v in result.items() if isinstance(v, (int, float))}
     print(f'{name}: ' + '  '.join(f'{k} {v:.2f}' if isinstance(v, float) else f'{k} {v}'
                                   for k, v in scalars.items()), flush=True)
-    for path in action.save_artifacts(result, os.path.dirname(os.path.abspath(out)), name):
+    directory = os.path.dirname(os.path.abspath(out))
+    for path in registry.save_artifacts(config, name, result, directory):
       print(f'wrote {path}')
     results[name] = result
   summary = dict(checkpoint=os.path.abspath(checkpoint), task=config.task, **results)
@@ -86,6 +88,10 @@ def run(config, checkpoint: str, out: str, evals=None) -> dict:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments {argv[1:]}')
+  missing = [f'--{name}' for name, holder in (('config', _CONFIG), ('checkpoint', _CHECKPOINT))
+             if not holder.value]
+  if missing:
+    raise app.UsageError(f'{" and ".join(missing)} required (see --help)')
   from mbjax import log_filter
   log_filter.quiet_libraries()
   run(_CONFIG.value, _CHECKPOINT.value, _OUT.value, _EVALS.value)  # mistakes: cli prints 1 line

@@ -1,6 +1,7 @@
 """The evaluator registry: `config.evals.<name> = dict(type=..., every_steps=..., ...)`.
 
-Each type names a module with `make_evaluator(config, model, spec) -> fn(variables) -> metrics`;
+Each type names a module with `make_evaluator(config, model, spec) -> fn(variables) -> metrics`
+(and optionally `save_artifacts(result, directory, name, step) -> paths`, pictures of a result);
 `type` defaults to the entry's name (`config.evals.h36m` is an `h36m` evaluator). The trainer runs
 every evaluator at step 0, every `every_steps` steps (0: never in between) and at the last step;
 `every_epochs=N` (N > 0) instead evaluates every N times the first epoch's steps, where the task
@@ -35,6 +36,19 @@ def make_evaluator(config, model, name: str, spec):
     raise ValueError(f'config.evals.{name}: unknown evaluator type {kind!r}; known types: '
                      f'{sorted(EVALUATORS)}')
   return importlib.import_module(EVALUATORS[kind]).make_evaluator(config, model, spec)
+
+
+def save_artifacts(config, name: str, result: dict, directory: str, step: int | None = None
+                   ) -> list[str]:
+  """The files (pictures) the module of evaluator `config.evals.<name>` makes of its `result` in
+  `directory`, through its optional `save_artifacts(result, directory, name, step)`; [] when it
+  has none or the evaluator is not one of the registry's."""
+  spec = config.get('evals', {}).get(name)
+  kind = spec.get('type', name) if spec is not None else None
+  if kind not in EVALUATORS:
+    return []
+  save = getattr(importlib.import_module(EVALUATORS[kind]), 'save_artifacts', None)
+  return save(result, directory, name, step) if save else []
 
 
 def _subjects(names) -> set[str]:
