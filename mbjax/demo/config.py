@@ -96,7 +96,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.mesh = dict(data=-1, fsdp=1, tensor=1)
   c.fsdp = False
   c.tensor_parallel = False
-  c.checkpoint = dict(every_steps=100, keep=3, async_save=True)
+  c.checkpoint = dict(every_steps=100, keep=3, async_save=True, snapshot_every_epochs=0)
   c.best_metric = ''
   c.log_every_steps = 10
   c.init_from = ''
