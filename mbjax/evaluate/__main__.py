@@ -14,25 +14,13 @@ import time
 from absl import app, flags
 from ml_collections import config_flags
 
+from mbjax.evaluate.loading import load_model
+
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (path:variant).',
                                           lock_config=True)
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'official .bin, convert dir or workdir')
 _OUT = flags.DEFINE_string('out', 'eval.json', 'where to write the results (JSON)')
 flags.mark_flags_as_required(['config', 'checkpoint'])
-
-
-def load_model(config, checkpoint: str):
-  """(task, model, variables) of `config` with every variable from `checkpoint`."""
-  import jax
-  import numpy as np
-  from flax.core import meta
-  from mbjax import train
-  task = train.get_task(config)
-  model = task.make_model(config)
-  abstract = meta.unbox(train.abstract_variables(model, task.example_batch(config)))
-  target = jax.tree_util.tree_map(lambda a: np.zeros(a.shape, a.dtype), abstract)
-  variables, _ = task.load_pretrained(target, checkpoint)
-  return task, model, jax.device_put(variables)
 
 
 def run(config, checkpoint: str, out: str) -> dict:
