@@ -9,8 +9,9 @@ Each H36M joint is the mean of a pair of source joints (a pair (i, i) copies joi
 the belly, which is the mean of the H36M pelvis and neck; Halpe-26 (AlphaPose) joints are copies
 except the belly. BODY_25 and MediaPipe (no official map) follow the COCO convention: pelvis and
 neck from the format's own mid-hip / neck when it has one, else the mean of the hips / shoulders,
-head = mean of the eyes. `SKELETONS` names every map by its `--format` word. Outputs are float64, as the official `coco2h36m` / `posetrack2h36m` /
-`halpe2h36m` give (they write into `np.zeros(x.shape)`); we also do the arithmetic in float64.
+head = mean of the eyes. `SKELETONS` names every map by its `--format` word. Outputs are float64,
+as the official `coco2h36m` / `posetrack2h36m` / `halpe2h36m` give (they write into
+`np.zeros(x.shape)`); we also do the arithmetic in float64.
 """
 
 from __future__ import annotations
