@@ -65,3 +65,32 @@ def test_halpe_to_h36m_hand_made():
   np.testing.assert_allclose(y[7, 2], (0.02 + 0.03 * 18 + 0.02 + 0.03 * 19) / 2)  # score averaged
   with pytest.raises(ValueError, match='26'):
     skeletons.halpe_to_h36m(np.zeros((4, 17, 3)))
+
+
+def _numbered_pose(n):
+  """(n, 3): joint j holds (j, 300 + 7j, 0.1 + 0.02j)."""
+  j = np.arange(float(n))
+  return np.stack([j, 300 + 7 * j, 0.1 + 0.02 * j], axis=-1)
+
+
+@pytest.mark.parametrize('name,n,expected', [
+    ('body25', 25, {0: (8,), 1: (9,), 2: (10,), 3: (11,), 4: (12,), 5: (13,), 6: (14,),
+                    8: (1,), 9: (0,), 10: (15, 16), 11: (5,), 12: (6,), 13: (7,), 14: (2,),
+                    15: (3,), 16: (4,)}),
+    ('mediapipe', 33, {0: (23, 24), 1: (24,), 2: (26,), 3: (28,), 4: (23,), 5: (25,), 6: (27,),
+                       8: (11, 12), 9: (0,), 10: (2, 5), 11: (11,), 12: (13,), 13: (15,),
+                       14: (12,), 15: (14,), 16: (16,)}),
+])
+def test_body25_and_mediapipe_to_h36m_hand_made(name, n, expected):
+  x = _numbered_pose(n)
+  y = skeletons.to_h36m(x[None], name)[0]
+  for joint, sources in expected.items():
+    np.testing.assert_allclose(y[joint], x[list(sources)].mean(axis=0), atol=1e-12,
+                               err_msg=f'{name} joint {joint}')
+  np.testing.assert_allclose(y[7], (y[0] + y[8]) / 2, atol=1e-12)  # belly
+  conf = x[:, 2].copy()
+  conf[expected[0][0]] = 0  # a hip undetected: pelvis and belly are not detected
+  detected = skeletons.h36m_detected(conf, name)
+  assert not detected[0] and not detected[7] and detected[8] and detected[13]
+  with pytest.raises(ValueError, match=str(n)):
+    skeletons.to_h36m(np.zeros((2, 17, 3)), name)

@@ -162,7 +162,7 @@ def _read_json(path: pathlib.Path) -> list:
   return data
 
 
-def _frame_number(what: str, image_id) -> int:
+def frame_number(what: str, image_id) -> int:
   """The frame number of an image id: an int, or the last number in the name ('12.jpg' -> 12)."""
   if isinstance(image_id, int) and not isinstance(image_id, bool):
     return image_id
@@ -174,7 +174,7 @@ def _frame_number(what: str, image_id) -> int:
                    f'(like "12.jpg"), got {image_id!r}')
 
 
-def _person_id(what: str, idx) -> int:
+def person_id(what: str, idx) -> int:
   """AlphaPose `idx`: the person id, or a list whose first element is the id."""
   first = idx[0] if isinstance(idx, list) and idx else idx
   if isinstance(first, bool) or not isinstance(first, int):
@@ -192,8 +192,8 @@ def _detection(path: pathlib.Path, index: int, det) -> tuple[int, int, float, np
   if missing:
     raise ValueError(f'{what}: missing {missing}')
   what = f'{what} (image_id {det["image_id"]!r})'
-  frame = _frame_number(what, det['image_id'])
-  person = _person_id(what, det['idx'])
+  frame = frame_number(what, det['image_id'])
+  person = person_id(what, det['idx'])
   try:
     kp = np.asarray(det['keypoints'], dtype=np.float64)
     score = float(det.get('score', 0.0))

@@ -16,6 +16,8 @@ import time
 from absl import app, flags
 from ml_collections import config_flags
 
+from mbjax.evaluate.loading import load_model
+
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (path:variant).',
                                           lock_config=True)
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'official .bin, convert dir or workdir')
@@ -23,25 +25,6 @@ _OUT = flags.DEFINE_string('out', 'eval.json', 'where to write the results (JSON
 _EVALS = flags.DEFINE_list('evals', None, 'names of the config.evals entries to run (default: all)')
 # Required flags are checked in main, not with mark_flags_as_required: tests import this module
 # beside other programs' flags, and absl would then demand these of every parse.
-
-
-def load_model(config, checkpoint: str):
-  """(task, model, variables) of `config` with every variable from `checkpoint`."""
-  import jax
-  import numpy as np
-  from flax.core import meta
-  from mbjax import train
-  task = train.get_task(config)
-  model = task.make_model(config)
-  abstract = meta.unbox(train.abstract_variables(model, task.example_batch(config)))
-  target = jax.tree_util.tree_map(lambda a: np.zeros(a.shape, a.dtype), abstract)
-  variables, report = task.load_pretrained(target, checkpoint)
-  if report.get('fresh'):  # a task may start a new head fresh when training, never when evaluating
-    fresh = report['fresh']
-    raise ValueError(f'{checkpoint}: holds no {", ".join(fresh[:4])}'
-                     f'{f" (and {len(fresh) - 4} more)" if len(fresh) > 4 else ""}: evaluating '
-                     f'needs a trained {config.task} model, not a pretrained backbone alone')
-  return task, model, jax.device_put(variables)
 
 
 def _chosen(evaluators: dict, names, config) -> dict:

@@ -1,0 +1,66 @@
+"""python -m mbjax.infer INPUT --checkpoint CKPT --out DIR: 3D of every person in a keypoint file.
+
+  python -m mbjax.infer data_prep/assets/wild/boxing2_alphapose-results.json \
+      --checkpoint runs/demo --out out/boxing2
+  python -m mbjax.infer poses.npy --format coco --checkpoint best_epoch.bin --out out/poses
+  python -m mbjax.infer openpose_json/ --checkpoint ckpt --out out --pixel --size 1920x1080
+  python -m mbjax.infer alphapose-results.json --checkpoint best_epoch.bin --out out \
+      --focus 1 --stride 243            # the official infer_wild.py windows
+
+INPUT: AlphaPose / COCO / MMPose JSON, an OpenPose or MMPose per-frame JSON folder, MediaPipe JSON,
+or a .npy / .npz array (mbjax/infer/readers.py). CKPT: an official .bin (model of --config,
+default configs/pose3d_h36m.py:global_lite, the official in-the-wild model), an mbjax.convert
+directory, or a trainer / demo workdir (its own model; mbjax/infer/model.py). Writes
+DIR/results.npz and DIR/results.json (mbjax/infer/outputs.py).
+"""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from mbjax.infer import readers
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Config file (path:variant) for the model and test-time options; default '
+    'configs/pose3d_h36m.py:global_lite. A workdir or convert checkpoint brings its own model.',
+    lock_config=True)
+_CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'official .bin, convert dir or workdir')
+_OUT = flags.DEFINE_string('out', None, 'output folder: results.npz, results.json')
+_FORMAT = flags.DEFINE_enum('format', None, list(readers.ARRAY_FORMATS),
+                            'skeleton of the keypoints (default: from the joint count; needed '
+                            'for 17-joint arrays)')
+_SIZE = flags.DEFINE_string('size', None, 'frame size WIDTHxHEIGHT (for --pixel and MediaPipe)')
+_PIXEL = flags.DEFINE_bool('pixel', False, 'official --pixel normalisation (needs the frame size)')
+_FOCUS = flags.DEFINE_integer('focus', None, 'lift only this track id (official --focus)')
+_CLIP_LEN = flags.DEFINE_integer('clip_len', None, 'frames per window (default: model maxlen)')
+_STRIDE = flags.DEFINE_integer('stride', None, 'frames between window starts (default: clip_len '
+                               '// 3, blended; = clip_len: official non-overlapping windows)')
+_MIN_FRAMES = flags.DEFINE_integer('min_frames', 1, 'skip (and report) shorter tracks')
+_BATCH_SIZE = flags.DEFINE_integer('batch_size', 32, 'windows per model call')
+flags.mark_flags_as_required(['checkpoint', 'out'])
+
+
+def main(argv) -> int:
+  if len(argv) != 2:
+    raise app.UsageError('expected one INPUT (a keypoint file or folder)' if len(argv) < 2 else
+                         f'expected one INPUT, got {argv[1:]}')
+  from mbjax import log_filter
+  from mbjax.infer import model, pipeline
+  log_filter.quiet_libraries()
+  request = pipeline.Request(
+      input=argv[1], skeleton=_FORMAT.value, size=pipeline.parse_size(_SIZE.value),
+      pixel=_PIXEL.value, focus=_FOCUS.value, clip_len=_CLIP_LEN.value, stride=_STRIDE.value,
+      min_frames=_MIN_FRAMES.value, batch_size=_BATCH_SIZE.value)
+  prepared = pipeline.prepare(request)  # input mistakes before the (slower) model load
+  config = _CONFIG.value or model.load_config_file(model.DEFAULT_CONFIG)
+  lifter = model.load(config, _CHECKPOINT.value)
+  summary = pipeline.run(prepared, lifter, _OUT.value)
+  skipped = f', skipped {len(summary["skipped"])}' if summary['skipped'] else ''
+  print(f'lifted tracks {summary["tracks"]} ({summary["format"]}, {summary["normalisation"]}, '
+        f'clip_len {summary["options"]["clip_len"]} stride {summary["options"]["stride"]}'
+        f'{skipped}); wrote {summary["written"]["npz"]} and {summary["written"]["json"]}')
+  return 0
+
+
+if __name__ == '__main__':
+  from mbjax import cli
+  cli.run(main, program='mbjax.infer')

@@ -1,0 +1,54 @@
+"""What `python -m mbjax.infer` writes: DIR/results.npz and DIR/results.json, every track.
+
+results.npz, per track id N:
+  `N/frames` (T,) int64 frame numbers; `N/detected` (T,) bool (False: a filled gap);
+  `N/keypoints_px` (T, 17, 3) the H36M-17 2D input in pixels (x, y, confidence);
+  `N/input_2d` (T, 17, 3) the normalised model input; `N/joints3d` (T, 17, 3) the 3D output in
+  model units (official X3D.npy); `N/joints3d_px` (T, 17, 3) the 3D in pixels (with --pixel the
+  official conversion; with crop normalisation the inverse of the crop box).
+results.json: the run (input, format, model, options, windows, skipped tracks, notes) and per
+track the same arrays as nested lists, joints in H36M-17 order (`joints`).
+Further outputs (root trajectory, SMPL, actions, BVH, renders) add keys here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from mbjax.data import skeletons
+
+ARRAYS = ('frames', 'detected', 'keypoints_px', 'input_2d', 'joints3d', 'joints3d_px')
+
+
+def _listed(x) -> list:
+  x = np.asarray(x)
+  return (np.round(x.astype(np.float64), 6) if x.dtype.kind == 'f' else x).tolist()
+
+
+def write(out_dir: str, run: dict, tracks: dict[int, dict]) -> dict:
+  """Writes results.npz and results.json into `out_dir`; returns their paths.
+
+  Args:
+    out_dir: created if missing.
+    run: JSON-ready description of the run.
+    tracks: track id -> {name in ARRAYS: array, plus JSON-ready scalars}.
+  """
+  os.makedirs(out_dir, exist_ok=True)
+  arrays, listed = {}, []
+  for person, fields in tracks.items():
+    missing = [k for k in ARRAYS if k not in fields]
+    if missing:
+      raise ValueError(f'outputs.write: track {person} lacks {missing}')
+    arrays.update({f'{person}/{k}': np.asarray(fields[k]) for k in ARRAYS})
+    listed.append(dict({k: v for k, v in fields.items() if k not in ARRAYS}, id=int(person),
+                       **{k: _listed(fields[k]) for k in ARRAYS}))
+  npz = os.path.join(out_dir, 'results.npz')
+  np.savez(npz, **arrays)
+  summary = dict(run, joints=list(skeletons.H36M_JOINTS), tracks=listed)
+  path = os.path.join(out_dir, 'results.json')
+  with open(path, 'w') as f:
+    json.dump(summary, f)
+  return dict(npz=npz, json=path)

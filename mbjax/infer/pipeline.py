@@ -1,0 +1,120 @@
+"""One keypoint file -> 3D of every track, written to a folder: what `python -m mbjax.infer` runs.
+
+read (readers) -> H36M-17 tracks (keypoints) -> normalise + windows + model (lift, windows) ->
+results.npz / results.json (outputs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import numpy as np
+
+from mbjax.infer import keypoints, lift, outputs, readers
+from mbjax.infer import windows as windows_lib
+from mbjax.infer.model import Lifter
+
+# Default stride: a third of the window, so every frame is predicted by about three windows and
+# none is ever predicted only near a window end (except the first and last frames).
+STRIDE_FRACTION = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+  """What to read and how to lift it (the CLI's flags)."""
+
+  input: str
+  skeleton: str | None = None  # --format
+  size: tuple[int, int] | None = None  # --size WxH
+  pixel: bool = False
+  focus: int | None = None
+  clip_len: int | None = None  # default: the model's maxlen
+  stride: int | None = None  # default: clip_len // STRIDE_FRACTION
+  min_frames: int = 1
+  batch_size: int = 32
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+  """'1920x1080' -> (1920, 1080); None stays None."""
+  if not text:
+    return None
+  try:
+    w, h = (int(v) for v in text.lower().split('x'))
+  except ValueError:
+    raise ValueError(f'--size={text!r}: expected WIDTHxHEIGHT in pixels, e.g. 1920x1080') from None
+  if w < 1 or h < 1:
+    raise ValueError(f'--size={text!r}: width and height must be positive')
+  return w, h
+
+
+def window_options(request: Request, lifter: Lifter) -> lift.Options:
+  clip_len = request.clip_len or lifter.maxlen
+  if not 1 <= clip_len <= lifter.maxlen:
+    raise ValueError(f'--clip_len={clip_len}: must be between 1 and the model maxlen '
+                     f'{lifter.maxlen}')
+  stride = request.stride or max(1, clip_len // STRIDE_FRACTION)
+  return lift.Options(clip_len=clip_len, stride=stride, flip=lifter.flip, rootrel=lifter.rootrel,
+                      gt_2d=lifter.gt_2d, no_conf=lifter.no_conf, batch_size=request.batch_size)
+
+
+def _check_size(dets: readers.Detections, size) -> tuple[tuple[int, int] | None, list[str]]:
+  if size and dets.size and tuple(size) != tuple(dets.size):
+    return size, [f'--size {size[0]}x{size[1]} used; the file says {dets.size[0]}x{dets.size[1]}']
+  return size or dets.size, []
+
+
+@dataclasses.dataclass
+class Prepared:
+  """A request's input, read and checked before any model is loaded."""
+
+  request: Request
+  detections: readers.Detections
+  tracks: dict[int, keypoints.Track]
+  skipped: list[dict]
+  size: tuple[int, int] | None
+  notes: list[str]
+
+
+def prepare(request: Request) -> Prepared:
+  """Reads `request.input` into tracks; input mistakes surface here, before the model loads."""
+  dets = readers.read(request.input, request.skeleton, request.size)
+  size, notes = _check_size(dets, request.size)
+  tracks, skipped = keypoints.tracks(dets, min_frames=request.min_frames, focus=request.focus)
+  if not tracks:
+    raise ValueError(f'{request.input}: no track to lift; skipped: {skipped}')
+  if request.pixel and size is None:
+    raise ValueError('--pixel needs the frame size: pass --size WxH (or a file that holds it)')
+  return Prepared(request, dets, tracks, skipped, size, notes)
+
+
+def run(prepared: Prepared | Request, lifter: Lifter, out_dir: str) -> dict:
+  """Lifts every track of the input and writes `out_dir`/results.{npz,json}.
+
+  Returns:
+    The run summary (as in results.json, without the per-track arrays) with `written` paths.
+  """
+  start = time.perf_counter()
+  p = prepared if isinstance(prepared, Prepared) else prepare(prepared)
+  options = window_options(p.request, lifter)
+  mode = 'pixel' if p.request.pixel else 'crop'
+  normalised = {k: lift.normalise(t.keypoints, mode, p.size) for k, t in p.tracks.items()}
+  joints = lift.lift(lifter.predict, {k: x for k, (x, _) in normalised.items()}, options)
+  per_track = {}
+  for k, track in p.tracks.items():
+    x, norm = normalised[k]
+    per_track[k] = dict(frames=track.frames, detected=track.detected,
+                        keypoints_px=track.keypoints.astype(np.float32), input_2d=x,
+                        joints3d=joints[k], joints3d_px=norm.to_pixels(joints[k]),
+                        windows=windows_lib.windows(len(x), options.clip_len, options.stride),
+                        frames_filled=int((~track.detected).sum()),
+                        joints_filled=track.joints_filled, duplicates=track.duplicates,
+                        normalisation=dataclasses.asdict(norm))
+  summary = dict(input=os.path.abspath(p.request.input), format=p.detections.skeleton,
+                 size=list(p.size) if p.size else None, normalisation=mode, model=lifter.source,
+                 options=dataclasses.asdict(options), skipped=p.skipped,
+                 notes=p.detections.notes + p.notes)
+  written = outputs.write(out_dir, dict(summary, seconds=round(time.perf_counter() - start, 2)),
+                          per_track)
+  return dict(summary, tracks=sorted(p.tracks), written=written)
