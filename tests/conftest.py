@@ -2,10 +2,20 @@
 
 import os
 import pathlib
+import shutil
+import tempfile
 
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=8').strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+# One persistent XLA compilation cache per session, shared with the processes the tests start:
+# the tiny models of many tests compile to the same programs (a cached program is the same
+# binary, so bitwise comparisons between runs are unaffected).
+_CACHE_CREATED = 'JAX_COMPILATION_CACHE_DIR' not in os.environ
+if _CACHE_CREATED:
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='mbjax-test-xla-cache-')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 
 import pytest  # noqa: E402
 
@@ -57,3 +67,9 @@ def tiny_config():
     return module.get_config(arg)
 
   return load
+
+
+def pytest_sessionfinish(session, exitstatus):
+  del session, exitstatus
+  if _CACHE_CREATED:
+    shutil.rmtree(os.environ['JAX_COMPILATION_CACHE_DIR'], ignore_errors=True)

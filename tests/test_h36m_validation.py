@@ -295,6 +295,7 @@ def test_every_epoch_is_the_epoch_of_the_filtered_training_split(data_dir, tiny_
   assert evaluators['h36m'][0] == config.evals.h36m.every_steps
 
 
+@pytest.mark.slow  # 27 s end to end; tests/test_action.py keeps a best/ on validation in the suite
 def test_training_keeps_the_best_validation_checkpoint(data_dir, tiny_config, tmp_path):
   config = _val_config(tiny_config, data_dir)
   workdir = tmp_path / 'ft'

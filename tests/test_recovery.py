@@ -47,7 +47,9 @@ def _remove_state(step_dir: pathlib.Path):
   shutil.rmtree(step_dir / 'state')
 
 
-@pytest.mark.parametrize('damage', [_truncate_the_array_files, _remove_metadata, _remove_state])
+@pytest.mark.parametrize('damage', [  # two of the three with -m slow, for the CI budget
+    _truncate_the_array_files, pytest.param(_remove_metadata, marks=pytest.mark.slow),
+    pytest.param(_remove_state, marks=pytest.mark.slow)])
 def test_damaged_newest_checkpoint_resumes_from_the_previous_one(runs, tmp_path, damage, caplog):
   make, straight, partial = runs
   workdir = tmp_path / 'run'

@@ -199,6 +199,7 @@ def test_init_from_a_checkpoint_of_another_size_fails_listing_the_tensors(tmp_pa
   assert not (tmp_path / 'missing').exists()
 
 
+@pytest.mark.slow  # 27 s; -m slow
 def test_gradient_accumulation_matches_the_full_batch(tmp_path, config):
   from mbjax import train
   results = []
