@@ -169,6 +169,10 @@ class Phase:
   kind: str  # KIND_3D or KIND_2D
   source: Any  # len() + __getitem__ -> record dict
   make_example: Callable[[dict, np.random.Generator], Example]
+  # fn(generator seeded by (seed, phase, epoch)) -> the epoch's record order (at least
+  # steps x global batch indices, e.g. `mbjax.data.per_class.ClassBatchOrder`); None: a plain
+  # shuffle of the source.
+  order: Callable[[np.random.Generator], np.ndarray] | None = None
 
 
 class Curriculum:
@@ -237,8 +241,11 @@ class HostBatches:
 
   @functools.lru_cache(maxsize=8)
   def _permutation(self, phase_id: int, epoch: int) -> np.ndarray:
-    n = len(self.curriculum.phases[phase_id].source)
-    return np.random.default_rng([self.seed, phase_id, epoch]).permutation(n)
+    phase = self.curriculum.phases[phase_id]
+    rng = np.random.default_rng([self.seed, phase_id, epoch])
+    if phase.order is not None:
+      return np.asarray(phase.order(rng))
+    return rng.permutation(len(phase.source))
 
   def indices(self, step: int) -> np.ndarray:
     """Record indices (within the phase's source) of this process's rows at `step`."""
