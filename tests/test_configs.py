@@ -19,6 +19,8 @@ CONFIGS = {
     'tests/configs/tiny_pose3d.py': ('some/data_dir', ('global', 'noflip')),
     'configs/action_ntu60.py': ('xsub', ('ft', 'scratch', 'frozen')),
     'tests/configs/tiny_action.py': ('some/data_dir', ('ft', 'scratch', 'frozen')),
+    'configs/action_ntu120_oneshot.py': ('ft', ()),
+    'tests/configs/tiny_oneshot.py': ('some/data_dir', ('scratch',)),
 }
 
 

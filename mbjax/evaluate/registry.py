@@ -25,6 +25,7 @@ EVALUATORS = {
     'h36m': 'mbjax.evaluate.h36m',  # Human3.6M MPJPE / P-MPJPE, the official protocol
     'h36m_val': 'mbjax.evaluate.h36m_val',  # H36M held-out training subjects, pixels
     'action': 'mbjax.evaluate.action',  # NTU top-1 / top-5, mean class accuracy, multi-clip
+    'oneshot': 'mbjax.evaluate.oneshot',  # NTU-120 one-shot: cosine 1-NN to the exemplars, %
 }
 DEFAULT_SPLITS = {'h36m': 'test'}  # the split of an evaluator type whose spec names none
 

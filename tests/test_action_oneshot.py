@@ -1,0 +1,194 @@
+"""NTU-120 one-shot end to end on a tiny PYSKL pickle built with the real builder: the one-shot
+splits, class-paired batches (the official MPerClassSampler), the cosine 1-NN evaluator by hand,
+a few training steps with the supervised contrastive loss, and the config variants."""
+
+import functools
+import math
+import os
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import data_formats
+from configs import action_ntu120_oneshot
+from data_prep import builder, ntu
+from mbjax import metric_writer, train
+from mbjax.data import finetune, per_class, pipelines, records
+from mbjax.evaluate import oneshot
+from mbjax.tasks import action_oneshot
+
+AUX_ORIG = (1, 2, 3, 4)  # NTU labels of the auxiliary classes in the file -> one-shot 0..3
+AUX_CLIPS = 3  # per auxiliary class
+EVAL_NOVEL = (0, 6, 12)  # novel NTU labels with 2 clips each to classify
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  """A tiny ntu120 build: 12 aux clips (4 classes), the 20 official exemplars, 6 eval clips."""
+  root = tmp_path_factory.mktemp('ntu120')
+  anns = []
+
+  def add(name, label):
+    i = len(anns)
+    anns.append(data_formats.ntu_annotation(name, label, frames=5 + (7 * i) % 16,
+                                            persons=1 + i % 2, seed=i))
+
+  for label in AUX_ORIG:
+    for k in range(AUX_CLIPS):
+      add(f'S002C00{1 + k}P001R001A{label + 1:03d}', label)
+  for label, name in ntu.OFFICIAL_EXEMPLARS.items():
+    add(name, label)
+  for label in EVAL_NOVEL:
+    for k in range(2):
+      add(f'S003C00{1 + k}P002R002A{label + 1:03d}', label)
+  names = [a['frame_dir'] for a in anns]
+  split = {s: names[:4] for s in ('xsub_train', 'xsub_val', 'xset_train', 'xset_val')}
+  data_formats.write_pyskl(root / 'ntu120_hrnet.pkl', anns, split)
+  builder.build('ntu120', source=root / 'ntu120_hrnet.pkl', data_dir=root / 'tfds')
+  return str(root / 'tfds')
+
+
+def _config(tiny_config, data_dir, *words, **fields):
+  c = tiny_config('tiny_oneshot', ','.join([data_dir, *words]))
+  with c.unlocked():
+    c.update(fields)
+  return c
+
+
+def test_builder_gives_the_oneshot_splits(data_dir):
+  aux = records.load('ntu120', 'oneshot_aux', data_dir=data_dir)
+  exemplar = records.load('ntu120', 'oneshot_exemplar', data_dir=data_dir)
+  evals = records.load('ntu120', 'oneshot_eval', data_dir=data_dir)
+  assert sorted(per_class.source_labels(aux).tolist()) == sorted(
+      [i for i in range(len(AUX_ORIG)) for _ in range(AUX_CLIPS)])
+  assert sorted(per_class.source_labels(exemplar).tolist()) == list(range(20))
+  assert sorted(per_class.source_labels(evals).tolist()) == [0, 0, 1, 1, 2, 2]
+
+
+def _check_paired(labels, order, batch, n_views=2):
+  for b in range(len(order) // batch):
+    rows = labels[order[b * batch:(b + 1) * batch]].reshape(-1, n_views)
+    assert np.all(rows == rows[:, :1]), rows  # the clips of a class are adjacent
+    assert len(set(rows[:, 0].tolist())) == batch // n_views  # distinct classes
+
+
+def test_class_batch_order_pairs_covers_and_is_deterministic():
+  labels = np.repeat(np.arange(10), [5, 3, 2, 4, 6, 2, 3, 1, 2, 2])  # class 7 has one clip
+  order = functools.partial(per_class.class_batch_order, labels, n_views=2, global_batch=8,
+                            steps=30)
+  a = order(np.random.default_rng([0, 0, 0]))
+  assert a.shape == (240,)
+  _check_paired(labels, a, 8)
+  np.testing.assert_array_equal(a, order(np.random.default_rng([0, 0, 0])))
+  assert not np.array_equal(a, order(np.random.default_rng([1, 0, 0])))
+  # Each class once per pass over a class permutation (at most ceil(10 / 4) + 1 batches), so
+  # every window of two passes holds every class.
+  window = 2 * (math.ceil(10 / 4) + 1) * 8
+  for start in range(0, len(a) - window + 1, 8):
+    assert set(labels[a[start:start + window]].tolist()) == set(range(10))
+  assert np.all(a[labels[a] == 7] == np.flatnonzero(labels == 7)[0])  # drawn with replacement
+  with pytest.raises(ValueError, match='needs 6 classes'):
+    per_class.class_batch_order(labels[labels < 5], np.random.default_rng(0), n_views=2,
+                                global_batch=12, steps=1)
+  with pytest.raises(ValueError, match='not a multiple of n_views=2'):
+    per_class.ClassBatchOrder([], n_views=2, global_batch=5)
+
+
+def test_trainer_batches_are_class_paired(tiny_config, data_dir):
+  c = _config(tiny_config, data_dir, 'scratch', epochs=3)
+  curriculum = action_oneshot.make_curriculum(c)
+  labels = per_class.source_labels(curriculum.phases[0].source)
+  assert curriculum.total_steps == 9  # 12 clips // 4 per epoch
+  steps = {}
+  for seed in (0, 0, 1):
+    batches = pipelines.HostBatches(curriculum, seed=seed)
+    order = np.concatenate([batches.indices(s) for s in range(curriculum.total_steps)])
+    _check_paired(labels, order, 4)
+    steps.setdefault(seed, []).append(order)
+    batch = batches[0]
+    np.testing.assert_array_equal(batch['label'], labels[batches.indices(0)])
+    assert batch['input'].shape == (4, 2, 9, 17, 3)
+  np.testing.assert_array_equal(*steps[0])
+  assert not np.array_equal(steps[0][0], steps[1][0])
+  assert set(labels[steps[0][0][:12]].tolist()) == set(range(len(AUX_ORIG)))
+
+
+def test_nearest_exemplar_by_hand():
+  exemplars = np.array([[1.0, 0, 0], [0, 2.0, 0], [0, 0, 3.0]])
+  queries = np.array([[0.9, 0.1, 0], [0.1, 0.2, 0.1], [1, 1, 0.1], [0, 0.1, 0.5]])
+  # cosine nearest: 0, 1, (0 / 1 tie at 45 degrees -> first: 0), 2 ; labels 0, 2, 1, 2
+  result = oneshot.nearest_exemplar_metrics(queries, [0, 2, 1, 2], exemplars, [0, 1, 2])
+  assert result == {'accuracy': 50.0, 'error': 50.0, 'clips': 4, 'classes': 3, 'shots': 1}
+  # 2-shot: nearest exemplar and the nearest class mean can differ.
+  two = oneshot.nearest_exemplar_metrics(
+      np.array([[1.0, 0.3]]), [0], np.array([[1.0, 0.35], [-1.0, 1.0], [1.0, 0.2], [1.0, 0.2]]),
+      [0, 0, 1, 1])
+  assert two['shots'] == 2 and two['accuracy'] == 100.0 and two['prototype_accuracy'] == 0.0
+  with pytest.raises(ValueError, match=r'classes \[5\] have no exemplar'):
+    oneshot.nearest_exemplar_metrics(queries[:1], [5], exemplars, [0, 1, 2])
+
+
+class _MeanModel:
+  """A stand-in model: the embedding of a clip is its mean over persons, frames and joints."""
+
+  @staticmethod
+  def apply(variables, x):
+    del variables
+    return jnp.mean(x, axis=(1, 2, 3))
+
+
+def test_evaluator_equals_a_hand_computation(tiny_config, data_dir):
+  c = _config(tiny_config, data_dir)
+  run = oneshot.make_evaluator(c, _MeanModel(), c.evals.test)
+  result = run({})
+
+  def embed(split):
+    source = records.load('ntu120', split, data_dir=data_dir)
+    rows = [finetune.action_example(source[i], np.random.default_rng([0, 2, i]), n_frames=9,
+                                    train=False, scale_range=(2, 2)) for i in range(len(source))]
+    x = np.stack([r['input'].mean(axis=(0, 1, 2)) for r in rows]).astype(np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True), np.array([int(r['label']) for r in rows])
+
+  q, q_labels = embed('oneshot_eval')
+  e, e_labels = embed('oneshot_exemplar')
+  expected = 100 * np.mean(e_labels[np.argmax(q @ e.T, axis=1)] == q_labels)
+  assert result['clips'] == 6 and result['classes'] == 20 and result['shots'] == 1
+  np.testing.assert_allclose(result['accuracy'], expected)
+
+
+def test_end_to_end_training_reports(tmp_path, tiny_config, data_dir):
+  c = _config(tiny_config, data_dir, 'scratch')
+  workdir = str(tmp_path / 'run')
+  summary = train.train_and_evaluate(c, workdir)
+  assert summary['step'] == 3
+  logged = {}
+  for row in metric_writer.read_jsonl(os.path.join(workdir, 'metrics.jsonl')):
+    logged.setdefault(row['step'], {}).update(row)
+  losses = [logged[s]['action/loss'] for s in (1, 2, 3)]
+  assert all(np.isfinite(losses)) and all(v > 0 for v in losses), losses
+  assert all(-1 <= logged[s]['action/positive_cosine'] <= 1 for s in (1, 2, 3))
+  for step in (0, 3):
+    assert logged[step]['test/clips'] == 6 and 0 <= logged[step]['test/accuracy'] <= 100
+
+
+def test_config_variants(tiny_config, data_dir):
+  ft = action_ntu120_oneshot.get_config()
+  assert ft.task == 'action_oneshot' and ft.finetune and ft.lr_head == 1e-3
+  assert (ft.epochs, ft.batch_size, ft.n_views, ft.clip_len, ft.lr) == (50, 32, 2, 100, 1e-4)
+  assert dict(ft.model.head) == dict(version='embed', num_classes=100, dropout_ratio=0.1,
+                                     hidden_dim=2048)
+  assert (ft.temperature, ft.base_temperature) == (0.1, 0.07) and ft.model.maxlen == 243
+  assert ft.evals.test.type == 'oneshot' and not ft.best_metric
+  scratch = action_ntu120_oneshot.get_config('scratch,runlocal')
+  assert not scratch.finetune and scratch.lr_head is None and scratch.batch_size == 8
+  with pytest.raises(ValueError, match="unknown variant 'xsub'"):
+    action_ntu120_oneshot.get_config('xsub')
+  c = _config(tiny_config, data_dir)
+  with pytest.raises(ValueError, match='config.init_from is empty'):
+    action_oneshot.make_curriculum(c)
+  with c.unlocked():
+    c.model.head.version = 'class'
+  with pytest.raises(ValueError, match="head.version must be 'embed'"):
+    action_oneshot.make_model(c)
+  assert action_oneshot.flops_per_step(_config(tiny_config, data_dir)) > 0
