@@ -15,6 +15,7 @@ from configs import action_ntu120_oneshot
 from data_prep import builder, ntu
 from mbjax import metric_writer, train
 from mbjax.data import finetune, per_class, pipelines, records
+from mbjax.evaluate import __main__ as cli
 from mbjax.evaluate import oneshot
 from mbjax.tasks import action_oneshot
 
@@ -170,6 +171,9 @@ def test_end_to_end_training_reports(tmp_path, tiny_config, data_dir):
   assert all(-1 <= logged[s]['action/positive_cosine'] <= 1 for s in (1, 2, 3))
   for step in (0, 3):
     assert logged[step]['test/clips'] == 6 and 0 <= logged[step]['test/accuracy'] <= 100
+  # The evaluate CLI on the workdir gives the trainer's last evaluation.
+  result = cli.run(c, workdir, str(tmp_path / 'eval' / 'eval.json'))
+  assert result['test']['accuracy'] == logged[3]['test/accuracy']
 
 
 def test_config_variants(tiny_config, data_dir):
