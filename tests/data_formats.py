@@ -57,6 +57,37 @@ def write_h36m(path: pathlib.Path, train: dict, test: dict) -> pathlib.Path:
   return path
 
 
+def h36m_random_split(sequences, rng: np.random.Generator, *, test: bool) -> dict:
+  """One split of the official H36M pickle with random poses and a 2.5D ground truth consistent
+  with them; `sequences` are (source, camera, action, frames) (action read for test only)."""
+  n = sum(s[3] for s in sequences)
+  pixels = np.concatenate([rng.uniform(300, 700, (n, 17, 2)), rng.uniform(-100, 100, (n, 17, 1))],
+                          axis=-1)
+  split = {
+      'joint_2d': (pixels[..., :2] + rng.normal(0, 3, (n, 17, 2))).astype(np.float32),
+      'confidence': rng.uniform(0.3, 1.0, (n, 17)).astype(np.float32),
+      'joint3d_image': pixels,
+      'camera_name': np.array([c for _, c, _, k in sequences for _ in range(k)]),
+      'source': [s for s, _, _, k in sequences for _ in range(k)],
+  }
+  if test:
+    factor = rng.uniform(4.0, 5.0, n)
+    split.update({'action': [a for _, _, a, k in sequences for _ in range(k)],
+                  '2.5d_factor': factor, 'joints_2.5d_image': pixels * factor[:, None, None]})
+  return split
+
+
+def build_random_h36m(root: pathlib.Path, train_sequences, test_sequences, seed: int = 0) -> str:
+  """The tfds data_dir (under `root`) of an `h36m` build of a random official-format pickle."""
+  from data_prep import builder
+  rng = np.random.default_rng(seed)
+  source = write_h36m(root / 'h36m_sh_conf_cam_source_final.pkl',
+                      h36m_random_split(train_sequences, rng, test=False),
+                      h36m_random_split(test_sequences, rng, test=True))
+  builder.build('h36m', source=source, data_dir=root / 'tfds')
+  return str(root / 'tfds')
+
+
 def amass_sequence(frames: int, joints: int = H36M_JOINTS) -> np.ndarray:
   """(joints, frames, 3) float64 metres, Z up: joint j at frame t is (1 + t, 2 + j, 3)."""
   t = np.arange(frames, dtype=np.float64)[None, :]

@@ -10,7 +10,6 @@ import pytest
 
 import data_formats
 from configs import pose3d_h36m, pretrain
-from data_prep import builder
 from mbjax import metric_writer, train
 from mbjax.data import subjects
 from mbjax.data.records import load as load_split
@@ -31,34 +30,11 @@ MIRROR = np.arange(17)
 MIRROR[[1, 2, 3, 4, 5, 6, 11, 12, 13, 14, 15, 16]] = [4, 5, 6, 1, 2, 3, 14, 15, 16, 11, 12, 13]
 
 
-def _split(sequences, rng, *, test: bool) -> dict:
-  """One split of the official pickle: random poses, 2.5D ground truth consistent with them."""
-  n = sum(k for _, _, k in sequences)
-  pixels = np.concatenate([rng.uniform(300, 700, (n, 17, 2)), rng.uniform(-100, 100, (n, 17, 1))],
-                          axis=-1)
-  split = {
-      'joint_2d': (pixels[..., :2] + rng.normal(0, 3, (n, 17, 2))).astype(np.float32),
-      'confidence': rng.uniform(0.3, 1.0, (n, 17)).astype(np.float32),
-      'joint3d_image': pixels,
-      'camera_name': np.array([c for _, c, k in sequences for _ in range(k)]),
-      'source': [s for s, _, k in sequences for _ in range(k)],
-  }
-  if test:
-    factor = rng.uniform(4.0, 5.0, n)
-    split.update({'action': ['Directions'] * n, '2.5d_factor': factor,
-                  'joints_2.5d_image': pixels * factor[:, None, None]})
-  return split
-
-
 @pytest.fixture(scope='module')
 def data_dir(tmp_path_factory):
-  root = tmp_path_factory.mktemp('h36m_val')
-  rng = np.random.default_rng(0)
-  source = data_formats.write_h36m(root / 'h36m_sh_conf_cam_source_final.pkl',
-                                   _split(TRAIN_SEQUENCES, rng, test=False),
-                                   _split(TEST_SEQUENCES, rng, test=True))
-  builder.build('h36m', source=source, data_dir=root / 'tfds')
-  return str(root / 'tfds')
+  return data_formats.build_random_h36m(
+      tmp_path_factory.mktemp('h36m_val'), [(s, c, '', k) for s, c, k in TRAIN_SEQUENCES],
+      [(s, c, 'Directions', k) for s, c, k in TEST_SEQUENCES])
 
 
 def _subjects_of(source) -> list[str]:
