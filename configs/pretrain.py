@@ -18,7 +18,6 @@ instavariety.
 """
 
 import ml_collections
-from ml_collections.config_dict import placeholder
 
 from configs import common, validation
 from mbjax.models.dstformer import LITE, RELEASE, TINY
@@ -50,10 +49,10 @@ def get_config(arg: str = 'lite') -> ml_collections.ConfigDict:
   # `joint_2d`; AMASS has none). `gt_2d` (common.add_input_switches) also forces synthetic 2D.
   c.synthetic = True
   # Masks only when both ratios are > 0 (official). `scale_range_3d` (official
-  # `scale_range_pretrain`, set by no official config): None feeds 3D clips as stored (H36M in
+  # `scale_range_pretrain`, set by no official config): () feeds 3D clips as stored (H36M in
   # camera-normalised units, AMASS in metres x 0.298); e.g. (1, 1) crop-scales each to [-1, 1].
   c.augment = dict(flip=True, noise=True, noise_path='', mask_ratio=0.05, mask_t_ratio=0.1,
-                   scale_range_2d=(0.25, 1.0), scale_range_3d=placeholder(tuple))
+                   scale_range_2d=(0.25, 1.0), scale_range_3d=())
   c.data = dict(
       data_dir='data/tfds',
       # One shuffled phase over all 3D sources (official ConcatDataset); `key` is each source's

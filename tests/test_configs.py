@@ -130,7 +130,7 @@ def test_pretrain_data_fields_and_overrides():
   """Official MB_pretrain: rootrel, synthetic 2D, 3D clips not crop-scaled (no
   `scale_range_pretrain`); a crop-scale range can be given on the command line."""
   c = _load('configs/pretrain.py', 'tiny')
-  assert c.rootrel and c.synthetic and c.augment.scale_range_3d is None
+  assert c.rootrel and c.synthetic and c.augment.scale_range_3d == ()
   assert [s.get('key_2d') for s in c.data.sources_3d] == [None, 'joint_2d']  # AMASS has no 2D
   argv = ['test', f'--config={ROOT / "configs/pretrain.py"}:tiny',
           '--config.augment.scale_range_3d=(1, 1)', '--config.synthetic=False']

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from mbjax.data.subjects import SubsetSource
+
 
 def holdout_indices(n: int, fraction: float, seed: int) -> np.ndarray:
   """Sorted indices of the held-out records: ceil(fraction * n) of range(n), drawn by `seed`.
@@ -26,27 +28,9 @@ def holdout_indices(n: int, fraction: float, seed: int) -> np.ndarray:
   return np.sort(np.random.default_rng([seed, n]).permutation(n)[:count])
 
 
-class Subset:
-  """Random access to the records `indices` of `source` (picklable, for grain workers)."""
-
-  def __init__(self, source: Any, indices: np.ndarray, name: str):
-    self.source = source
-    self.indices = np.asarray(indices, np.int64)
-    self.name = name
-
-  def __len__(self) -> int:
-    return len(self.indices)
-
-  def __getitem__(self, index: int) -> dict:
-    return self.source[int(self.indices[int(index)])]
-
-  def __repr__(self) -> str:
-    return f'{self.name} of {self.source!r} ({len(self)} records)'
-
-
-def split(source: Any, fraction: float, seed: int) -> tuple[Subset, Subset]:
+def split(source: Any, fraction: float, seed: int) -> tuple[SubsetSource, SubsetSource]:
   """(records to train on, held-out records) of `source`; disjoint, together all of it."""
   held = holdout_indices(len(source), fraction, seed)
   rest = np.setdiff1d(np.arange(len(source)), held)
-  return (Subset(source, rest, f'training part (without {fraction:g} held out)'),
-          Subset(source, held, f'held-out {fraction:g}'))
+  return (SubsetSource(source, rest, f'training part (without {fraction:g} held out)'),
+          SubsetSource(source, held, f'held-out {fraction:g}'))

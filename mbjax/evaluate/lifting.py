@@ -88,7 +88,7 @@ def make_evaluator(config, model, spec):
   `config.data.sources_3d` with the same key. Clips are crop-scaled when training's are
   (`config.augment.scale_range_3d` set).
   """
-  crop_scale = (config.get('augment') or {}).get('scale_range_3d') is not None
+  crop_scale = bool((config.get('augment') or {}).get('scale_range_3d'))
   channels = 2 if config.get('no_conf') else 3  # no_conf: the model takes x, y only
   key = spec.get('key', 'joints3d')
   data_dir = config.data.data_dir

@@ -87,10 +87,10 @@ def _phase_3d(config, noise, corruption: dict) -> pipelines.Phase:
   stored 2D, `joint_2d`) so that one example function serves them all."""
   data, aug = config.data, config.augment
   stored_2d = not config.get('synthetic', True) and not config.get('gt_2d', False)
-  scale_range = aug.get('scale_range_3d')
+  scale_range = tuple(aug.get('scale_range_3d') or ()) or None  # () or None: as stored
   if stored_2d and scale_range is not None:
     raise ValueError('augment.scale_range_3d crop-scales synthetic 2D only (official '
-                     '`scale_range_pretrain`); with synthetic=False leave it None')
+                     '`scale_range_pretrain`); with synthetic=False leave it empty')
   sources = []
   for spec in data.sources_3d:
     fields = {'joint_3d': spec['key']}
@@ -103,7 +103,7 @@ def _phase_3d(config, noise, corruption: dict) -> pipelines.Phase:
   _check_one_clip_length(data.sources_3d, sources)
   make = functools.partial(pipelines.pretrain_3d_example, key='joint_3d',
                            key_2d='joint_2d' if stored_2d else None, noise=noise,
-                           scale_range=None if scale_range is None else tuple(scale_range),
+                           scale_range=scale_range,
                            **corruption)
   name = '+'.join(spec['name'] for spec in data.sources_3d)
   return pipelines.Phase(name, pipelines.KIND_3D, pipelines.ConcatSource(sources),
