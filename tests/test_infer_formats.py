@@ -1,5 +1,5 @@
-"""mbjax.infer readers and maps: every input format, written here in its published layout, read
-back to H36M-17 with left and right in place (a figure raising its LEFT hand), and bad inputs."""
+"""Keypoint file readers (mbjax.data.keypoint_files) and maps: every input format, written here in
+its published layout, read back to H36M-17 with left and right in place (a figure raising its LEFT hand), and bad inputs."""
 
 import json
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mbjax.data import skeletons
-from mbjax.infer import keypoints, readers
+from mbjax.data import keypoint_files, person_tracks
 
 # The published joint orders, written out independently of mbjax (COCO keypoints, AlphaPose
 # Halpe-26, OpenPose BODY_25 `pose_keypoints_2d`, MediaPipe Pose landmarks).
@@ -55,7 +55,7 @@ def _check_left_hand_raised(h36m, what):
 
 
 def _read_tracks(path, **kw):
-  tracks, skipped = keypoints.tracks(readers.read(path, **kw))
+  tracks, skipped = person_tracks.tracks(keypoint_files.read(path, **kw))
   assert not skipped
   return tracks
 
@@ -119,7 +119,7 @@ def test_every_json_format_keeps_left_and_right(tmp_path):
   }
   expected = {'alphapose halpe': 'halpe', 'openpose': 'body25', 'mediapipe': 'mediapipe'}
   for name, (path, kw) in cases.items():
-    dets = readers.read(path, **kw)
+    dets = keypoint_files.read(path, **kw)
     assert dets.skeleton == expected.get(name, 'coco'), name
     tracks = _read_tracks(path, **kw)
     assert len(tracks) == 1, name
@@ -172,9 +172,9 @@ def test_ids_gaps_duplicates_and_undetected_joints(tmp_path):
   dets += [dict(image_id=f'{t}.jpg', keypoints=poses[t].reshape(-1).tolist(), score=1.0,
                 idx=[2, 0.9]) for t in (1, 2)]
   (tmp_path / 'a.json').write_text(json.dumps(dets))
-  tracks, skipped = keypoints.tracks(readers.read(tmp_path / 'a.json'), min_frames=3)
+  tracks, skipped = person_tracks.tracks(keypoint_files.read(tmp_path / 'a.json'), min_frames=3)
   assert list(tracks) == [7] and skipped == [dict(person=2, frames=2,
-                                                  reason=keypoints.SKIP_SHORT)]
+                                                  reason=person_tracks.SKIP_SHORT)]
   t = tracks[7]
   assert t.frames.tolist() == list(range(6)) and t.detected.tolist() == [1, 1, 1, 0, 1, 1]
   assert t.duplicates == 1 and t.joints_filled == 1
@@ -207,7 +207,7 @@ def test_no_ids_and_several_persons_per_frame_is_an_error(tmp_path):
               for p in (pose, pose + [300, 0, 0])]
     (folder / f'{t}_keypoints.json').write_text(json.dumps(dict(people=people)))
   with pytest.raises(ValueError, match='frame 0 holds 2 persons.*no track ids'):
-    keypoints.tracks(readers.read(folder))
+    person_tracks.tracks(keypoint_files.read(folder))
 
 
 # ------------------------------------------------------------------------------ bad input
@@ -245,27 +245,27 @@ def _det(frame, n_joints=26, **kw):
 ])
 def test_bad_input_names_file_and_record(tmp_path, name, content, match):
   with pytest.raises(ValueError, match=match):
-    keypoints.tracks(readers.read(_bad(tmp_path, name, content)))
+    person_tracks.tracks(keypoint_files.read(_bad(tmp_path, name, content)))
 
 
 def test_all_nan_frames_are_reported_gaps_and_wrong_format_counts(tmp_path):
   x = figure(HALPE, frames=4)
   x[1] = np.nan
   np.save(tmp_path / 'gap.npy', x)
-  dets = readers.read(tmp_path / 'gap.npy')
+  dets = keypoint_files.read(tmp_path / 'gap.npy')
   assert dets.notes == ['1 person-frames all NaN: read as missing']
-  (t,) = keypoints.tracks(dets)[0].values()
+  (t,) = person_tracks.tracks(dets)[0].values()
   assert t.detected.tolist() == [True, False, True, True]
   with pytest.raises(ValueError, match='26 joints per person, but --format=coco has 17'):
-    readers.read(tmp_path / 'gap.npy', skeleton='coco')
+    keypoint_files.read(tmp_path / 'gap.npy', skeleton='coco')
   with pytest.raises(ValueError, match='pass --size'):
-    readers.read(write_mediapipe(tmp_path / 'm.json', figure(MEDIAPIPE), SIZE))
+    keypoint_files.read(write_mediapipe(tmp_path / 'm.json', figure(MEDIAPIPE), SIZE))
   with pytest.raises(ValueError, match='pose_keypoints_2d has 54 numbers'):
     folder = tmp_path / 'coco18'
     folder.mkdir()
     (folder / '0_keypoints.json').write_text(json.dumps(dict(people=[dict(
         pose_keypoints_2d=[1.0] * 54)])))
-    readers.read(folder)
+    keypoint_files.read(folder)
   with pytest.raises(ValueError, match='--focus=5: no such track; track ids: \\[1\\]'):
-    keypoints.tracks(readers.read(write_alphapose(tmp_path / 'a.json', HALPE, x[[0, 2]])),
+    person_tracks.tracks(keypoint_files.read(write_alphapose(tmp_path / 'a.json', HALPE, x[[0, 2]])),
                      focus=5)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from mbjax.data import shipped, transforms
-from mbjax.infer import keypoints, lift, readers, windows
+from mbjax.data import keypoint_files, person_tracks
+from mbjax.infer import lift, windows
 
 BOXING2 = shipped.CHECKOUT_ASSETS / 'wild' / 'boxing2_alphapose-results.json'
 
@@ -103,7 +104,7 @@ def test_seam_jitter_finds_a_jump():
 
 @pytest.fixture(scope='module')
 def boxing2():
-  tracks, _ = keypoints.tracks(readers.read(BOXING2), focus=1)
+  tracks, _ = person_tracks.tracks(keypoint_files.read(BOXING2), focus=1)
   return tracks[1]
 
 

@@ -8,7 +8,7 @@
       --focus 1 --stride 243            # the official infer_wild.py windows
 
 INPUT: AlphaPose / COCO / MMPose JSON, an OpenPose or MMPose per-frame JSON folder, MediaPipe JSON,
-or a .npy / .npz array (mbjax/infer/readers.py). CKPT: an official .bin (model of --config,
+or a .npy / .npz array (mbjax/data/keypoint_files.py). CKPT: an official .bin (model of --config,
 default configs/pose3d_h36m.py:global_lite, the official in-the-wild model), an mbjax.convert
 directory, or a trainer / demo workdir (its own model; mbjax/infer/model.py). Writes
 DIR/results.npz and DIR/results.json (mbjax/infer/outputs.py).
@@ -17,7 +17,7 @@ DIR/results.npz and DIR/results.json (mbjax/infer/outputs.py).
 from absl import app, flags
 from ml_collections import config_flags
 
-from mbjax.infer import readers
+from mbjax.data import keypoint_files
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Config file (path:variant) for the model and test-time options; default '
@@ -25,7 +25,7 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=True)
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'official .bin, convert dir or workdir')
 _OUT = flags.DEFINE_string('out', None, 'output folder: results.npz, results.json')
-_FORMAT = flags.DEFINE_enum('format', None, list(readers.ARRAY_FORMATS),
+_FORMAT = flags.DEFINE_enum('format', None, list(keypoint_files.ARRAY_FORMATS),
                             'skeleton of the keypoints (default: from the joint count; needed '
                             'for 17-joint arrays)')
 _SIZE = flags.DEFINE_string('size', None, 'frame size WIDTHxHEIGHT (for --pixel and MediaPipe)')

@@ -1,6 +1,6 @@
 """One keypoint file -> 3D of every track, written to a folder: what `python -m mbjax.infer` runs.
 
-read (readers) -> H36M-17 tracks (keypoints) -> normalise + windows + model (lift, windows) ->
+read (data.keypoint_files) -> H36M-17 tracks (data.person_tracks) -> normalise + windows + model (lift, windows) ->
 results.npz / results.json (outputs).
 """
 
@@ -12,7 +12,8 @@ import time
 
 import numpy as np
 
-from mbjax.infer import keypoints, lift, outputs, readers
+from mbjax.data import keypoint_files, person_tracks
+from mbjax.infer import lift, outputs
 from mbjax.infer import windows as windows_lib
 from mbjax.infer.model import Lifter
 
@@ -59,7 +60,7 @@ def window_options(request: Request, lifter: Lifter) -> lift.Options:
                       gt_2d=lifter.gt_2d, no_conf=lifter.no_conf, batch_size=request.batch_size)
 
 
-def _check_size(dets: readers.Detections, size) -> tuple[tuple[int, int] | None, list[str]]:
+def _check_size(dets: keypoint_files.Detections, size) -> tuple[tuple[int, int] | None, list[str]]:
   if size and dets.size and tuple(size) != tuple(dets.size):
     return size, [f'--size {size[0]}x{size[1]} used; the file says {dets.size[0]}x{dets.size[1]}']
   return size or dets.size, []
@@ -70,8 +71,8 @@ class Prepared:
   """A request's input, read and checked before any model is loaded."""
 
   request: Request
-  detections: readers.Detections
-  tracks: dict[int, keypoints.Track]
+  detections: keypoint_files.Detections
+  tracks: dict[int, person_tracks.Track]
   skipped: list[dict]
   size: tuple[int, int] | None
   notes: list[str]
@@ -79,9 +80,9 @@ class Prepared:
 
 def prepare(request: Request) -> Prepared:
   """Reads `request.input` into tracks; input mistakes surface here, before the model loads."""
-  dets = readers.read(request.input, request.skeleton, request.size)
+  dets = keypoint_files.read(request.input, request.skeleton, request.size)
   size, notes = _check_size(dets, request.size)
-  tracks, skipped = keypoints.tracks(dets, min_frames=request.min_frames, focus=request.focus)
+  tracks, skipped = person_tracks.tracks(dets, min_frames=request.min_frames, focus=request.focus)
   if not tracks:
     raise ValueError(f'{request.input}: no track to lift; skipped: {skipped}')
   if request.pixel and size is None:

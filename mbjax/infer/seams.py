@@ -26,9 +26,10 @@ flags.mark_flags_as_required(['checkpoint'])
 def compare(request, lifter) -> dict:
   """{track id: {official: jitter, blended: jitter, blended_own_seams: jitter}}."""
   import dataclasses
-  from mbjax.infer import keypoints, lift, pipeline, readers, windows
-  dets = readers.read(request.input, request.skeleton, request.size)
-  tracks, _ = keypoints.tracks(dets, min_frames=request.min_frames, focus=request.focus)
+  from mbjax.data import keypoint_files, person_tracks
+  from mbjax.infer import lift, pipeline, windows
+  dets = keypoint_files.read(request.input, request.skeleton, request.size)
+  tracks, _ = person_tracks.tracks(dets, min_frames=request.min_frames, focus=request.focus)
   inputs = {k: lift.normalise(t.keypoints)[0] for k, t in tracks.items()}
   blended_options = pipeline.window_options(request, lifter)
   official_options = dataclasses.replace(blended_options, stride=blended_options.clip_len)

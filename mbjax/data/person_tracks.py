@@ -1,7 +1,7 @@
 """Detections of any format -> per-person H36M-17 tracks in pixels, gaps filled.
 
-  dets = readers.read('video.json')              # AlphaPose, COCO, MMPose, OpenPose, MediaPipe,
-  tracks, skipped = keypoints.tracks(dets)       # .npy / .npz (see mbjax/infer/readers.py)
+  dets = keypoint_files.read('video.json')      # AlphaPose, COCO, MMPose, OpenPose, MediaPipe,
+  tracks, skipped = person_tracks.tracks(dets)  # .npy / .npz (see mbjax/data/keypoint_files.py)
 
 Each format has one map to H36M-17 (`mbjax.data.skeletons.SKELETONS`): Halpe-26 the official
 `halpe2h36m`, COCO-17 the official `coco2h36m`, BODY_25 and MediaPipe the COCO convention
@@ -26,7 +26,7 @@ import dataclasses
 import numpy as np
 
 from mbjax.data import skeletons
-from mbjax.infer.readers import Detections
+from mbjax.data.keypoint_files import Detections
 
 SKIP_SHORT = 'shorter than --min_frames'
 SKIP_EMPTY = 'fewer than 4 detected joints in the whole track'
@@ -143,7 +143,7 @@ def tracks(dets: Detections, *, min_frames: int = 1, focus: int | None = None
   """The persons of `dets` as H36M-17 tracks.
 
   Args:
-    dets: from `readers.read`.
+    dets: from `keypoint_files.read`.
     min_frames: tracks with fewer frames (after filling gaps) are skipped.
     focus: keep only this track id (official `--focus`).
 
