@@ -1,7 +1,7 @@
 """One keypoint file -> 3D of every track, written to a folder: what `python -m mbjax.infer` runs.
 
-read (data.keypoint_files) -> H36M-17 tracks (data.person_tracks) -> normalise + windows + model (lift, windows) ->
-results.npz / results.json (outputs).
+read (data.keypoint_files) -> H36M-17 tracks (data.person_tracks) -> normalise + windows + model
+(lift, windows) -> results.npz / results.json (outputs).
 """
 
 from __future__ import annotations
