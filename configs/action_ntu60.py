@@ -32,6 +32,7 @@ best checkpoint with the evaluate command above); a last partial batch of each e
 import ml_collections
 
 from configs import common
+from mbjax.data import action_labels
 from mbjax.models.dstformer import RELEASE
 
 SPLITS = ('xsub', 'xview')
@@ -56,6 +57,7 @@ def get_config(arg: str = 'xsub') -> ml_collections.ConfigDict:
   c.model = dict(common.model(RELEASE),
                  head=dict(version='class', num_classes=60, dropout_ratio=0.5, hidden_dim=2048))
   c.clip_len = 243
+  c.label_names = action_labels.NTU60  # what mbjax.predict_action prints
 
   # Official: 300 epochs, batch 32, AdamW wd 0.01, lr x0.99 per epoch; backbone and head groups at
   # lr_backbone / lr_head: 1e-4 / 1e-3 finetuning, 1e-4 / 1e-4 from scratch (one group here).
@@ -69,8 +71,9 @@ def get_config(arg: str = 'xsub') -> ml_collections.ConfigDict:
   c.augment = dict(random_move=True, scale_range_train=(1, 3), scale_range_test=(2, 2))
   # val_fraction of <split>_train (seeded by val_seed) is held out for model selection; 0 trains
   # on all of it and keeps no best checkpoint.
-  c.data = dict(data_dir='data/tfds', dataset='ntu60', split=split, val_fraction=0.05,
-                val_seed=0, num_workers=0, prefetch=2)
+  c.data = dict(data_dir='data/tfds', dataset='ntu60', train_split=f'{split}_train',
+                test_split=f'{split}_val', val_fraction=0.05, val_seed=0, num_workers=0,
+                prefetch=2)
   c.evals = ml_collections.ConfigDict()
   # ~1 epoch at batch 32 (40k xsub / 38k xview training clips); the official code validates
   # every epoch.

@@ -25,7 +25,7 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
-from mbjax.data import skeletons, source_files, transforms
+from mbjax.data import action_clips, skeletons, source_files, transforms
 from mbjax.data.report import BuildReport
 
 NTU60_SPLITS = ('xsub_train', 'xsub_val', 'xview_train', 'xview_val')
@@ -37,13 +37,7 @@ VERSIONS = {'ntu60': (NTU60_SPLITS, 60), 'ntu120': (NTU120_SPLITS, 120)}
 NAME = 'ntu60'
 SPLITS = NTU60_SPLITS
 MAX_PERSONS = 2
-FEATURES = {
-    'keypoint': ((MAX_PERSONS, None, 17, 3), 'float32'),
-    'label': ((), 'int64'),
-    'orig_label': ((), 'int64'),
-    'frame_dir': ((), 'str'),
-    'total_frames': ((), 'int64'),
-}
+FEATURES = action_clips.FEATURES
 
 NOVEL_CLASSES = tuple(range(0, 120, 6))  # NTU A001, A007, ..., A115 (0-based labels)
 AUX_CLASSES = tuple(c for c in range(120) if c not in NOVEL_CLASSES)

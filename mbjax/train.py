@@ -285,6 +285,7 @@ def setup(config, *, with_data: bool = True) -> Setup:
   """
   mesh, rules = make_mesh(config)
   task = get_task(config)
+  base.configure(task, config)
   curriculum = task.make_curriculum(config) if with_data else None
   epoch_starts = curriculum.epoch_starts if curriculum else [0]
   total_steps = curriculum.total_steps if curriculum else 0

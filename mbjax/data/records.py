@@ -7,6 +7,7 @@ it with numpy (`builder_from_directory(...).as_data_source(split)`), without Ten
 
 from __future__ import annotations
 
+import json
 import pathlib
 
 import numpy as np
@@ -68,6 +69,18 @@ class RecordSource:
 
   def __repr__(self) -> str:
     return f'RecordSource({self.path}, split={self.split!r}, records={len(self)})'
+
+
+def metadata(name: str, *, data_dir: str | pathlib.Path, version: str | None = None) -> dict:
+  """The `metadata.json` of a built dataset: module, source, options and the module's own fields
+  (e.g. `label_names` of an action dataset)."""
+  path = dataset_dir(name, data_dir=data_dir, version=version) / 'metadata.json'
+  if not path.is_file():
+    return {}
+  try:
+    return json.loads(path.read_text())
+  except (OSError, ValueError) as e:
+    raise ValueError(f'{path}: cannot read the dataset metadata: {e}') from e
 
 
 def load(name: str, split: str, *, data_dir: str | pathlib.Path,

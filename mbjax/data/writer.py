@@ -7,8 +7,9 @@ A dataset module (a Python module, or any object with these attributes) defines
   FEATURES = {'joint_2d': ((243, 17, 3), 'float32'), 'source': ((), 'str'), ...}
   def generate(source, split, report, **options) -> Iterator[(key, example)]
 
-and optionally VERSION = '1.0.0'. FEATURES maps a name to (shape, numpy dtype name); 'str' is a
-text feature and None in a shape is a variable length. `generate` yields (unique key, dict with
+and optionally VERSION = '1.0.0' and `metadata(source, **options) -> dict` (JSON-ready fields
+stored with the dataset, e.g. an action dataset's label names). FEATURES maps a name to (shape,
+numpy dtype name); 'str' is a text feature and None in a shape is a variable length. `generate` yields (unique key, dict with
 exactly the FEATURES keys) and calls `report.written(split)` per record yielded and
 `report.skipped(split, reason)` per record it leaves out. A module whose FEATURES depend on the
 build options sets OPTION_DEPENDENT_FEATURES = True and defines `module_for(**options)` returning
@@ -164,6 +165,7 @@ def make_builder(module, *, data_dir: str | pathlib.Path,
   report = report if report is not None else BuildReport(name)
   module_doc = module.__doc__ if isinstance(module, types.ModuleType) else None
   description = (module_doc or name).strip().splitlines()[0]
+  extra = module.metadata(source, **options) if callable(getattr(module, 'metadata', None)) else {}
 
   def _info(self) -> tfds.core.DatasetInfo:
     return _LocalDatasetInfo(
@@ -173,7 +175,7 @@ def make_builder(module, *, data_dir: str | pathlib.Path,
         disable_shuffling=True,  # keep the official clip order; shuffling is grain's job
         metadata=tfds.core.MetadataDict(
             module=_module_name(module), source=str(source),
-            options={k: repr(v) for k, v in sorted(options.items())}),
+            options={k: repr(v) for k, v in sorted(options.items())}, **extra),
     )
 
   def _split_generators(self, dl_manager) -> dict:

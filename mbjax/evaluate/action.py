@@ -133,10 +133,13 @@ def save_artifacts(result: dict, directory: str, name: str, step: int | None = N
 
 
 def make_evaluator(config, model, spec):
-  """fn(variables) -> `classification_metrics` on `spec.split` (default `<data.split>_val`, the
-  official test split), `spec.part` ('all' or 'val'), `spec.num_clips` (1), `spec.batch_size`."""
+  """fn(variables) -> `classification_metrics` on `spec.split` (default `config.data.test_split`,
+  e.g. NTU's official test split), `spec.part` ('all' or 'val'), `spec.num_clips` (1), `spec.batch_size`."""
   from mbjax.tasks import action  # the task knows the dataset, the holdout and the clip length
-  split = spec.get('split') or f'{config.data.split}_val'
+  split = spec.get('split') or config.data.get('test_split')
+  if not split:
+    raise ValueError('action evaluator: give its split (config.evals.<name>.split) or '
+                     'config.data.test_split')
   source = action.split_source(config, split, part=spec.get('part', 'all'))
   if len(source) == 0:
     raise ValueError(f'action evaluator: {source!r} has no records')

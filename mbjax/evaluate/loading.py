@@ -17,7 +17,9 @@ def load_model(config, checkpoint: str):
   import numpy as np
   from flax.core import meta
   from mbjax import train
+  from mbjax.tasks import base
   task = train.get_task(config)
+  base.configure(task, config)
   model = task.make_model(config)
   abstract = meta.unbox(train.abstract_variables(model, task.example_batch(config)))
   target = jax.tree_util.tree_map(lambda a: np.zeros(a.shape, a.dtype), abstract)

@@ -4,8 +4,8 @@
       [--focus N] [--clip_len L] [--stride S]
 
 Reading files into detections and H36M-17 tracks is `mbjax.data.keypoint_files` and
-`mbjax.data.person_tracks` (shared with data_prep's action datasets). Modules: `lift` (normalisation,
-model in batches), `windows` (windows of clip_len frames, blending, the official split),
+`mbjax.data.person_tracks` (shared with the action datasets). Modules: `lift` (normalisation, model
+in batches), `windows` (windows of clip_len frames, blending, the official split),
 `model` (which model and options a checkpoint means), `outputs` (results.npz / .json),
 `pipeline` (all of it for one input).
 """

@@ -12,7 +12,8 @@ the 3D of either mode back to pixels (for 'crop': scale = side / 2, offset = the
 
 Differences from the official `infer_wild.py`: without `--focus` it lifts each track on its own
 (official: all detections of the file, whoever they are, as one sequence); missing frames and
-joints are filled (mbjax/data/person_tracks.py; official: missing frames are dropped, shortening the video).
+joints are filled (mbjax/data/person_tracks.py; official: missing frames are dropped, shortening
+the video).
 """
 
 from __future__ import annotations

@@ -27,6 +27,27 @@ PERSONS = finetune.NUM_PERSONS
 FRESH = (r'^params/head/', r'^batch_stats/head/')
 
 
+def configure(config) -> None:
+  """`model.head.num_classes` 0 means 'from the dataset': the class count and `label_names` come
+  from the `label_names` of `config.data.dataset`'s metadata (a `data_prep.build actions` build).
+  Given label names must number num_classes."""
+  head = config.model.head
+  names = tuple(config.get('label_names') or ())
+  if not head.get('num_classes'):
+    data = config.data
+    names = tuple(records.metadata(data.dataset, data_dir=data.data_dir).get('label_names') or ())
+    if not names:
+      raise ValueError(f'config.model.head.num_classes=0 takes the classes from the dataset, but '
+                       f'{data.dataset} under {data.data_dir} lists no label_names in its '
+                       'metadata.json (build it with python -m data_prep.build actions), or set '
+                       'config.model.head.num_classes')
+    head.num_classes = len(names)
+    config.label_names = names
+  if names and len(names) != head.num_classes:
+    raise ValueError(f'config.label_names has {len(names)} names for '
+                     f'config.model.head.num_classes={head.num_classes}')
+
+
 def make_model(config):
   """ActionNet with a `class` head on the DSTformer of `config.model`."""
   head = config.model.get('head') or {}
@@ -67,12 +88,12 @@ def split_source(config, split: str, *, part: str = 'all'):
 
 
 def make_curriculum(config) -> pipelines.Curriculum:
-  """One 'action' phase over `<split>_train` without its validation slice."""
+  """One 'action' phase over `config.data.train_split` without its validation slice."""
   if config.get('finetune') and not config.get('init_from'):
     raise ValueError('this config finetunes a pretrained backbone (finetune=True) but '
                      'config.init_from is empty: give --config.init_from=<official pretrained '
                      '.bin, convert dir or pretraining workdir>, or train from scratch')
-  source = split_source(config, f'{config.data.split}_train', part='train')
+  source = split_source(config, config.data.train_split, part='train')
   aug = config.augment
   return finetune.make_action_curriculum(source, epochs=config.epochs,
                                          global_batch=config.batch_size,

@@ -71,8 +71,20 @@ class Task(Protocol):
     clip, for TFLOP/s and MFU in the progress line; None when unknown (the trainer says so)."""
 
 
+# Optional: `configure(config) -> None` fills, in place, the config fields a task derives from its
+# data (e.g. a custom action dataset's class count and label names); see `configure` below.
+OPTIONAL_FUNCTIONS = ('configure',)
+
 TASK_FUNCTIONS = ('make_model', 'example_batch', 'make_curriculum', 'loss_fn', 'make_evaluators',
                   'load_pretrained', 'flops_per_step')
+
+
+def configure(task, config) -> None:
+  """Runs the task's optional `configure(config)`: once, after the command-line overrides and
+  before the model is built (the trainer, then config.json, and the model loader see its fields)."""
+  fn = getattr(task, 'configure', None)
+  if callable(fn):
+    fn(config)
 
 
 def apply_train(model: nn.Module, variables: Variables, x, rng) -> tuple[Any, Variables]:
