@@ -15,8 +15,11 @@ per-frame displacement of the joints detected in both; a track with one detectio
 Detections are assigned to tracks by the Hungarian method (`scipy.optimize.linear_sum_assignment`)
 on 1 - similarity; a pair below `threshold` is no match, and an unmatched detection starts a new
 track. A track unmatched for more than `max_gap` frames is closed: a later detection of that
-person starts a new id. Ids are 0, 1, ... in order of first appearance. Deterministic: equal
-costs go to the older track and the earlier detection in the file.
+person starts a new id. Ids are 0, 1, ... in order of first appearance (new tracks of a frame
+in file order). Deterministic: no randomness, and where costs tie the older tracks and the
+earlier detections in the file are matched first (a tie among as many tracks as detections,
+e.g. two identical poses, goes the same way on every run). A frame's duplicate detection of one
+person starts a (short) track of its own: no pose NMS here.
 """
 
 from __future__ import annotations
