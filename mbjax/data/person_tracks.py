@@ -10,10 +10,12 @@ joints (pelvis, neck, head, belly) is detected only when all of them are; otherw
 confidence is 0.
 
 Tracks come from the file's track ids (AlphaPose `idx`, MMPose `track_id`, OpenPose
-`person_id`, array persons). A file without ids must hold at most one person per frame: the
-tracker of issue 14 item 2 slots in as another `group` function. Within a track, frame numbers
-must not decrease in file order (an error names the detection); two detections of one frame keep
-the higher detection score (reported). Frames missing inside a track and undetected joints
+`person_id`, array persons), used exactly as written. A file without ids with at most one person
+per frame is one track, id 0; one with several persons in a frame is tracked
+(`mbjax.data.tracker`: OKS or box IoU, Hungarian assignment, `TrackerOptions`), and what the
+tracker did is added to `notes`. Within a track not made by the tracker, frame numbers must
+not decrease in file order (an error names the detection); two detections of one frame keep the
+higher detection score (reported). Frames missing inside a track and undetected joints
 (confidence 0) get x, y linearly interpolated in time from the frames where that joint is detected
 (held constant before the first and after the last), confidence 0, so normalisation ignores them;
 a joint never detected in a track sits at the mean of that frame's detected joints.
@@ -25,8 +27,9 @@ import dataclasses
 
 import numpy as np
 
-from mbjax.data import skeletons
+from mbjax.data import skeletons, tracker
 from mbjax.data.keypoint_files import Detections
+from mbjax.data.tracker import TrackerOptions
 
 SKIP_SHORT = 'shorter than --min_frames'
 SKIP_EMPTY = 'fewer than 4 detected joints in the whole track'
@@ -37,7 +40,8 @@ class Track:
   """One person's H36M-17 keypoints over consecutive frames.
 
   Attributes:
-    person: the track id (0 for a file without ids).
+    person: the track id (0 for a file without ids and one person per frame; the tracker's id
+      for one with several).
     frames: (T,) int64 consecutive frame numbers.
     keypoints: (T, 17, 3) float64 x, y in pixels, confidence (0: filled, not detected).
     detected: (T,) bool: the frame had a detection of this person.
@@ -65,22 +69,29 @@ def h36m_keypoints(dets: Detections) -> np.ndarray:
   return kp
 
 
-def group_by_id(dets: Detections) -> dict[int, np.ndarray]:
-  """person id -> indices of its detections in file order, from the file's track ids.
+def group_by_id(dets: Detections, options: TrackerOptions | None = None,
+                notes: list[str] | None = None) -> dict[int, np.ndarray]:
+  """person id -> indices of its detections: the file's ids (file order), id 0 for a file without
+  ids and one person per frame, else the tracker's ids (frame order, one detection a frame).
 
-  Raises:
-    ValueError: a file without ids with two detections in one frame (that needs a tracker).
+  Args:
+    dets: from `keypoint_files.read`.
+    options: tracker options for a file without ids; None: `TrackerOptions()`.
+    notes: when given, receives what the tracker did.
   """
   if dets.persons is not None:
     return {int(p): np.flatnonzero(dets.persons == p) for p in np.unique(dets.persons)}
-  frames, counts = np.unique(dets.frames, return_counts=True)
-  if np.any(counts > 1):
-    many = int(frames[np.argmax(counts > 1)])
-    raise ValueError(f'{dets.source}: frame {many} holds {counts.max()} persons and the file has '
-                     'no track ids (AlphaPose idx, MMPose track_id, OpenPose person_id); a '
-                     'tracker is not implemented yet: pass a tracked file, or one person per '
-                     'frame')
-  return {0: np.arange(len(dets.frames))}
+  _, counts = np.unique(dets.frames, return_counts=True)
+  if not np.any(counts > 1):
+    return {0: np.arange(len(dets.frames))}
+  ids, tracker_notes = tracker.assign(dets, options)
+  if notes is not None:
+    notes.extend(tracker_notes)
+  groups = {}
+  for p in range(int(ids.max()) + 1):
+    rows = np.flatnonzero(ids == p)
+    groups[p] = rows[np.argsort(dets.frames[rows], kind='stable')]
+  return groups
 
 
 def _best_per_frame(dets: Detections, person: int, rows: np.ndarray) -> tuple[np.ndarray, int]:
@@ -138,7 +149,8 @@ def _track(dets: Detections, kp: np.ndarray, person: int, rows: np.ndarray) -> T
   return Track(person, frames, filled, detected, duplicates)
 
 
-def tracks(dets: Detections, *, min_frames: int = 1, focus: int | None = None
+def tracks(dets: Detections, *, min_frames: int = 1, focus: int | None = None,
+           tracker_options: TrackerOptions | None = None, notes: list[str] | None = None
            ) -> tuple[dict[int, Track], list[dict]]:
   """The persons of `dets` as H36M-17 tracks.
 
@@ -146,12 +158,14 @@ def tracks(dets: Detections, *, min_frames: int = 1, focus: int | None = None
     dets: from `keypoint_files.read`.
     min_frames: tracks with fewer frames (after filling gaps) are skipped.
     focus: keep only this track id (official `--focus`).
+    tracker_options: how a file without ids and several persons a frame is tracked.
+    notes: when given, receives what the tracker did (module docstring).
 
   Returns:
     (person id -> Track in increasing id order, skipped: [{person, frames, reason}]).
   """
   kp = h36m_keypoints(dets)
-  groups = group_by_id(dets)
+  groups = group_by_id(dets, tracker_options, notes)
   if focus is not None:
     if focus not in groups:
       raise ValueError(f'{dets.source}: --focus={focus}: no such track; track ids: '

@@ -14,6 +14,8 @@ directory, or a trainer / demo workdir (its own model; mbjax/infer/model.py). Wr
 DIR/results.npz and DIR/results.json (mbjax/infer/outputs.py).
 """
 
+import dataclasses
+
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -36,6 +38,12 @@ _STRIDE = flags.DEFINE_integer('stride', None, 'frames between window starts (de
                                '// 3, blended; = clip_len: official non-overlapping windows)')
 _MIN_FRAMES = flags.DEFINE_integer('min_frames', 1, 'skip (and report) shorter tracks')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 32, 'windows per model call')
+_TRACK_METRIC = flags.DEFINE_enum('track_metric', 'oks', ['oks', 'iou'], 'similarity that links '
+                                  'detections of a file without track ids into tracks')
+_TRACK_THRESHOLD = flags.DEFINE_float('track_threshold', None, 'least similarity of a match '
+                                      '(default 0.3); below it a detection starts a new track')
+_MAX_GAP = flags.DEFINE_integer('max_gap', 10, 'frames a track may go undetected; longer: a new '
+                                'track id')
 flags.mark_flags_as_required(['checkpoint', 'out'])
 
 
@@ -50,6 +58,8 @@ def main(argv) -> int:
       input=argv[1], skeleton=_FORMAT.value, size=pipeline.parse_size(_SIZE.value),
       pixel=_PIXEL.value, focus=_FOCUS.value, clip_len=_CLIP_LEN.value, stride=_STRIDE.value,
       min_frames=_MIN_FRAMES.value, batch_size=_BATCH_SIZE.value)
+  request = dataclasses.replace(request, track_metric=_TRACK_METRIC.value,
+                                track_threshold=_TRACK_THRESHOLD.value, max_gap=_MAX_GAP.value)
   prepared = pipeline.prepare(request)  # input mistakes before the (slower) model load
   config = _CONFIG.value or model.load_config_file(model.DEFAULT_CONFIG)
   lifter = model.load(config, _CHECKPOINT.value)

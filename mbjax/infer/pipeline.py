@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from mbjax.data import keypoint_files, person_tracks
+from mbjax.data import tracker
 from mbjax.infer import lift, outputs
 from mbjax.infer import windows as windows_lib
 from mbjax.infer.model import Lifter
@@ -35,6 +36,9 @@ class Request:
   stride: int | None = None  # default: clip_len // STRIDE_FRACTION
   min_frames: int = 1
   batch_size: int = 32
+  track_metric: str = 'oks'  # --track_metric: files without track ids (mbjax/data/tracker.py)
+  track_threshold: float | None = None  # --track_threshold; default: the metric's
+  max_gap: int = tracker.DEFAULT_MAX_GAP  # --max_gap
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -82,7 +86,11 @@ def prepare(request: Request) -> Prepared:
   """Reads `request.input` into tracks; input mistakes surface here, before the model loads."""
   dets = keypoint_files.read(request.input, request.skeleton, request.size)
   size, notes = _check_size(dets, request.size)
-  tracks, skipped = person_tracks.tracks(dets, min_frames=request.min_frames, focus=request.focus)
+  tracker_options = tracker.TrackerOptions(metric=request.track_metric,
+                                           threshold=request.track_threshold,
+                                           max_gap=request.max_gap)
+  tracks, skipped = person_tracks.tracks(dets, min_frames=request.min_frames, focus=request.focus,
+                                         tracker_options=tracker_options, notes=notes)
   if not tracks:
     raise ValueError(f'{request.input}: no track to lift; skipped: {skipped}')
   if request.pixel and size is None:
