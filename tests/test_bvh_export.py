@@ -1,11 +1,13 @@
 """mbjax.infer.bvh: written BVH files read back (mbjax.data.mocap_bvh) give the positions back."""
 
+import json
+
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
 from mbjax.data import mocap_bvh, mocap_maps, skeletons
-from mbjax.infer import bvh
+from mbjax.infer import bvh, model, pipeline
 
 PARENTS = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15)
 # A rest skeleton in camera axes (x right, y down, z away), facing the camera, in metres.
@@ -134,3 +136,29 @@ def test_bad_input(tmp_path):
     bvh.write(tmp_path / 'x.bvh', np.zeros((5, 16, 3)), fps=30)
   with pytest.raises(ValueError, match='axes'):
     bvh.write(tmp_path / 'x.bvh', _motion(frames=3), fps=30, axes='zup')
+
+
+def test_pipeline_writes_a_bvh_per_track(tmp_path):
+  rng = np.random.default_rng(4)
+  keypoints = np.concatenate([rng.uniform(100, 400, (12, 17, 2)), np.ones((12, 17, 1))], -1)
+  np.save(tmp_path / 'k.npy', keypoints)
+  # A stand-in model: any (B, t, 17, 3) -> (B, t, 17, 3) with distinct joints will do.
+  lifter = model.Lifter(predict=lambda x: np.concatenate([x[..., :2], x[..., :1] * x[..., 1:2]],
+                                                         axis=-1),
+                        maxlen=9, rootrel=False, flip=False, gt_2d=False, no_conf=False,
+                        config=None, source='stub')
+  request = pipeline.Request(input=str(tmp_path / 'k.npy'), skeleton='coco', bvh=True, fps=25)
+  summary = pipeline.run(request, lifter, str(tmp_path / 'out'))
+  path = str(tmp_path / 'out' / 'track_0.bvh')
+  assert summary['bvh'] == {'0': path} and summary['written']['bvh'] == [path]
+  assert json.loads((tmp_path / 'out' / 'results.json').read_text())['bvh'] == {'0': path}
+  parsed, back = _read_back(path)
+  assert parsed.motion.shape == (12, 54) and parsed.frame_time == pytest.approx(0.04)
+  with np.load(tmp_path / 'out' / 'results.npz') as z:
+    joints3d = bvh.to_bvh_axes(z['0/joints3d'])
+  unit = lambda v: v / np.linalg.norm(v, axis=-1, keepdims=True)
+  # Bones hanging from a one-child joint keep their direction exactly; the pelvis and neck
+  # children only as well as one rotation fits this (non-rigid) output.
+  exact = [j - 1 for j in range(1, 17) if PARENTS[j] not in (0, 8)]
+  np.testing.assert_allclose(unit(_bones(back))[:, exact], unit(_bones(joints3d))[:, exact],
+                             atol=1e-5)
