@@ -198,7 +198,7 @@ def test_a_derived_joint_is_detected_only_when_all_its_sources_are(tmp_path):
   np.testing.assert_allclose(t.keypoints[1, pelvis, :2], FIGURE['midhip'] + np.array([2.0, 0]))
 
 
-def test_no_ids_and_several_persons_per_frame_is_an_error(tmp_path):
+def test_no_ids_and_several_persons_per_frame_are_tracked(tmp_path):
   poses = figure(BODY25, frames=2)
   folder = tmp_path / 'op'
   folder.mkdir()
@@ -206,8 +206,11 @@ def test_no_ids_and_several_persons_per_frame_is_an_error(tmp_path):
     people = [dict(person_id=[-1], pose_keypoints_2d=p.reshape(-1).tolist())
               for p in (pose, pose + [300, 0, 0])]
     (folder / f'{t}_keypoints.json').write_text(json.dumps(dict(people=people)))
-  with pytest.raises(ValueError, match='frame 0 holds 2 persons.*no track ids'):
-    person_tracks.tracks(keypoint_files.read(folder))
+  tracks, _ = person_tracks.tracks(keypoint_files.read(folder))
+  assert sorted(tracks) == [0, 1]  # OpenPose person_id -1 is no id: the tracker links them
+  left = tracks[0].keypoints[..., 0].mean() < tracks[1].keypoints[..., 0].mean()
+  np.testing.assert_allclose(tracks[0 if left else 1].keypoints[:, 0, 0] + 300,
+                             tracks[1 if left else 0].keypoints[:, 0, 0])
 
 
 # ------------------------------------------------------------------------------ bad input

@@ -11,10 +11,9 @@ INPUT: AlphaPose / COCO / MMPose JSON, an OpenPose or MMPose per-frame JSON fold
 or a .npy / .npz array (mbjax/data/keypoint_files.py). CKPT: an official .bin (model of --config,
 default configs/pose3d_h36m.py:global_lite, the official in-the-wild model), an mbjax.convert
 directory, or a trainer / demo workdir (its own model; mbjax/infer/model.py). Writes
-DIR/results.npz and DIR/results.json (mbjax/infer/outputs.py).
+DIR/results.npz and DIR/results.json (mbjax/infer/outputs.py); with --bvh also
+DIR/track_<id>.bvh (mbjax/infer/bvh.py).
 """
-
-import dataclasses
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -44,6 +43,9 @@ _TRACK_THRESHOLD = flags.DEFINE_float('track_threshold', None, 'least similarity
                                       '(default 0.3); below it a detection starts a new track')
 _MAX_GAP = flags.DEFINE_integer('max_gap', 10, 'frames a track may go undetected; longer: a new '
                                 'track id')
+_BVH = flags.DEFINE_bool('bvh', False,
+                         'also write DIR/track_<id>.bvh (H36M-17 skeleton, cm, Y up)')
+_FPS = flags.DEFINE_float('fps', 30.0, 'frame rate of the input video (for --bvh)')
 flags.mark_flags_as_required(['checkpoint', 'out'])
 
 
@@ -57,9 +59,9 @@ def main(argv) -> int:
   request = pipeline.Request(
       input=argv[1], skeleton=_FORMAT.value, size=pipeline.parse_size(_SIZE.value),
       pixel=_PIXEL.value, focus=_FOCUS.value, clip_len=_CLIP_LEN.value, stride=_STRIDE.value,
-      min_frames=_MIN_FRAMES.value, batch_size=_BATCH_SIZE.value)
-  request = dataclasses.replace(request, track_metric=_TRACK_METRIC.value,
-                                track_threshold=_TRACK_THRESHOLD.value, max_gap=_MAX_GAP.value)
+      min_frames=_MIN_FRAMES.value, batch_size=_BATCH_SIZE.value,
+      track_metric=_TRACK_METRIC.value, track_threshold=_TRACK_THRESHOLD.value,
+      max_gap=_MAX_GAP.value, bvh=_BVH.value, fps=_FPS.value)
   prepared = pipeline.prepare(request)  # input mistakes before the (slower) model load
   config = _CONFIG.value or model.load_config_file(model.DEFAULT_CONFIG)
   lifter = model.load(config, _CHECKPOINT.value)
@@ -68,6 +70,8 @@ def main(argv) -> int:
   print(f'lifted tracks {summary["tracks"]} ({summary["format"]}, {summary["normalisation"]}, '
         f'clip_len {summary["options"]["clip_len"]} stride {summary["options"]["stride"]}'
         f'{skipped}); wrote {summary["written"]["npz"]} and {summary["written"]["json"]}')
+  if summary['written'].get('bvh'):
+    print(f'wrote BVH {" ".join(summary["written"]["bvh"])}')
   return 0
 
 

@@ -8,7 +8,8 @@ results.npz, per track id N:
   official conversion; with crop normalisation the inverse of the crop box).
 results.json: the run (input, format, model, options, windows, skipped tracks, notes) and per
 track the same arrays as nested lists, joints in H36M-17 order (`joints`).
-Further outputs (root trajectory, SMPL, actions, BVH, renders) add keys here.
+BVH (--bvh): DIR/track_<id>.bvh per track (mbjax/infer/bvh.py), listed under `bvh` (track id ->
+path) in results.json. Further outputs (root trajectory, SMPL, actions, renders) add keys here.
 """
 
 from __future__ import annotations

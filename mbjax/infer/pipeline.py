@@ -14,13 +14,15 @@ import numpy as np
 
 from mbjax.data import keypoint_files, person_tracks
 from mbjax.data import tracker
-from mbjax.infer import lift, outputs
+from mbjax.infer import bvh, lift, outputs
 from mbjax.infer import windows as windows_lib
 from mbjax.infer.model import Lifter
 
 # Default stride: a third of the window, so every frame is predicted by about three windows and
 # none is ever predicted only near a window end (except the first and last frames).
 STRIDE_FRACTION = 3
+# --bvh: the model's units are those of the 2D crop, so the skeleton is scaled to a person's height.
+BVH_HEIGHT_CM = 170.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +41,8 @@ class Request:
   track_metric: str = 'oks'  # --track_metric: files without track ids (mbjax/data/tracker.py)
   track_threshold: float | None = None  # --track_threshold; default: the metric's
   max_gap: int = tracker.DEFAULT_MAX_GAP  # --max_gap
+  bvh: bool = False  # DIR/track_<id>.bvh per track (mbjax/infer/bvh.py)
+  fps: float = 30.0  # frame rate of the input video (BVH Frame Time)
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -124,6 +128,13 @@ def run(prepared: Prepared | Request, lifter: Lifter, out_dir: str) -> dict:
                  size=list(p.size) if p.size else None, normalisation=mode, model=lifter.source,
                  options=dataclasses.asdict(options), skipped=p.skipped,
                  notes=p.detections.notes + p.notes)
+  if p.request.bvh:
+    os.makedirs(out_dir, exist_ok=True)
+    summary['bvh'] = {str(k): bvh.write(os.path.join(out_dir, f'track_{k}.bvh'), joints[k],
+                                        fps=p.request.fps, height=BVH_HEIGHT_CM)
+                      for k in sorted(p.tracks)}
   written = outputs.write(out_dir, dict(summary, seconds=round(time.perf_counter() - start, 2)),
                           per_track)
+  if p.request.bvh:
+    written = dict(written, bvh=list(summary['bvh'].values()))
   return dict(summary, tracks=sorted(p.tracks), written=written)
