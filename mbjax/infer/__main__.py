@@ -11,8 +11,11 @@ INPUT: AlphaPose / COCO / MMPose JSON, an OpenPose or MMPose per-frame JSON fold
 or a .npy / .npz array (mbjax/data/keypoint_files.py). CKPT: an official .bin (model of --config,
 default configs/pose3d_h36m.py:global_lite, the official in-the-wild model), an mbjax.convert
 directory, or a trainer / demo workdir (its own model; mbjax/infer/model.py). Writes
-DIR/results.npz and DIR/results.json (mbjax/infer/outputs.py).
+DIR/results.npz and DIR/results.json (mbjax/infer/outputs.py); with --render also DIR/render.mp4
+(mbjax/infer/render.py), over the frames of --video if given.
 """
+
+import dataclasses
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -36,6 +39,10 @@ _STRIDE = flags.DEFINE_integer('stride', None, 'frames between window starts (de
                                '// 3, blended; = clip_len: official non-overlapping windows)')
 _MIN_FRAMES = flags.DEFINE_integer('min_frames', 1, 'skip (and report) shorter tracks')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 32, 'windows per model call')
+_RENDER = flags.DEFINE_bool('render', False, 'also write DIR/render.mp4 (GIF without '
+                            'imageio-ffmpeg): 2D input beside the 3D from two views')
+_VIDEO = flags.DEFINE_string('video', None, 'with --render: the input video, frame i under the '
+                             '2D of keypoint frame i')
 flags.mark_flags_as_required(['checkpoint', 'out'])
 
 
@@ -50,6 +57,7 @@ def main(argv) -> int:
       input=argv[1], skeleton=_FORMAT.value, size=pipeline.parse_size(_SIZE.value),
       pixel=_PIXEL.value, focus=_FOCUS.value, clip_len=_CLIP_LEN.value, stride=_STRIDE.value,
       min_frames=_MIN_FRAMES.value, batch_size=_BATCH_SIZE.value)
+  request = dataclasses.replace(request, render=_RENDER.value, video=_VIDEO.value)
   prepared = pipeline.prepare(request)  # input mistakes before the (slower) model load
   config = _CONFIG.value or model.load_config_file(model.DEFAULT_CONFIG)
   lifter = model.load(config, _CHECKPOINT.value)
@@ -58,6 +66,9 @@ def main(argv) -> int:
   print(f'lifted tracks {summary["tracks"]} ({summary["format"]}, {summary["normalisation"]}, '
         f'clip_len {summary["options"]["clip_len"]} stride {summary["options"]["stride"]}'
         f'{skipped}); wrote {summary["written"]["npz"]} and {summary["written"]["json"]}')
+  if 'render' in summary:
+    print(f'rendered {summary["render"]["path"]} ({summary["render"]["frames"]} frames, '
+          f'{summary["render"]["frames_per_s"]} frames/s)')
   return 0
 
 

@@ -35,6 +35,8 @@ class Request:
   stride: int | None = None  # default: clip_len // STRIDE_FRACTION
   min_frames: int = 1
   batch_size: int = 32
+  render: bool = False  # --render: DIR/render.mp4 (or .gif), mbjax/infer/render.py
+  video: str | None = None  # --video: the input video, under the render's 2D panel
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -80,6 +82,10 @@ class Prepared:
 
 def prepare(request: Request) -> Prepared:
   """Reads `request.input` into tracks; input mistakes surface here, before the model loads."""
+  if request.video and not request.render:
+    raise ValueError('--video is drawn only with --render')
+  if request.video and not os.path.isfile(request.video):
+    raise FileNotFoundError(f'--video={request.video}: no such file')
   dets = keypoint_files.read(request.input, request.skeleton, request.size)
   size, notes = _check_size(dets, request.size)
   tracks, skipped = person_tracks.tracks(dets, min_frames=request.min_frames, focus=request.focus)
@@ -116,6 +122,10 @@ def run(prepared: Prepared | Request, lifter: Lifter, out_dir: str) -> dict:
                  size=list(p.size) if p.size else None, normalisation=mode, model=lifter.source,
                  options=dataclasses.asdict(options), skipped=p.skipped,
                  notes=p.detections.notes + p.notes)
+  if p.request.render:
+    from mbjax.infer import render  # Pillow / imageio only when asked for
+    summary['render'] = render.render_tracks(os.path.join(out_dir, 'render.mp4'), per_track,
+                                             p.size, p.request.video)
   written = outputs.write(out_dir, dict(summary, seconds=round(time.perf_counter() - start, 2)),
                           per_track)
   return dict(summary, tracks=sorted(p.tracks), written=written)
