@@ -122,18 +122,18 @@ def _round16(n: float) -> int:
 
 @dataclasses.dataclass
 class _Panel:
-  """One panel of the frame: where it is and every track's joints already in frame pixels."""
+  """One panel of the frame: where it sits and every track's joints already in panel pixels."""
 
   title: str
   x0: int
   width: int
-  pixels: dict  # track key -> (T, 17, 2) frame pixel coordinates
+  pixels: dict  # track key -> (T, 17, 2) panel pixel coordinates
   ground: list = dataclasses.field(default_factory=list)  # ((x, y), (x, y)) lines
-  image_fit: tuple | None = None  # 2D panel: (scale, offset) from image pixels to frame pixels
+  image_fit: tuple | None = None  # 2D panel: (scale, offset), image pixels -> panel pixels
 
 
 def _ground_lines(joints: list[np.ndarray], view: View, scale, offset, lines: int = 5) -> list:
-  """A square grid on the floor (the lowest joint of the video), in frame pixels."""
+  """A square grid on the floor (the lowest joint of the video), in panel pixels."""
   p = np.concatenate([j.reshape(-1, 3) for j in joints])
   p = p[np.isfinite(p).all(axis=-1)]
   if not len(p):
@@ -294,25 +294,30 @@ def frames(tracks_2d: Mapping, tracks_3d: Mapping, size: int = 512, *,
                  if first <= f <= last)
   try:
     for f in order:
-      im = Image.new('RGB', (panels[-1].x0 + panels[-1].width, size))
-      for i, (panel, base) in enumerate(zip(panels, bases)):
-        sub = base.copy()
-        if i == 0 and reader is not None:
-          _paste_video(sub, reader.get(f), panel)
-        draw = ImageDraw.Draw(sub)
-        for k, px in panel.pixels.items():
-          r = rows[k][f - first]
-          if r >= 0:
-            _draw_skeleton(draw, px[r], colours[k], **style)
-        if i == 0:
-          text = captions.get(f, f'frame {f}') if captions else f'frame {f}'
-          draw.text((6, 4), f'2D input, {text}', fill=TEXT, font=font, stroke_width=2,
-                    stroke_fill=BACKGROUND)
-        im.paste(sub, (panel.x0, 0))
-      yield np.asarray(im)
+      caption = captions.get(f, f'frame {f}') if captions else f'frame {f}'
+      background = reader.get(f) if reader is not None else None
+      yield _draw_frame(panels, bases, {k: r[f - first] for k, r in rows.items()}, colours,
+                        style, background, f'2D input, {caption}', font)
   finally:
     if reader is not None:
       reader.close()
+
+
+def _draw_frame(panels, bases, row, colours, style, background, caption, font) -> np.ndarray:
+  """One frame: each panel drawn on a copy of its base (the video frame under the 2D)."""
+  im = Image.new('RGB', (panels[-1].x0 + panels[-1].width, bases[0].height))
+  for i, (panel, base) in enumerate(zip(panels, bases)):
+    sub = base.copy()
+    if i == 0 and background is not None:
+      _paste_video(sub, background, panel)
+    draw = ImageDraw.Draw(sub)
+    for k, px in panel.pixels.items():
+      if row[k] >= 0:
+        _draw_skeleton(draw, px[row[k]], colours[k], **style)
+    if i == 0:
+      draw.text((6, 4), caption, fill=TEXT, font=font, stroke_width=2, stroke_fill=BACKGROUND)
+    im.paste(sub, (panel.x0, 0))
+  return np.asarray(im)
 
 
 def _paste_video(im: Image.Image, frame: np.ndarray | None, panel: _Panel) -> None:
