@@ -1,8 +1,8 @@
-"""Pictures for the demo: input 2D | predicted 3D | ground truth (PNG and animated GIF), losses."""
+"""Pictures for the demo (mbjax.infer.render's drawing): input 2D | front | side, predicted over
+ground truth, as demo.png (the frames that differ most) and demo.gif; losses.png (matplotlib)."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 
@@ -13,52 +13,36 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from mbjax.losses import LIMBS  # noqa: E402
+from mbjax.infer import render  # noqa: E402
 
-LEFT = {4, 5, 6, 11, 12, 13}
-
-
-def _bone_colour(a: int, b: int) -> str:
-  return 'tab:red' if (a in LEFT or b in LEFT) else 'tab:blue'
-
-
-def _draw_2d(ax, pose):
-  for a, b in LIMBS:
-    ax.plot(pose[[a, b], 0], -pose[[a, b], 1], color=_bone_colour(a, b), lw=2)
-  ax.set_aspect('equal')
-  ax.set_xlim(-1.1, 1.1)
-  ax.set_ylim(-1.1, 1.1)
-  ax.set_xticks([])
-  ax.set_yticks([])
+STILLS = 4  # rows of demo.png
+PRED_COLOURS = render.track_colours(0)
+VIEWS = (render.View('front: predicted (blue), truth (grey)'),
+         render.View('side, depth to the right', azimuth=-90.0))
 
 
-def _draw_3d(ax, pose, title):
-  # Camera-like axes (x right, y down, z depth) -> plot x, depth, up.
-  for a, b in LIMBS:
-    ax.plot(pose[[a, b], 0], pose[[a, b], 2], -pose[[a, b], 1], color=_bone_colour(a, b), lw=2)
-  ax.set_xlim(-1, 1)
-  ax.set_ylim(-1, 1)
-  ax.set_zlim(-1, 1)
-  ax.set_title(title, fontsize=9)
-  ax.set_xticklabels([])
-  ax.set_yticklabels([])
-  ax.set_zticklabels([])
-  ax.view_init(elev=12, azim=-70)
+def motion_frames(poses: np.ndarray, n: int = STILLS) -> list[int]:
+  """`n` frames of a (T, 17, 3) clip whose poses differ most, in time order.
+
+  Farthest-point picking on the poses (root-relative, mean joint distance), starting from the pose
+  farthest from the clip's mean: frames that show the motion, not near-copies of one pose.
+  """
+  rel = poses - poses[:, :1]
+  dist = lambda ref: np.linalg.norm(rel - ref, axis=-1).mean(axis=-1)  # noqa: E731
+  chosen = [int(np.argmax(dist(rel.mean(axis=0))))]
+  nearest = dist(rel[chosen[0]])
+  while len(chosen) < min(n, len(poses)):
+    chosen.append(int(np.argmax(nearest)))
+    nearest = np.minimum(nearest, dist(rel[chosen[-1]]))
+  return sorted(chosen)
 
 
-def _frame(inp, pred, gt, caption) -> Image.Image:
-  fig = plt.figure(figsize=(9, 3.2), dpi=80)
-  ax = fig.add_subplot(1, 3, 1)
-  _draw_2d(ax, inp)
-  ax.set_title('input 2D', fontsize=9)
-  _draw_3d(fig.add_subplot(1, 3, 2, projection='3d'), pred, 'predicted 3D')
-  _draw_3d(fig.add_subplot(1, 3, 3, projection='3d'), gt, 'ground truth 3D')
-  fig.suptitle(caption, fontsize=9)
-  buf = io.BytesIO()
-  fig.savefig(buf, format='png')
-  plt.close(fig)
-  buf.seek(0)
-  return Image.open(buf).convert('RGB')
+def _frames(inp, pred, gt, only, captions, size):
+  """render.frames of the input 2D and predicted over true 3D (grey under blue)."""
+  return render.frames({'input': inp[..., :2]}, {'truth': gt, 'predicted': pred}, size,
+                       views=VIEWS, only=only, captions=captions,
+                       colours={'input': PRED_COLOURS, 'predicted': PRED_COLOURS,
+                                'truth': render.GREY})
 
 
 def _loss_curves(metrics_path: str, out_path: str) -> None:
@@ -79,7 +63,7 @@ def _loss_curves(metrics_path: str, out_path: str) -> None:
 
 
 def write_pictures(workdir: str, config, model, params, metrics_path: str) -> dict[str, str]:
-  """demo.png (three frames), demo.gif (a clip), losses.png; returns their paths."""
+  """demo.png (STILLS frames), demo.gif (the clip), losses.png; returns their paths."""
   from mbjax.data import records
   from mbjax.evaluate import lifting
 
@@ -92,20 +76,18 @@ def write_pictures(workdir: str, config, model, params, metrics_path: str) -> di
   pred = pred - pred[:, :1]
   gt = norm[0] - norm[0, :, :1]
   err = np.linalg.norm(pred - gt, axis=-1).mean(axis=-1) * mm[0]
-  T = gt.shape[0]
+  # The model predicts root-relative 3D; both skeletons ride the true root so the hop shows
+  # (the errors are root-relative, as MPJPE).
+  pred, gt = pred + norm[0, :, :1], gt + norm[0, :, :1]
   paths = {}
-  stills = [_frame(x[0, t], pred[t], gt[t], f'held-out clip, frame {t}: MPJPE {err[t]:.0f} mm')
-            for t in (0, T // 2, T - 1)]
-  width, height = stills[0].size
-  sheet = Image.new('RGB', (width, height * len(stills)), 'white')
-  for i, im in enumerate(stills):
-    sheet.paste(im, (0, i * height))
+  chosen = motion_frames(gt)
+  captions = {t: f'held-out frame {t}: MPJPE {err[t]:.0f} mm' for t in range(len(gt))}
+  rows = list(_frames(x[0], pred, gt, chosen, captions, size=384))
   paths['png'] = os.path.join(workdir, 'demo.png')
-  sheet.save(paths['png'])
-  frames = [_frame(x[0, t], pred[t], gt[t], f'frame {t}: MPJPE {err[t]:.0f} mm')
-            for t in range(0, T, 3)]
-  paths['gif'] = os.path.join(workdir, 'demo.gif')
-  frames[0].save(paths['gif'], save_all=True, append_images=frames[1:], duration=120, loop=0)
+  Image.fromarray(np.concatenate(rows, axis=0)).save(paths['png'])
+  paths['gif'] = render.write_video(
+      os.path.join(workdir, 'demo.gif'),
+      _frames(x[0], pred, gt, range(0, len(gt), 2), captions, size=256), fps=12)
   paths['losses'] = os.path.join(workdir, 'losses.png')
   _loss_curves(metrics_path, paths['losses'])
   return paths

@@ -12,7 +12,8 @@ or a .npy / .npz array (mbjax/data/keypoint_files.py). CKPT: an official .bin (m
 default configs/pose3d_h36m.py:global_lite, the official in-the-wild model), an mbjax.convert
 directory, or a trainer / demo workdir (its own model; mbjax/infer/model.py). Writes
 DIR/results.npz and DIR/results.json (mbjax/infer/outputs.py); with --bvh also
-DIR/track_<id>.bvh (mbjax/infer/bvh.py).
+DIR/track_<id>.bvh (mbjax/infer/bvh.py); with --render also DIR/render.mp4 (mbjax/infer/render.py),
+over the frames of --video if given.
 """
 
 from absl import app, flags
@@ -45,7 +46,11 @@ _MAX_GAP = flags.DEFINE_integer('max_gap', 10, 'frames a track may go undetected
                                 'track id')
 _BVH = flags.DEFINE_bool('bvh', False,
                          'also write DIR/track_<id>.bvh (H36M-17 skeleton, cm, Y up)')
-_FPS = flags.DEFINE_float('fps', 30.0, 'frame rate of the input video (for --bvh)')
+_FPS = flags.DEFINE_float('fps', 30.0, 'frame rate of the input (BVH Frame Time, --render speed)')
+_RENDER = flags.DEFINE_bool('render', False, 'also write DIR/render.mp4 (GIF without '
+                            'imageio-ffmpeg): 2D input beside the 3D from two views')
+_VIDEO = flags.DEFINE_string('video', None, 'with --render: the input video, frame i under the '
+                             '2D of keypoint frame i')
 flags.mark_flags_as_required(['checkpoint', 'out'])
 
 
@@ -61,7 +66,8 @@ def main(argv) -> int:
       pixel=_PIXEL.value, focus=_FOCUS.value, clip_len=_CLIP_LEN.value, stride=_STRIDE.value,
       min_frames=_MIN_FRAMES.value, batch_size=_BATCH_SIZE.value,
       track_metric=_TRACK_METRIC.value, track_threshold=_TRACK_THRESHOLD.value,
-      max_gap=_MAX_GAP.value, bvh=_BVH.value, fps=_FPS.value)
+      max_gap=_MAX_GAP.value, bvh=_BVH.value, fps=_FPS.value, render=_RENDER.value,
+      video=_VIDEO.value)
   prepared = pipeline.prepare(request)  # input mistakes before the (slower) model load
   config = _CONFIG.value or model.load_config_file(model.DEFAULT_CONFIG)
   lifter = model.load(config, _CHECKPOINT.value)
@@ -72,6 +78,9 @@ def main(argv) -> int:
         f'{skipped}); wrote {summary["written"]["npz"]} and {summary["written"]["json"]}')
   if summary['written'].get('bvh'):
     print(f'wrote BVH {" ".join(summary["written"]["bvh"])}')
+  if 'render' in summary:
+    print(f'rendered {summary["render"]["path"]} ({summary["render"]["frames"]} frames, '
+          f'{summary["render"]["frames_per_s"]} frames/s)')
   return 0
 
 

@@ -42,7 +42,9 @@ class Request:
   track_threshold: float | None = None  # --track_threshold; default: the metric's
   max_gap: int = tracker.DEFAULT_MAX_GAP  # --max_gap
   bvh: bool = False  # DIR/track_<id>.bvh per track (mbjax/infer/bvh.py)
-  fps: float = 30.0  # frame rate of the input video (BVH Frame Time)
+  fps: float = 30.0  # frame rate of the input video (BVH Frame Time, render speed)
+  render: bool = False  # --render: DIR/render.mp4 (or .gif), mbjax/infer/render.py
+  video: str | None = None  # --video: the input video, under the render's 2D panel
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -88,6 +90,10 @@ class Prepared:
 
 def prepare(request: Request) -> Prepared:
   """Reads `request.input` into tracks; input mistakes surface here, before the model loads."""
+  if request.video and not request.render:
+    raise ValueError('--video is drawn only with --render')
+  if request.video and not os.path.isfile(request.video):
+    raise FileNotFoundError(f'--video={request.video}: no such file')
   dets = keypoint_files.read(request.input, request.skeleton, request.size)
   size, notes = _check_size(dets, request.size)
   tracker_options = tracker.TrackerOptions(metric=request.track_metric,
@@ -133,6 +139,10 @@ def run(prepared: Prepared | Request, lifter: Lifter, out_dir: str) -> dict:
     summary['bvh'] = {str(k): bvh.write(os.path.join(out_dir, f'track_{k}.bvh'), joints[k],
                                         fps=p.request.fps, height=BVH_HEIGHT_CM)
                       for k in sorted(p.tracks)}
+  if p.request.render:
+    from mbjax.infer import render  # Pillow / imageio only when asked for
+    summary['render'] = render.render_tracks(os.path.join(out_dir, 'render.mp4'), per_track,
+                                             p.size, p.request.video, fps=p.request.fps)
   written = outputs.write(out_dir, dict(summary, seconds=round(time.perf_counter() - start, 2)),
                           per_track)
   if p.request.bvh:
