@@ -1,22 +1,41 @@
-"""python -m mbjax.demo --workdir DIR: the embedded demo (see mbjax/demo/job.py).
+"""python -m mbjax.demo --workdir DIR: the embedded demos (mbjax/demo/job.py, action_job.py).
 
-  python -m mbjax.demo --workdir runs/demo
+  python -m mbjax.demo --workdir runs/demo                        # pretraining + 3D lifting
+  python -m mbjax.demo --task action --workdir runs/demo_action   # action recognition
   python -m mbjax.demo --workdir /tmp/demo --config.epochs=3
   python -m mbjax.demo --workdir /tmp/demo --assets path/to/assets   # holding mocap/ and wild/
 
-The config is mbjax/demo/config.py unless --config names another file; --config.key=value
-overrides a field, as for python -m mbjax.main.
+The config is the task's (mbjax/demo/config.py, mbjax/demo/action_config.py) unless --config
+names another file; --config.key=value overrides a field, as for python -m mbjax.main.
 """
 
 import pathlib
+import sys
 
 from absl import app, flags
 from mbjax import cli
 from mbjax.data import shipped
 
+TASKS = {'pose': 'config.py', 'action': 'action_config.py'}  # --task -> its default config
+
+
+def task_in(argv) -> str:
+  """The --task of a command line, read before absl parses it: the default config is loaded (with
+  the --config. overrides) when its flag is defined, and it depends on the task."""
+  for i, arg in enumerate(argv):
+    if arg.startswith('--task='):
+      return arg.split('=', 1)[1]
+    if arg == '--task' and i + 1 < len(argv):
+      return argv[i + 1]
+  return 'pose'
+
+
+_TASK = flags.DEFINE_enum('task', 'pose', list(TASKS), 'pose: pretraining and 3D lifting; '
+                          'action: action recognition on the shipped recordings')
 _CONFIG = cli.define_config_file(
-    'config', str(pathlib.Path(__file__).with_name('config.py')),
-    'Demo config file (default: the shipped mbjax/demo/config.py).', program='mbjax.demo')
+    'config', str(pathlib.Path(__file__).with_name(TASKS.get(task_in(sys.argv), 'config.py'))),
+    "Demo config file (default: the task's, mbjax/demo/config.py or action_config.py).",
+    program='mbjax.demo')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder: datasets, checkpoints, pictures.')
 _ASSETS = flags.DEFINE_string(
     'assets', str(shipped.CHECKOUT_ASSETS),
@@ -34,10 +53,13 @@ def main(argv) -> int:
   except FileNotFoundError as e:
     raise app.UsageError(str(e)) from e
   from mbjax import log_filter
-  from mbjax.demo import job
+  from mbjax.demo import action_job, job
   log_filter.quiet_libraries()
-  summary = job.run(_WORKDIR.value, config=_CONFIG.value, assets=_ASSETS.value)
-  print(job.describe(summary, _WORKDIR.value))
+  chosen = action_job if _TASK.value == 'action' else job
+  if _CONFIG.value.task != ('action' if _TASK.value == 'action' else 'pretrain'):
+    raise app.UsageError(f'--task={_TASK.value} with a config of task {_CONFIG.value.task!r}')
+  summary = chosen.run(_WORKDIR.value, config=_CONFIG.value, assets=_ASSETS.value)
+  print(chosen.describe(summary, _WORKDIR.value))
   return 0
 
 
