@@ -96,8 +96,14 @@ def classification_metrics(log_probs: np.ndarray, labels: np.ndarray) -> dict[st
           'clips': int(n), 'classes': int(present.sum()), 'confusion': confusion.tolist()}
 
 
-def save_confusion_png(confusion, path: str, *, title: str = '') -> str:
-  """Draws a confusion matrix (rows normalised to recall) into the PNG `path`; returns it."""
+LABELLED_TICKS = 30  # up to this many classes the axes name them
+
+
+def save_confusion_png(confusion, path: str, *, title: str = '',
+                       labels: tuple[str, ...] = ()) -> str:
+  """Draws a confusion matrix (rows normalised to recall) into the PNG `path`; returns it.
+
+  `labels`: class names for the axes (used when there are at most LABELLED_TICKS classes)."""
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
@@ -107,9 +113,13 @@ def save_confusion_png(confusion, path: str, *, title: str = '') -> str:
   fig, ax = plt.subplots(figsize=(8, 7), dpi=100)
   image = ax.imshow(recall, cmap='viridis', vmin=0, vmax=1, interpolation='nearest')
   fig.colorbar(image, ax=ax, fraction=0.046, label='fraction of the true class')
-  step = max(1, k // 12)
-  ax.set_xticks(range(0, k, step))
-  ax.set_yticks(range(0, k, step))
+  if labels and len(labels) == k and k <= LABELLED_TICKS:
+    ax.set_xticks(range(k), labels, rotation=45, ha='right')
+    ax.set_yticks(range(k), labels)
+  else:
+    step = max(1, k // 12)
+    ax.set_xticks(range(0, k, step))
+    ax.set_yticks(range(0, k, step))
   ax.set_xlabel('predicted class')
   ax.set_ylabel('true class')
   ax.set_title(title or f'confusion matrix ({int(matrix.sum())} clips)')
@@ -129,12 +139,13 @@ def save_artifacts(result: dict, directory: str, name: str, step: int | None = N
   title = f'{name}: top-1 {result["top1"]:.2f}% over {result["clips"]} clips'
   return [save_confusion_png(result['confusion'], os.path.join(directory,
                                                                f'confusion_{name}{suffix}.png'),
-                             title=title)]
+                             title=title, labels=tuple(result.get('label_names') or ()))]
 
 
 def make_evaluator(config, model, spec):
   """fn(variables) -> `classification_metrics` on `spec.split` (default `config.data.test_split`,
-  e.g. NTU's official test split), `spec.part` ('all' or 'val'), `spec.num_clips` (1), `spec.batch_size`."""
+  e.g. NTU's official test split), `spec.part` ('all' or 'val'), `spec.num_clips` (1),
+  `spec.batch_size`; with the config's `label_names` for the confusion picture."""
   from mbjax.tasks import action  # the task knows the dataset, the holdout and the clip length
   split = spec.get('split') or config.data.get('test_split')
   if not split:
@@ -147,9 +158,10 @@ def make_evaluator(config, model, spec):
   options = dict(n_frames=action.clip_len(config), batch_size=int(spec.get('batch_size', 32)),
                  scale_range=tuple(config.augment.scale_range_test), num_clips=num_clips)
   apply = jax.jit(model.apply)
+  names = list(config.get('label_names') or ())
 
   def run(variables):
     log_p, labels = predict_log_probs(lambda x: apply(variables, x), source, **options)
-    return dict(classification_metrics(log_p, labels), num_clips=num_clips)
+    return dict(classification_metrics(log_p, labels), num_clips=num_clips, label_names=names)
 
   return run
