@@ -14,6 +14,7 @@ from flax.core import meta
 from scipy.special import softmax
 
 import data_formats
+import kill_resume
 from data_prep import builder
 from mbjax import checkpoint, convert, metric_writer, train
 from mbjax.data import finetune, holdout, records, transforms
@@ -323,3 +324,17 @@ def test_flops_count_both_persons(tiny_config, data_dir):
                                            **fields)
   head = 2 * c.batch_size * (17 * 64 * 2048 + 2048 * 60)
   assert action.flops_per_step(c) == 3 * (backbone + head)
+
+
+@pytest.mark.slow
+def test_finetune_resumes_bitwise_after_sigkill(tmp_path, data_dir, pretrained_bin):
+  args = [f'--config={kill_resume.ROOT}/tests/configs/tiny_action.py:{data_dir}',
+          f'--config.init_from={pretrained_bin}', '--config.epochs=4']
+  straight, killed = str(tmp_path / 'straight'), str(tmp_path / 'killed')
+  kill_resume.run_to_end(args, straight)
+  assert 2 <= kill_resume.kill_after_checkpoint(args, killed, min_step=2) < 16
+  kill_resume.run_to_end(args, killed)
+  (step_a, a), (step_b, b) = kill_resume.final_state(straight), kill_resume.final_state(killed)
+  assert step_a == step_b == 16
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))  # BatchNorm statistics too

@@ -3,19 +3,14 @@
 the checkpoint, hands them to evaluators, resumes bitwise after SIGKILL, shards over 8 devices
 equal to 1, and loads a pretrained DSTformer onto its backbone, with no trainer change."""
 
-import os
 import pathlib
-import signal
-import subprocess
-import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
+import kill_resume
 from mbjax import convert, models, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -25,14 +20,6 @@ CONFIG = ROOT / 'tests' / 'configs' / 'toy_action.py'
 @pytest.fixture
 def config(tiny_config):
   return lambda arg='short': tiny_config('toy_action', arg)
-
-
-def _state(workdir):
-  with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'),
-                             item_names=('state', 'data')) as m:
-    step = m.latest_step()
-    state = m.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
-  return step, jax.device_get(state)
 
 
 def _assert_equal(a, b, atol=0.0, rtol=0.0):
@@ -45,7 +32,7 @@ def test_protocol_task_trains_with_batchnorm_state(tmp_path, config):
   c = config()
   summary = train.train_and_evaluate(c, str(tmp_path / 'run'))
   assert summary['step'] == 6
-  step, state = _state(str(tmp_path / 'run'))
+  step, state = kill_resume.final_state(str(tmp_path / 'run'))
   bn = state['model_state']['batch_stats']['head']['bn']
   # Train mode updated the running statistics once per step; they are in the checkpoint.
   assert step == 6 and int(bn['num_batches_tracked']) == 6
@@ -69,7 +56,7 @@ def test_protocol_task_on_8_devices_equals_1(tmp_path, config):
       c.mesh_devices = devices
       c.fsdp = devices > 1
     train.train_and_evaluate(c, str(tmp_path / f'd{devices}'))
-    states.append(_state(str(tmp_path / f'd{devices}'))[1])
+    states.append(kill_resume.final_state(str(tmp_path / f'd{devices}'))[1])
   one, eight = states
   # fp32 sums in another order across devices are ~1e-7 apart in the gradients. Adam's normalised
   # update turns that into up to one learning rate per step on the few weights whose gradient is
@@ -84,33 +71,14 @@ def test_protocol_task_on_8_devices_equals_1(tmp_path, config):
   _assert_equal(one['model_state'], eight['model_state'], atol=3e-4, rtol=2e-3)
 
 
-def _main(workdir):
-  cmd = [sys.executable, '-m', 'mbjax.main', f'--config={CONFIG}:long', f'--workdir={workdir}']
-  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
-  return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
-
-
 @pytest.mark.slow
 def test_protocol_task_resumes_bitwise_after_sigkill(tmp_path):
-  straight = str(tmp_path / 'straight')
-  out, _ = (proc := _main(straight)).communicate(timeout=300)
-  assert proc.returncode == 0, out
-  killed = str(tmp_path / 'killed')
-  proc = _main(killed)
-  ckpts = os.path.join(killed, 'checkpoints')
-  deadline = time.time() + 240
-  while time.time() < deadline:
-    steps = [int(s) for s in os.listdir(ckpts) if s.isdigit()] if os.path.isdir(ckpts) else []
-    if steps and max(steps) >= 10:
-      break
-    time.sleep(0.05)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  assert 10 <= _state(killed)[0] < 40
-  out, _ = (proc := _main(killed)).communicate(timeout=300)
-  assert proc.returncode == 0, out
-  (step_a, a), (step_b, b) = _state(straight), _state(killed)
+  args = [f'--config={CONFIG}:long']
+  straight, killed = str(tmp_path / 'straight'), str(tmp_path / 'killed')
+  kill_resume.run_to_end(args, straight)
+  assert 10 <= kill_resume.kill_after_checkpoint(args, killed, min_step=10) < 40
+  kill_resume.run_to_end(args, killed)
+  (step_a, a), (step_b, b) = kill_resume.final_state(straight), kill_resume.final_state(killed)
   assert step_a == step_b == 40
   _assert_equal(a, b)  # params, BatchNorm statistics, optimizer state, rng: bitwise on CPU
 
