@@ -167,6 +167,15 @@ def jit_train_step(train_step, layout: StateLayout, mesh) -> MeshStep:
                           out_shardings=(layout.shardings, sharding.replicated(mesh))), mesh)
 
 
+def _without_frozen_grads(params, config):
+  """`params` with the frozen ones (optim.FROZEN: freeze_patterns, partial_train) behind
+  stop_gradient: the optimizer never updates them, so their backward pass is not computed (a
+  frozen backbone under a trained head costs a forward pass only)."""
+  labels = optim.param_labels(params, config)
+  return jax.tree_util.tree_map(
+      lambda p, label: jax.lax.stop_gradient(p) if label == optim.FROZEN else p, params, labels)
+
+
 def make_train_step(task, model, tx, schedule, rules, config):
   """The pure step `train_step(state, batch, kind) -> (state, metrics)`, jitted by the caller.
 
@@ -177,7 +186,8 @@ def make_train_step(task, model, tx, schedule, rules, config):
 
   def grads_of(params, model_state, batch, rng, kind):
     def loss(params):
-      return task.loss_fn(model, {'params': params, **model_state}, batch, rng, kind, config)
+      return task.loss_fn(model, {'params': _without_frozen_grads(params, config),
+                                  **model_state}, batch, rng, kind, config)
 
     with nn.logical_axis_rules(rules):
       (total, (metrics, new_state)), grads = jax.value_and_grad(loss, has_aux=True)(params)
