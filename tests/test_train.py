@@ -171,12 +171,11 @@ def test_init_from_official_bin(tmp_path, config):
     config.model.scan_layers = True
     config.checkpoint.every_steps = 1000
     config.evals = {}
-  # The trainer's restore path puts exactly the file's weights into the sharded state.
+  # The trainer's restore path puts exactly the file's weights into the sharded state (training
+  # from init_from end to end: test_pose3d, test_action).
   s = train.setup(config, with_data=False)
   state = train._init_from(s, s.init_state(), str(path))
   _assert_trees_equal(unscan_params(jax.device_get(state['params'])), want)
-  summary = train.train_and_evaluate(config, str(tmp_path / 'ft'))
-  assert summary['step'] == 2
 
 
 def test_init_from_a_checkpoint_of_another_size_fails_listing_the_tensors(tmp_path, config):
