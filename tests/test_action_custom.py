@@ -179,3 +179,24 @@ def test_predict_equals_the_evaluator_and_the_cli_prints_names(trained, clips, d
     assert abs(float(prob) - 100 * np.exp(log_p[0][k])) < 0.01
   e = np.load(embed)
   assert e.shape == (2048,) and abs(np.linalg.norm(e) - 1) < 1e-5
+
+
+def test_infer_labels_each_track_with_the_action_model(trained, clips, tmp_path):
+  from mbjax.infer import model, pipeline
+  _, workdir, _ = trained
+  lifter = model.Lifter(predict=lambda x: x, maxlen=9, rootrel=False, flip=False, gt_2d=False,
+                        no_conf=False, config=None, source='stand-in')
+  clip = clips / 'wave' / 'alphapose.json'  # two tracks
+  summary = pipeline.run(pipeline.Request(input=str(clip), action=workdir), lifter,
+                         str(tmp_path / 'out'))
+  with open(tmp_path / 'out' / 'results.json') as f:
+    tracks = {t['id']: t for t in json.load(f)['tracks']}
+  classifier = infer_action.load(workdir)
+  prepared = pipeline.prepare(pipeline.Request(input=str(clip)))
+  assert sorted(tracks) == summary['tracks'] == [1, 2]
+  for k, track in prepared.tracks.items():
+    log_p = infer_action.log_probs(classifier, action_clips.from_tracks([track]))
+    want = infer_action.top_k(classifier, log_p, 3)
+    got = tracks[k]['actions']
+    assert [a['label'] for a in got] == [n for n, _ in want]
+    np.testing.assert_allclose([a['probability'] for a in got], [q for _, q in want], atol=1e-6)

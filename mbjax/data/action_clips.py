@@ -57,13 +57,22 @@ def clip_keypoint(dets: keypoint_files.Detections, *, size: tuple[int, int] | No
   tracks, skipped = person_tracks.tracks(dets)
   if not tracks:
     raise NoPersonError(f'{dets.source}: no person with at least 4 detected joints '
-                     f'(skipped: {skipped})')
+                        f'(skipped: {skipped})')
   chosen = _chosen_tracks(tracks)
   notes = list(dets.notes)
   if len(tracks) > PERSONS:
     dropped = sorted(set(tracks) - {t.person for t in chosen})
     notes.append(f'{len(tracks)} tracks: kept {[t.person for t in chosen]} (most detected '
                  f'frames), dropped {dropped}')
+  return from_tracks(chosen, size=size or dets.size), notes
+
+
+def from_tracks(chosen: list[person_tracks.Track], *, size: tuple[int, int] | None = None
+                ) -> np.ndarray:
+  """(2, T, 17, 3) float32 of one or two tracks over the frames from the first to the last
+  detection of either (absent: zeros); x, y by make_cam of `size` or the keypoints' extent."""
+  if not 1 <= len(chosen) <= PERSONS:
+    raise ValueError(f'from_tracks: expected 1 or {PERSONS} tracks, got {len(chosen)}')
   first = min(int(t.frames[0]) for t in chosen)
   last = max(int(t.frames[-1]) for t in chosen)
   out = np.zeros((PERSONS, last - first + 1, 17, 3), np.float64)
@@ -71,9 +80,9 @@ def clip_keypoint(dets: keypoint_files.Detections, *, size: tuple[int, int] | No
   for i, track in enumerate(chosen):
     out[i, track.frames - first] = track.keypoints
     present[i, track.frames - first] = True
-  width, height = size or dets.size or _extent(out)
+  width, height = size or _extent(out)
   out[present, :, :2] = transforms.make_cam(out[present, :, :2], (height, width))
-  return out.astype(np.float32), notes
+  return out.astype(np.float32)
 
 
 def _extent(keypoint: np.ndarray) -> tuple[float, float]:

@@ -51,6 +51,8 @@ _RENDER = flags.DEFINE_bool('render', False, 'also write DIR/render.mp4 (GIF wit
                             'imageio-ffmpeg): 2D input beside the 3D from two views')
 _VIDEO = flags.DEFINE_string('video', None, 'with --render: the input video, frame i under the '
                              '2D of keypoint frame i')
+_ACTION = flags.DEFINE_string('action', None, 'an action checkpoint (workdir of an action run): '
+                              'the top-5 labels of each track in results.json')
 flags.mark_flags_as_required(['checkpoint', 'out'])
 
 
@@ -67,7 +69,7 @@ def main(argv) -> int:
       min_frames=_MIN_FRAMES.value, batch_size=_BATCH_SIZE.value,
       track_metric=_TRACK_METRIC.value, track_threshold=_TRACK_THRESHOLD.value,
       max_gap=_MAX_GAP.value, bvh=_BVH.value, fps=_FPS.value, render=_RENDER.value,
-      video=_VIDEO.value)
+      video=_VIDEO.value, action=_ACTION.value)
   prepared = pipeline.prepare(request)  # input mistakes before the (slower) model load
   config = _CONFIG.value or model.load_config_file(model.DEFAULT_CONFIG)
   lifter = model.load(config, _CHECKPOINT.value)

@@ -9,7 +9,8 @@ results.npz, per track id N:
 results.json: the run (input, format, model, options, windows, skipped tracks, notes) and per
 track the same arrays as nested lists, joints in H36M-17 order (`joints`).
 BVH (--bvh): DIR/track_<id>.bvh per track (mbjax/infer/bvh.py), listed under `bvh` (track id ->
-path) in results.json. Further outputs (root trajectory, SMPL, actions, renders) add keys here.
+path) in results.json. With --action, each track has `actions`: its top-5 [{label, probability}]
+from the action model. Further outputs (root trajectory, SMPL) add keys here.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from mbjax.infer.model import Lifter
 # Default stride: a third of the window, so every frame is predicted by about three windows and
 # none is ever predicted only near a window end (except the first and last frames).
 STRIDE_FRACTION = 3
+ACTION_TOP_K = 5
 # --bvh: the model's units are those of the 2D crop, so the skeleton is scaled to a person's height.
 BVH_HEIGHT_CM = 170.0
 
@@ -45,6 +46,7 @@ class Request:
   fps: float = 30.0  # frame rate of the input video (BVH Frame Time, render speed)
   render: bool = False  # --render: DIR/render.mp4 (or .gif), mbjax/infer/render.py
   video: str | None = None  # --video: the input video, under the render's 2D panel
+  action: str | None = None  # --action: an action checkpoint; top-5 labels per track
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -103,9 +105,23 @@ def prepare(request: Request) -> Prepared:
                                          tracker_options=tracker_options, notes=notes)
   if not tracks:
     raise ValueError(f'{request.input}: no track to lift; skipped: {skipped}')
+  if request.action and not os.path.exists(request.action):
+    raise FileNotFoundError(f'--action={request.action}: no such action checkpoint')
   if request.pixel and size is None:
     raise ValueError('--pixel needs the frame size: pass --size WxH (or a file that holds it)')
   return Prepared(request, dets, tracks, skipped, size, notes)
+
+
+def _add_actions(p: Prepared, per_track: dict) -> None:
+  """Each track's top-5 actions (`actions`: [{label, probability}]) from the --action model,
+  the track alone as the clip (`mbjax.data.action_clips.from_tracks`)."""
+  from mbjax.data import action_clips
+  from mbjax.infer import action
+  classifier = action.load(p.request.action)
+  for k, track in p.tracks.items():
+    clip = action_clips.from_tracks([track], size=p.size)
+    best = action.top_k(classifier, action.log_probs(classifier, clip), ACTION_TOP_K)
+    per_track[k]['actions'] = [dict(label=n, probability=round(q, 6)) for n, q in best]
 
 
 def run(prepared: Prepared | Request, lifter: Lifter, out_dir: str) -> dict:
@@ -134,6 +150,8 @@ def run(prepared: Prepared | Request, lifter: Lifter, out_dir: str) -> dict:
                  size=list(p.size) if p.size else None, normalisation=mode, model=lifter.source,
                  options=dataclasses.asdict(options), skipped=p.skipped,
                  notes=p.detections.notes + p.notes)
+  if p.request.action:
+    _add_actions(p, per_track)
   if p.request.bvh:
     os.makedirs(out_dir, exist_ok=True)
     summary['bvh'] = {str(k): bvh.write(os.path.join(out_dir, f'track_{k}.bvh'), joints[k],
