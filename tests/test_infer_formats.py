@@ -1,5 +1,6 @@
 """Keypoint file readers (mbjax.data.keypoint_files) and maps: every input format, written here in
-its published layout, read back to H36M-17 with left and right in place (a figure raising its LEFT hand), and bad inputs."""
+its published layout, read back to H36M-17 with left and right in place (a figure raising its LEFT
+hand), and bad inputs."""
 
 import json
 
@@ -270,5 +271,5 @@ def test_all_nan_frames_are_reported_gaps_and_wrong_format_counts(tmp_path):
         pose_keypoints_2d=[1.0] * 54)])))
     keypoint_files.read(folder)
   with pytest.raises(ValueError, match='--focus=5: no such track; track ids: \\[1\\]'):
-    person_tracks.tracks(keypoint_files.read(write_alphapose(tmp_path / 'a.json', HALPE, x[[0, 2]])),
-                     focus=5)
+    person_tracks.tracks(
+        keypoint_files.read(write_alphapose(tmp_path / 'a.json', HALPE, x[[0, 2]])), focus=5)

@@ -9,10 +9,10 @@ A dataset module (a Python module, or any object with these attributes) defines
 
 and optionally VERSION = '1.0.0' and `metadata(source, **options) -> dict` (JSON-ready fields
 stored with the dataset, e.g. an action dataset's label names). FEATURES maps a name to (shape,
-numpy dtype name); 'str' is a text feature and None in a shape is a variable length. `generate` yields (unique key, dict with
-exactly the FEATURES keys) and calls `report.written(split)` per record yielded and
-`report.skipped(split, reason)` per record it leaves out. A module whose FEATURES depend on the
-build options sets OPTION_DEPENDENT_FEATURES = True and defines `module_for(**options)` returning
+numpy dtype name); 'str' is a text feature and None in a shape is a variable length. `generate`
+yields (unique key, dict with exactly the FEATURES keys) and calls `report.written(split)` per
+record yielded and `report.skipped(split, reason)` per record it leaves out. A module whose
+FEATURES depend on the build options sets OPTION_DEPENDENT_FEATURES = True and defines `module_for(**options)` returning
 the NAME / SPLITS / FEATURES / generate for those options.
 
 tfds 4.9.10 prepares `file_format='array_record'` without TensorFlow: `download_and_prepare`
