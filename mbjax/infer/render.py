@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import warnings
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -357,12 +358,16 @@ def write_video(path: str, frames: Iterable[np.ndarray], fps: float = 30.0) -> s
   if path.lower().endswith('.gif') or not have_ffmpeg():
     return _write_gif(os.path.splitext(path)[0] + '.gif', frames, fps)
   import imageio.v2 as iio
-  # veryfast: on 2 cores the default preset would make encoding the bottleneck.
-  with iio.get_writer(path, format='FFMPEG', mode='I', fps=fps, codec='libx264', quality=None,
-                      pixelformat='yuv420p', macro_block_size=16, ffmpeg_log_level='error',
-                      output_params=['-preset', 'veryfast', '-crf', '23']) as writer:
-    for frame in frames:
-      writer.append_data(frame)
+  with warnings.catch_warnings():
+    # The ffmpeg subprocess is started before any frame is sent and only reads a pipe: the
+    # os.fork warning that JAX's threads provoke does not apply to it.
+    warnings.filterwarnings('ignore', message='os.fork', category=RuntimeWarning)
+    # veryfast: on 2 cores the default preset would make encoding the bottleneck.
+    with iio.get_writer(path, format='FFMPEG', mode='I', fps=fps, codec='libx264', quality=None,
+                        pixelformat='yuv420p', macro_block_size=16, ffmpeg_log_level='error',
+                        output_params=['-preset', 'veryfast', '-crf', '23']) as writer:
+      for frame in frames:
+        writer.append_data(frame)
   return path
 
 
