@@ -1,10 +1,10 @@
 """Rotation conversions of the official mesh code (`lib/utils/utils_mesh.py`) and SMPL flips.
 
-Every function computes in float32 whatever its input dtype (bf16 angles lose too much for
-the 1e-5 agreement the mesh losses need) and returns float32. Each one follows the official
-formula, epsilons included, so that theta, the losses and the flip test match the official
-numbers; where that formula has a quirk (kornia's quaternion branches, 1e-8 added to every
-axis-angle component) the quirk is kept and named.
+Every conversion computes in float32 whatever its input dtype (bf16 angles lose too much for
+the 1e-5 agreement the mesh losses need) and returns float32; the flips, exact, keep the dtype.
+Each one follows the official formula, epsilons included, so that theta, the losses and the
+flip test match the official numbers; where that formula has a quirk (kornia's quaternion
+branches, 1e-8 added to every axis-angle component) the quirk is kept and named.
 """
 
 from __future__ import annotations
@@ -102,7 +102,8 @@ rotation_matrix_to_angle_axis = rotmat_to_axis_angle  # the official name
 
 
 def quaternion_to_rotmat(quat):
-  """(..., 4) quaternions (w, x, y, z), normalised first -> (..., 3, 3) (official quat_to_rotmat)."""
+  """(..., 4) quaternions (w, x, y, z), normalised first -> (..., 3, 3) rotation matrices
+  (official `quat_to_rotmat`)."""
   q = _f32(quat)
   w, x, y, z = jnp.moveaxis(q / jnp.linalg.norm(q, axis=-1, keepdims=True), -1, 0)
   rows = [w * w + x * x - y * y - z * z, 2 * (x * y - w * z), 2 * (w * y + x * z),
