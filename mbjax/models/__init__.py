@@ -3,3 +3,14 @@
 from mbjax.models.dstformer import DSTformer, dstformer_from_variant, count_params, VARIANTS
 from mbjax.models.heads import ActionNet
 from mbjax.models.factory import from_config
+
+# SMPL is imported on first use: `python -m mbjax.models.smpl` (its --to-npz tool) must find it
+# not yet imported by this package.
+_SMPL_NAMES = ('SMPL', 'smpl_forward', 'smpl_from_axis_angle')
+
+
+def __getattr__(name):
+  if name in _SMPL_NAMES:
+    from mbjax.models import smpl  # pylint: disable=import-outside-toplevel
+    return getattr(smpl, name)
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
