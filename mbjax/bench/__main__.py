@@ -1,4 +1,4 @@
-"""python -m mbjax.bench {model,data,train} [--flags]: the last line printed is one JSON object.
+"""python -m mbjax.bench {model,data,train,infer} [--flags]: the last line printed is JSON.
 
 Each bench has its own absl flags (`python -m mbjax.bench train --help`); `train` takes a config
 as every entry point does, with `--config.key=value` overrides.
@@ -10,10 +10,12 @@ import sys
 from absl import flags
 
 from mbjax.bench import data as data_bench
+from mbjax.bench import infer as infer_bench
 from mbjax.bench import model as model_bench
 from mbjax.bench import train as train_bench
 
-BENCHES = {'model': model_bench, 'data': data_bench, 'train': train_bench}
+BENCHES = {'model': model_bench, 'data': data_bench, 'train': train_bench,
+           'infer': infer_bench}
 
 
 def _usage() -> str:

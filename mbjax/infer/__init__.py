@@ -7,5 +7,16 @@ Reading files into detections and H36M-17 tracks is `mbjax.data.keypoint_files` 
 `mbjax.data.person_tracks` (shared with the action datasets). Modules: `lift` (normalisation, model
 in batches), `windows` (windows of clip_len frames, blending, the official split),
 `model` (which model and options a checkpoint means), `outputs` (results.npz / .json),
-`pipeline` (all of it for one input).
+`pipeline` (all of it for one input), `stream` (live: `StreamLifter`, one frame at a time).
 """
+
+__all__ = ['StreamLifter']
+
+
+def __getattr__(name):
+  """`mbjax.infer.StreamLifter`, imported on first use (the CLI does not pay for it)."""
+  if name == 'StreamLifter':
+    from mbjax.infer.stream import StreamLifter
+    return StreamLifter
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
