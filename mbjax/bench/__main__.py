@@ -10,10 +10,11 @@ import sys
 from absl import flags
 
 from mbjax.bench import data as data_bench
+from mbjax.bench import export as export_bench
 from mbjax.bench import model as model_bench
 from mbjax.bench import train as train_bench
 
-BENCHES = {'model': model_bench, 'data': data_bench, 'train': train_bench}
+BENCHES = {'model': model_bench, 'data': data_bench, 'train': train_bench, 'export': export_bench}
 
 
 def _usage() -> str:
