@@ -10,12 +10,13 @@ import sys
 from absl import flags
 
 from mbjax.bench import data as data_bench
+from mbjax.bench import export as export_bench
 from mbjax.bench import infer as infer_bench
 from mbjax.bench import model as model_bench
 from mbjax.bench import train as train_bench
 
 BENCHES = {'model': model_bench, 'data': data_bench, 'train': train_bench,
-           'infer': infer_bench}
+           'infer': infer_bench, 'export': export_bench}
 
 
 def _usage() -> str:

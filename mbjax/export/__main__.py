@@ -1,0 +1,42 @@
+"""python -m mbjax.export --checkpoint=CKPT --format=stablehlo|onnx --out=FILE [options].
+
+CKPT: an official .bin (its model from --config; default configs/pose3d_h36m.py:global_lite, or
+an action config for an action .bin), an `mbjax.convert` directory or a trainer workdir (their own
+model). Writes FILE and FILE.json (input/output names and shapes, joint order, normalisation,
+sha256 of the checkpoint). Pose models: --flip_test and --rootrel put the official test-time
+options into the graph; --dtype=bfloat16 computes in bfloat16 (StableHLO only).
+"""
+
+import json
+
+from absl import flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'config file (path:variant) of an official .bin; a workdir or convert '
+    'checkpoint brings its own model', lock_config=True)
+_CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'official .bin, convert dir or workdir')
+_FORMAT = flags.DEFINE_enum('format', 'stablehlo', ['stablehlo', 'onnx'], 'what to write')
+_OUT = flags.DEFINE_string('out', None, 'the file to write (and FILE.json beside it)')
+_DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'compute dtype')
+_FLIP = flags.DEFINE_bool('flip_test', False, 'average with the mirrored prediction (pose)')
+_ROOTREL = flags.DEFINE_bool('rootrel', False, 'set the root joint to 0 (pose)')
+flags.mark_flags_as_required(['checkpoint', 'out'])
+
+
+def main(argv) -> None:
+  del argv
+  import mbjax.export
+  config = _CONFIG.value
+  if config is not None:
+    import ml_collections
+    config = ml_collections.ConfigDict(config.to_dict())  # unlocked: the loader sets fields
+  meta = mbjax.export.export(_CHECKPOINT.value, _OUT.value, _FORMAT.value, config,
+                             dtype=_DTYPE.value, flip_test=_FLIP.value, rootrel=_ROOTREL.value)
+  summary = {k: meta[k] for k in ('format', 'kind', 'inputs', 'outputs', 'max_frames')}
+  print(f'wrote {_OUT.value} and {_OUT.value}.json: {json.dumps(summary)}')
+
+
+if __name__ == '__main__':
+  from mbjax import cli
+  cli.run(main, program='mbjax.export')

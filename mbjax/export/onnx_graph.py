@@ -1,0 +1,78 @@
+"""ONNX through jax2onnx, run with onnxruntime: dynamic batch and frame axes ('b', 't').
+
+The graph is the same jnp function the StableHLO export takes; what the converter needs of it is
+chosen on our side (`graph.EXPORT_ATTENTION`: einsum attention; GELU stays the exact erf form,
+which jax2onnx maps to ONNX Erf).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import numpy as np
+
+from mbjax.export import graph
+from mbjax.export import sidecar
+
+OPSET = 23  # jax2onnx 0.17's default; onnxruntime 1.32 runs it
+
+
+def _quiet() -> None:
+  """jax2onnx imports plugins for libraries we do not use (equinox, dm_pix) and logs each one it
+  cannot import with a traceback; onnx_ir warns about untyped shape constants. Neither matters."""
+  logging.getLogger('jax2onnx').setLevel(logging.ERROR)
+  logging.getLogger('onnx_ir').setLevel(logging.ERROR)
+
+
+def to_proto(fn: Callable, input_shape: tuple, maxlen: int, *, input_name: str = 'x',
+             output_name: str = 'y', model_name: str = 'mbjax'):
+  """The onnx.ModelProto of `fn` on a float32 input of `input_shape` ('b', 't' dynamic)."""
+  _quiet()
+  import jax2onnx
+  spec = graph.symbolic_input(input_shape, maxlen)
+  return jax2onnx.to_onnx(fn, [spec], model_name=model_name, opset=OPSET,
+                          input_names=[input_name], output_names=[output_name])
+
+
+def save(ex: graph.Exportable, out: str) -> dict:
+  """Writes `out` (one .onnx file, weights inline); returns the sidecar fields of this format."""
+  import jax2onnx
+  import onnx
+  if ex.options['dtype'] != 'float32':
+    raise ValueError(f'--dtype={ex.options["dtype"]}: the ONNX export is float32 only (bfloat16 '
+                     'is for --format=stablehlo)')
+  proto = to_proto(ex.fn, ex.input_shape, ex.maxlen, input_name=ex.input_name,
+                   output_name=ex.output_name, model_name=f'mbjax_{ex.kind}')
+  onnx.save(proto, out)
+  return dict(opset=OPSET, onnx_version=onnx.__version__,
+              jax2onnx_version=_version('jax2onnx', jax2onnx))
+
+
+def _version(name: str, module) -> str:
+  from importlib import metadata
+  try:
+    return metadata.version(name)
+  except metadata.PackageNotFoundError:
+    return getattr(module, '__version__', 'unknown')
+
+
+def session(model, threads: int | None = None):
+  """An onnxruntime CPU session of a file path or serialized model bytes."""
+  import onnxruntime as ort
+  options = ort.SessionOptions()
+  if threads:
+    options.intra_op_num_threads = threads
+  return ort.InferenceSession(model, options, providers=['CPUExecutionProvider'])
+
+
+def load(file: str, meta: dict) -> Callable[[np.ndarray], np.ndarray]:
+  """The ONNX file as an onnxruntime callable that checks its input against `meta`."""
+  run_session = session(file)
+  name = meta['inputs'][0]['name']
+
+  def run(x):
+    sidecar.check_input(meta, x)
+    return run_session.run(None, {name: np.asarray(x, np.float32)})[0]
+
+  return run

@@ -1,0 +1,66 @@
+"""The JSON file next to an exported model (`FILE.json`): what it takes, returns and came from.
+
+A runtime that knows nothing of mbjax reads from it the input and output names, shapes (with the
+symbolic 'b' and 't'), dtypes, `max_frames` (t <= max_frames), the H36M-17 joint order, the
+input normalisation, the test-time options baked into the graph and the source checkpoint's
+sha256.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+import mbjax
+from mbjax.data import skeletons
+from mbjax.export import graph
+
+
+def path_of(file: str) -> str:
+  return f'{file}.json'
+
+
+def describe(ex: graph.Exportable, checkpoint: str, fmt: str, **extra) -> dict:
+  """The sidecar of `ex` exported as `fmt` ('stablehlo' or 'onnx')."""
+  normalisation = graph.POSE_NORMALISATION if ex.kind == 'pose' else graph.ACTION_NORMALISATION
+  return dict(
+      format=fmt, kind=ex.kind, mbjax_version=mbjax.__version__,
+      inputs=[dict(name=ex.input_name, shape=list(ex.input_shape), dtype='float32')],
+      outputs=[dict(name=ex.output_name, shape=graph.output_shape(ex), dtype='float32')],
+      max_frames=ex.maxlen, symbolic_dims=dict(b='batch (clips)', t=f'frames, 1..{ex.maxlen}'),
+      joints=list(skeletons.H36M_JOINTS), normalisation=normalisation,
+      compute_dtype=ex.options['dtype'], flip_test=ex.options['flip_test'],
+      rootrel=ex.options['rootrel'], model_source=ex.source,
+      checkpoint=os.path.basename(os.path.normpath(checkpoint)),
+      checkpoint_sha256=graph.checkpoint_sha256(checkpoint), **extra)
+
+
+def write(file: str, meta: dict) -> None:
+  with open(path_of(file), 'w') as f:
+    json.dump(meta, f, indent=1)
+
+
+def read(file: str) -> dict:
+  path = path_of(file)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'{path}: no sidecar next to {file} (written by mbjax.export)')
+  with open(path) as f:
+    return json.load(f)
+
+
+def check_input(meta: dict, x) -> None:
+  """Raises ValueError unless `x` fits the sidecar's input (fixed sizes, t <= max_frames)."""
+  spec = meta['inputs'][0]
+  want = spec['shape']
+  shape = tuple(np.shape(x))
+  if len(shape) != len(want) or any(isinstance(w, int) and w != s for w, s in zip(want, shape)):
+    raise ValueError(f'{spec["name"]}: got shape {shape}, expected {tuple(want)}')
+  frames = shape[want.index('t')]
+  if frames > meta['max_frames']:
+    raise ValueError(f'{spec["name"]}: a clip of t={frames} frames is longer than the model\'s '
+                     f'maxlen={meta["max_frames"]}; cut it into clips of at most '
+                     f'{meta["max_frames"]} frames')
+  if shape[0] < 1 or frames < 1:
+    raise ValueError(f'{spec["name"]}: got shape {shape}, expected at least one clip and frame')

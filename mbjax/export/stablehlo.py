@@ -1,0 +1,47 @@
+"""StableHLO through `jax.export`: one serialized artefact for cpu, cuda and tpu.
+
+Batch and frame dimensions are symbolic ('b', 't', with t <= maxlen), so one file runs every
+(B, T) the model takes; each new shape compiles once where it is called back.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import numpy as np
+
+from mbjax.export import graph
+from mbjax.export import sidecar
+
+PLATFORMS = ('cpu', 'cuda', 'tpu')
+
+
+def export_fn(fn: Callable, input_shape: tuple, maxlen: int,
+              platforms=PLATFORMS) -> jax.export.Exported:
+  """`fn` exported for a float32 input of `input_shape` ('b', 't' symbolic)."""
+  spec = graph.symbolic_input(input_shape, maxlen)
+  return jax.export.export(jax.jit(fn), platforms=platforms)(spec)
+
+
+def save(ex: graph.Exportable, out: str) -> dict:
+  """Writes `out` (the serialized artefact); returns the sidecar fields of this format."""
+  exported = export_fn(ex.fn, ex.input_shape, ex.maxlen)
+  with open(out, 'wb') as f:
+    f.write(exported.serialize())
+  return dict(platforms=list(exported.platforms),
+              calling_convention_version=exported.calling_convention_version,
+              jax_version=jax.__version__)
+
+
+def load(file: str, meta: dict) -> Callable[[np.ndarray], jax.Array]:
+  """The artefact `file` as a jitted callable that checks its input against `meta`."""
+  with open(file, 'rb') as f:
+    exported = jax.export.deserialize(bytearray(f.read()))
+  call = jax.jit(exported.call)
+
+  def run(x):
+    sidecar.check_input(meta, x)
+    return call(x if getattr(x, 'dtype', None) == np.float32 else np.asarray(x, np.float32))
+
+  return run
