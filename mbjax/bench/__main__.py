@@ -1,4 +1,4 @@
-"""python -m mbjax.bench {model,data,train,infer} [--flags]: the last line printed is JSON.
+"""python -m mbjax.bench {model,data,train,infer,export} [--flags]: the last line printed is JSON.
 
 Each bench has its own absl flags (`python -m mbjax.bench train --help`); `train` takes a config
 as every entry point does, with `--config.key=value` overrides.

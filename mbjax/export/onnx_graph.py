@@ -29,19 +29,29 @@ def to_proto(fn: Callable, input_shape: tuple, maxlen: int, *, input_name: str =
              output_name: str = 'y', model_name: str = 'mbjax'):
   """The onnx.ModelProto of `fn` on a float32 input of `input_shape` ('b', 't' dynamic)."""
   _quiet()
-  import jax2onnx
+  jax2onnx = _import_converter()
   spec = graph.symbolic_input(input_shape, maxlen)
   return jax2onnx.to_onnx(fn, [spec], model_name=model_name, opset=OPSET,
                           input_names=[input_name], output_names=[output_name])
 
 
+def _import_converter():
+  try:
+    import jax2onnx
+  except ImportError:
+    raise ValueError('--format=onnx needs jax2onnx, installed apart because it pins an older orbax '
+                     'it never imports: pip install --no-deps jax2onnx==0.17.1 (requirements.txt)'
+                     ) from None
+  return jax2onnx
+
+
 def save(ex: graph.Exportable, out: str) -> dict:
   """Writes `out` (one .onnx file, weights inline); returns the sidecar fields of this format."""
-  import jax2onnx
-  import onnx
   if ex.options['dtype'] != 'float32':
     raise ValueError(f'--dtype={ex.options["dtype"]}: the ONNX export is float32 only (bfloat16 '
                      'is for --format=stablehlo)')
+  jax2onnx = _import_converter()
+  import onnx
   proto = to_proto(ex.fn, ex.input_shape, ex.maxlen, input_name=ex.input_name,
                    output_name=ex.output_name, model_name=f'mbjax_{ex.kind}')
   onnx.save(proto, out)
