@@ -100,7 +100,4 @@ def test_pretrained_dstformer_loads_onto_the_backbone(tmp_path, config):
                                  for k in report['fresh'])
   assert report['unused'] == []
   _assert_equal(variables['params']['head'], jax.device_get(state['params']['head']))
-  with c.unlocked():
-    c.init_from = str(path)
-  summary = train.train_and_evaluate(c, str(tmp_path / 'ft'))
-  assert summary['step'] == 6
+  # Training from init_from end to end: tests/test_action.py (the action task's ActionNet).

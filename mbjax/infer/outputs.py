@@ -10,7 +10,9 @@ results.json: the run (input, format, model, options, windows, skipped tracks, n
 track the same arrays as nested lists, joints in H36M-17 order (`joints`).
 BVH (--bvh): DIR/track_<id>.bvh per track (mbjax/infer/bvh.py), listed under `bvh` (track id ->
 path) in results.json. With --action, each track has `actions`: its top-5 [{label, probability}]
-from the action model. Further outputs (root trajectory, SMPL) add keys here.
+from the action model. With --trajectory, `N/root_m` (T, 3) and `N/joints3d_m` (T, 17, 3): the
+camera-frame trajectory and pose in metres (mbjax/infer/trajectory.py). SMPL outputs will add keys
+here.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 from mbjax.data import skeletons
 
 ARRAYS = ('frames', 'detected', 'keypoints_px', 'input_2d', 'joints3d', 'joints3d_px')
+OPTIONAL_ARRAYS = ('root_m', 'joints3d_m')  # --trajectory (mbjax/infer/trajectory.py)
 
 
 def _listed(x) -> list:
@@ -36,7 +39,8 @@ def write(out_dir: str, run: dict, tracks: dict[int, dict]) -> dict:
   Args:
     out_dir: created if missing.
     run: JSON-ready description of the run.
-    tracks: track id -> {name in ARRAYS: array, plus JSON-ready scalars}.
+    tracks: track id -> {name in ARRAYS (and any of OPTIONAL_ARRAYS): array, plus JSON-ready
+      scalars}.
   """
   os.makedirs(out_dir, exist_ok=True)
   arrays, listed = {}, []
@@ -44,9 +48,10 @@ def write(out_dir: str, run: dict, tracks: dict[int, dict]) -> dict:
     missing = [k for k in ARRAYS if k not in fields]
     if missing:
       raise ValueError(f'outputs.write: track {person} lacks {missing}')
-    arrays.update({f'{person}/{k}': np.asarray(fields[k]) for k in ARRAYS})
-    listed.append(dict({k: v for k, v in fields.items() if k not in ARRAYS}, id=int(person),
-                       **{k: _listed(fields[k]) for k in ARRAYS}))
+    names = ARRAYS + tuple(k for k in OPTIONAL_ARRAYS if k in fields)
+    arrays.update({f'{person}/{k}': np.asarray(fields[k]) for k in names})
+    listed.append(dict({k: v for k, v in fields.items() if k not in names}, id=int(person),
+                       **{k: _listed(fields[k]) for k in names}))
   npz = os.path.join(out_dir, 'results.npz')
   np.savez(npz, **arrays)
   summary = dict(run, joints=list(skeletons.H36M_JOINTS), tracks=listed)

@@ -15,6 +15,7 @@ import numpy as np
 from mbjax.data import keypoint_files, person_tracks
 from mbjax.data import tracker
 from mbjax.infer import bvh, lift, outputs
+from mbjax.infer import trajectory as trajectory_lib
 from mbjax.infer import windows as windows_lib
 from mbjax.infer.model import Lifter
 
@@ -47,6 +48,9 @@ class Request:
   render: bool = False  # --render: DIR/render.mp4 (or .gif), mbjax/infer/render.py
   video: str | None = None  # --video: the input video, under the render's 2D panel
   action: str | None = None  # --action: an action checkpoint; top-5 labels per track
+  trajectory: bool = False  # --trajectory: root trajectory in metres (mbjax/infer/trajectory.py)
+  fov: float = trajectory_lib.DEFAULT_FOV_DEG  # --fov: assumed horizontal field of view
+  person_height: float = trajectory_lib.DEFAULT_HEIGHT_M  # --person_height, metres
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -109,6 +113,11 @@ def prepare(request: Request) -> Prepared:
     raise FileNotFoundError(f'--action={request.action}: no such action checkpoint')
   if request.pixel and size is None:
     raise ValueError('--pixel needs the frame size: pass --size WxH (or a file that holds it)')
+  if request.trajectory:
+    trajectory_lib.check_options(request.fov, request.person_height)
+    if size is None:
+      raise ValueError('--trajectory needs the frame size (for the camera): pass --size WxH (or '
+                       'a file that holds it)')
   return Prepared(request, dets, tracks, skipped, size, notes)
 
 
@@ -152,6 +161,12 @@ def run(prepared: Prepared | Request, lifter: Lifter, out_dir: str) -> dict:
                  notes=p.detections.notes + p.notes)
   if p.request.action:
     _add_actions(p, per_track)
+  if p.request.trajectory:
+    for fields in per_track.values():
+      found = trajectory_lib.root_trajectory(fields['keypoints_px'], fields['joints3d_px'], p.size,
+                                             fov_deg=p.request.fov,
+                                             height_m=p.request.person_height)
+      fields.update(root_m=found['root_m'], joints3d_m=found['joints3d_m'])
   if p.request.bvh:
     os.makedirs(out_dir, exist_ok=True)
     summary['bvh'] = {str(k): bvh.write(os.path.join(out_dir, f'track_{k}.bvh'), joints[k],
