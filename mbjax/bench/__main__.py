@@ -35,7 +35,8 @@ def parse(argv: list[str]):
   fv = flags.FlagValues()
   module.define_flags(fv)
   if any(a in ('-h', '--help', '--helpfull') for a in argv[2:]):
-    print(module.__doc__.strip() + '\n\n' + fv.module_help(module.__name__))
+    shared = fv.module_help('mbjax.bench') if 'mbjax.bench' in fv.flags_by_module_dict() else ''
+    print(module.__doc__.strip() + '\n\n' + fv.module_help(module.__name__) + '\n' + shared)
     sys.exit(0)
   try:
     fv([f'mbjax.bench {name}', *argv[2:]])

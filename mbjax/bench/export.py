@@ -58,11 +58,7 @@ def run(args) -> dict:
 def define_flags(fv) -> None:
   """This bench's flags, in their own absl FlagValues `fv`."""
   from absl import flags
-  flags.DEFINE_enum('variant', 'release', ['release', 'lite', 'tiny'], 'DSTformer size',
-                    flag_values=fv)
-  flags.DEFINE_integer('batch', 2, 'clips per batch', flag_values=fv)
-  flags.DEFINE_integer('frames', 243, 'clip length', flag_values=fv)
-  flags.DEFINE_integer('iters', 3, 'timed calls at least', flag_values=fv)
-  flags.DEFINE_float('min_seconds', 0.0, 'timed seconds at least', flag_values=fv)
+  from mbjax import bench
+  bench.define_model_flags(fv, iters=3)
   flags.DEFINE_integer('ort_threads', 0, 'onnxruntime intra-op threads (0: its default)',
                        flag_values=fv)

@@ -114,13 +114,9 @@ def run(args) -> dict:
 def define_flags(fv) -> None:
   """This bench's flags, in their own absl FlagValues `fv`."""
   from absl import flags
-  flags.DEFINE_enum('variant', 'release', ['release', 'lite', 'tiny'], 'DSTformer size',
-                    flag_values=fv)
-  flags.DEFINE_integer('batch', 2, 'clips per batch', flag_values=fv)
-  flags.DEFINE_integer('frames', 243, 'clip length', flag_values=fv)
+  from mbjax import bench
+  bench.define_model_flags(fv, iters=5)
   flags.DEFINE_enum('dtype', 'float32', sorted(DTYPES), 'compute dtype', flag_values=fv)
   flags.DEFINE_enum('attention', 'auto', ['auto', 'einsum', 'xla', 'cudnn'],
                     'attention implementation', flag_values=fv)
   flags.DEFINE_string('remat', 'none', 'remat policy', flag_values=fv)
-  flags.DEFINE_integer('iters', 5, 'timed calls at least', flag_values=fv)
-  flags.DEFINE_float('min_seconds', 0.0, 'timed seconds at least', flag_values=fv)
