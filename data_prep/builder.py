@@ -23,6 +23,9 @@ from mbjax.data.report import BuildReport
 ALIASES = {
     'ntu60': ('ntu', {'version': 60}),
     'ntu120': ('ntu', {'version': 120}),
+    'mesh_h36m': ('mesh', {'dataset': 'h36m'}),
+    'mesh_pw3d': ('mesh', {'dataset': 'pw3d'}),
+    'mesh_coco': ('mesh', {'dataset': 'coco'}),
 }
 _NOT_DATASETS = frozenset({'build', 'builder'})
 

@@ -125,3 +125,48 @@ def write_pyskl(path: pathlib.Path, annotations: list, split: dict) -> pathlib.P
   with open(path, 'wb') as f:
     pickle.dump({'split': split, 'annotations': annotations}, f)
   return path
+
+
+def mesh_split(sequences: list[tuple[str, int]], *, cameras: list[str] | None = None,
+               img_hw: list[tuple[int, int]] | None = None,
+               confidence_shape: str = '(N, 17)') -> dict:
+  """One split of `mesh_det_{h36m,pw3d,coco}.pkl` with the published keys.
+
+  Args:
+    sequences: (source id, frames) per sequence, concatenated in this order.
+    cameras: H36M: a camera id per sequence (adds camera_name).
+    img_hw: COCO: an image (height, width) per sequence (adds img_hw).
+    confidence_shape: '(N, 17)' or '(N, 17, 1)'.
+
+  Returns:
+    Row r, joint j: joint_2d = (10 + r, 20 + j) pixels, confidence = 0.5 + j / 100 (joint 16 of
+    row 0: 1.25, above 1 as some detectors give), smpl_pose[r, k] = r / 100 + k / 1000,
+    smpl_shape[r, k] = r + k / 10.
+  """
+  sources = [s for s, n in sequences for _ in range(n)]
+  n = len(sources)
+  rows = np.arange(n, dtype=np.float64)
+  joints = np.arange(H36M_JOINTS, dtype=np.float64)
+  r, j = np.meshgrid(rows, joints, indexing='ij')
+  confidence = (0.5 + j / 100).astype(np.float32)
+  confidence[0, 16] = 1.25
+  split = {
+      'joint_2d': np.stack([10 + r, 20 + j], -1).astype(np.float32),
+      'confidence': confidence if confidence_shape == '(N, 17)' else confidence[..., None],
+      'source': sources,
+      'smpl_pose': (rows[:, None] / 100 + np.arange(72) / 1000).astype(np.float32),
+      'smpl_shape': (rows[:, None] + np.arange(10) / 10).astype(np.float32),
+  }
+  if cameras is not None:
+    split['camera_name'] = np.array([c for c, (_, k) in zip(cameras, sequences)
+                                     for _ in range(k)])
+  if img_hw is not None:
+    split['img_hw'] = np.array([hw for hw, (_, k) in zip(img_hw, sequences) for _ in range(k)])
+  return split
+
+
+def write_mesh_pickle(path: pathlib.Path, splits: dict) -> pathlib.Path:
+  """Pickles {'train': ..., 'test': ...} (whichever `splits` has) like the official mesh files."""
+  with open(path, 'wb') as f:
+    pickle.dump(dict(splits), f)
+  return path
