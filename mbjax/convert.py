@@ -7,6 +7,13 @@ The mapping is a renaming plus transposes: official `blocks_st.0.attn_s.qkv.weig
 `params/blocks_st_0/attn_s/qkv/kernel` (in, out); LayerNorm / BatchNorm `weight` is `scale`;
 `pre_logits.fc` is `pre_logits`; `temp_embed` (1, L, 1, C) and `pos_embed` (1, J, C) drop their
 unit axes; BatchNorm running stats live in the `batch_stats` collection.
+
+The mesh model (`--model mesh`, a `MeshNet`) also holds the buffers `head.init_pose` (1, 144) and
+`head.init_shape` (1, 10), kept in the `constants` collection as (144,) and (10,), and the SMPL
+buffers `head.smpl.*`, which are not Flax variables: they come from the user's SMPL files
+(`--smpl_dir`, the official data_root) and are written back from them by `--to-official`.
+
+  python -m mbjax.convert MESH.bin OUT_DIR --model mesh --smpl_dir data/mesh
 """
 
 from __future__ import annotations
@@ -22,10 +29,25 @@ from absl import app, flags
 
 from mbjax import torch_format
 
-MODELS = ('pose', 'action-class', 'action-embed')
+MODELS = ('pose', 'action-class', 'action-embed', 'mesh')
 # Where the official scripts keep the state dict inside the saved dict.
-CHECKPOINT_ENTRY = {'pose': 'model_pos', 'action-class': 'model', 'action-embed': 'model'}
-_NORM_MODULE = re.compile(r'^(norm\w*|bn)$')
+CHECKPOINT_ENTRY = {'pose': 'model_pos', 'action-class': 'model', 'action-embed': 'model',
+                    'mesh': 'model'}
+_NORM_MODULE = re.compile(r'^(norm\w*|bn\d*)$')
+_HEAD_MODELS = ('action-class', 'action-embed', 'mesh')  # backbone.* + head.*
+# The mesh head's buffers: official key -> Flax `constants` path.
+_MESH_CONSTANTS = {'head.init_pose': ('head', 'init_pose'),
+                   'head.init_shape': ('head', 'init_shape')}
+_SMPL_PREFIX = 'head.smpl.'
+# smplx's `vertex_ids['smplh']` in VertexJointSelector order (face, feet, finger tips): the
+# vertices of its extra joints, stored as `head.smpl.vertex_joint_selector.extra_joints_idxs`.
+SMPLH_EXTRA_JOINT_NAMES = ('nose', 'reye', 'leye', 'rear', 'lear', 'LBigToe', 'LSmallToe', 'LHeel',
+                           'RBigToe', 'RSmallToe', 'RHeel', 'lthumb', 'lindex', 'lmiddle', 'lring',
+                           'lpinky', 'rthumb', 'rindex', 'rmiddle', 'rring', 'rpinky')
+SMPLH_VERTEX_IDS = dict(zip(SMPLH_EXTRA_JOINT_NAMES, (
+    332, 6260, 2800, 4071, 583, 3216, 3226, 3387, 6617, 6624, 6787, 2746, 2319, 2445, 2556, 2673,
+    6191, 5782, 5905, 6016, 6133)))
+_SMPL_BATCH = 64  # the official head builds smplx's SMPL with batch_size=64
 
 
 def load_official(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -99,8 +121,11 @@ def path_to_official_key(collection: str, path: tuple[str, ...]) -> str:
 
 
 def official_kind(state_dict: dict) -> str:
-  """Which of MODELS an official state dict is: 'pose', 'action-class' or 'action-embed'."""
+  """Which of MODELS an official state dict is: 'pose', 'action-class', 'action-embed' or
+  'mesh'."""
   keys = [_strip_module(k) for k in state_dict]
+  if any(k.startswith(_SMPL_PREFIX) or k in _MESH_CONSTANTS for k in keys):
+    return 'mesh'
   if any(k.startswith('backbone.') for k in keys):
     return 'action-class' if any(k.startswith('head.fc2.') for k in keys) else 'action-embed'
   return 'pose'
@@ -137,10 +162,16 @@ def official_to_variables(state_dict: dict[str, np.ndarray], model: str) -> dict
   variables: dict[str, Any] = {}
   for key, value in state_dict.items():
     stripped = _strip_module(key)
-    if model.startswith('action') and not stripped.startswith(('backbone.', 'head.')):
+    if model in _HEAD_MODELS and not stripped.startswith(('backbone.', 'head.')):
       raise ValueError(f'{key!r} is not under backbone. or head.: is this a {model} checkpoint?')
     if model == 'pose' and stripped.startswith(('backbone.', 'head.fc1')):
       raise ValueError(f'{key!r} belongs to an action model, not model={model!r}')
+    if model == 'mesh' and stripped.startswith(_SMPL_PREFIX):
+      continue  # SMPL buffers: the model takes them from the user's SMPL files
+    if model == 'mesh' and stripped in _MESH_CONSTANTS:
+      variables.setdefault('constants', {}).setdefault('head', {})[
+          _MESH_CONSTANTS[stripped][-1]] = np.asarray(value, np.float32).reshape(-1)
+      continue
     collection, path, transform = official_key_to_path(key)
     value = np.asarray(value)
     if transform == 'transpose':
@@ -158,9 +189,62 @@ def official_to_variables(state_dict: dict[str, np.ndarray], model: str) -> dict
   return variables
 
 
-def variables_to_official(variables: dict[str, Any], model: str,
-                          module_prefix: bool = True) -> dict[str, np.ndarray]:
-  """Flax variables -> state dict with the official key names, shapes and dtypes."""
+def extra_joints_idxs(smpl, vertex_ids=None) -> np.ndarray:
+  """(21,) int64: smplx's extra-joint vertices, `vertex_ids` (name -> vertex, names as in
+  SMPLH_EXTRA_JOINT_NAMES) or, for the real 6890-vertex SMPL, smplx's published SMPL-H ids."""
+  if vertex_ids is None:
+    if smpl.num_vertices != 6890:
+      raise ValueError(f'an SMPL model with {smpl.num_vertices} vertices (not 6890): give the '
+                       'vertex ids of its extra joints (vertex_ids=) for '
+                       'head.smpl.vertex_joint_selector.extra_joints_idxs')
+    vertex_ids = SMPLH_VERTEX_IDS
+  missing = [n for n in SMPLH_EXTRA_JOINT_NAMES if n not in vertex_ids]
+  if missing:
+    raise ValueError(f'vertex_ids: no vertex for {missing}')
+  return np.asarray([vertex_ids[n] for n in SMPLH_EXTRA_JOINT_NAMES], np.int64)
+
+
+def smpl_buffers(smpl, vertex_ids=None) -> dict[str, np.ndarray]:
+  """The official mesh checkpoint's `head.smpl.*` buffers (without `module.`) of an SMPL model,
+  with smplx's unused batch-64 `betas`, `global_orient`, `body_pose` parameters as zeros."""
+  if smpl.J_regressor_h36m is None or smpl.J_regressor_extra is None:
+    raise ValueError('the SMPL model was loaded without its extras (J_regressor_h36m, '
+                     'J_regressor_extra): the mesh checkpoint holds them')
+  f32 = lambda a: np.asarray(a, np.float32)
+  buffers = dict(
+      betas=np.zeros((_SMPL_BATCH, 10), np.float32),
+      global_orient=np.zeros((_SMPL_BATCH, 3), np.float32),
+      body_pose=np.zeros((_SMPL_BATCH, 69), np.float32),
+      shapedirs=f32(smpl.shapedirs), faces_tensor=np.asarray(smpl.faces, np.int64),
+      v_template=f32(smpl.v_template), J_regressor=f32(smpl.J_regressor),
+      posedirs=f32(smpl.posedirs), parents=np.asarray(smpl.parents, np.int64),
+      lbs_weights=f32(smpl.lbs_weights), J_regressor_extra=f32(smpl.J_regressor_extra),
+      J_regressor_h36m=f32(smpl.J_regressor_h36m))
+  buffers['vertex_joint_selector.extra_joints_idxs'] = extra_joints_idxs(smpl, vertex_ids)
+  return {_SMPL_PREFIX + k: v for k, v in buffers.items()}
+
+
+def check_smpl_buffers(state_dict: dict, smpl, atol: float = 1e-6) -> None:
+  """Raises ValueError when a mesh state dict's SMPL buffers differ from `smpl` (the weights were
+  trained with another body model); buffers absent from the state dict are not checked."""
+  sd = {_strip_module(k): v for k, v in state_dict.items()}
+  ours = smpl_buffers(smpl, vertex_ids={n: 0 for n in SMPLH_EXTRA_JOINT_NAMES})
+  for key in ('v_template', 'shapedirs', 'posedirs', 'J_regressor', 'lbs_weights', 'parents',
+              'J_regressor_h36m'):
+    key = _SMPL_PREFIX + key
+    if key in sd and (sd[key].shape != ours[key].shape
+                      or not np.allclose(sd[key], ours[key], rtol=0, atol=atol)):
+      raise ValueError(f'{key} differs from the given SMPL model (shape {sd[key].shape} vs '
+                       f'{ours[key].shape}): the checkpoint was made with another SMPL')
+
+
+def variables_to_official(variables: dict[str, Any], model: str, module_prefix: bool = True,
+                          *, smpl=None, vertex_ids=None) -> dict[str, np.ndarray]:
+  """Flax variables -> state dict with the official key names, shapes and dtypes.
+
+  For model='mesh', `smpl` (an `mbjax.models.smpl.SMPL` with its extras) gives the
+  `head.smpl.*` buffers (see `smpl_buffers`; `vertex_ids` for a non-6890-vertex model).
+  """
   import jax
   from flax.core import meta
   from mbjax.models.dstformer import unscan_params
@@ -189,24 +273,48 @@ def variables_to_official(variables: dict[str, Any], model: str,
       elif value.dtype != np.float32:
         value = value.astype(np.float32)
       out[('module.' if module_prefix else '') + key] = np.asarray(value, order='C')
+  if model == 'mesh':
+    out.update(_mesh_buffers(variables, smpl, vertex_ids, 'module.' if module_prefix else ''))
   return out
 
 
-def save_official(variables, model: str, path: str | os.PathLike, **extra) -> None:
-  """Write an official-layout `.bin` that the official scripts (and `load_official`) read."""
-  torch_format.save({CHECKPOINT_ENTRY[model]: variables_to_official(variables, model), **extra},
-                    path)
+def _mesh_buffers(variables, smpl, vertex_ids, prefix: str) -> dict[str, np.ndarray]:
+  """`head.init_pose` (1, 144), `head.init_shape` (1, 10) and the SMPL buffers."""
+  if smpl is None:
+    raise ValueError("model='mesh': pass smpl= (the SMPL model) to write the head.smpl.* buffers")
+  head = variables.get('constants', {}).get('head', {})
+  out = {}
+  for key, path in _MESH_CONSTANTS.items():
+    if path[-1] not in head:
+      raise ValueError(f'mesh variables without constants/{"/".join(path)}')
+    out[prefix + key] = np.asarray(head[path[-1]], np.float32).reshape(1, -1)
+  out.update({prefix + k: v for k, v in smpl_buffers(smpl, vertex_ids).items()})
+  return out
+
+
+def save_official(variables, model: str, path: str | os.PathLike, *, smpl=None, vertex_ids=None,
+                  **extra) -> None:
+  """Write an official-layout `.bin` that the official scripts (and `load_official`) read
+  (`smpl`, `vertex_ids`: the mesh model's SMPL buffers, see `variables_to_official`)."""
+  state_dict = variables_to_official(variables, model, smpl=smpl, vertex_ids=vertex_ids)
+  torch_format.save({CHECKPOINT_ENTRY[model]: state_dict, **extra}, path)
 
 
 # ------------------------------------------------------------------------------------------
 # mbjax checkpoints of converted weights: an orbax checkpoint of the variables + config.json.
 
 
-def _build_module(config: dict):
-  """The module of a convert directory's config.json, through the one model factory."""
+def _build_module(config: dict, smpl=None):
+  """The module of a convert directory's config.json, through the one model factory (`smpl`:
+  the mesh model's SMPL instead of the one in its `head.smpl_dir`)."""
   from mbjax import models
   head = config.get('head') if config['model'] != 'pose' else None
-  return models.from_config(dict(config['backbone'], head=head))
+  return models.from_config(dict(config['backbone'], head=head), smpl=smpl)
+
+
+def _example_input(model: str, T: int) -> tuple[int, ...]:
+  """The shape a `model` kind is initialised with: (1, T, 17, 3), (1, M=1, T, 17, 3) for action."""
+  return (1, 1, T, 17, 3) if model.startswith('action') else (1, T, 17, 3)
 
 
 def config_from_state_dict(state_dict, model: str, variant: str, **head) -> dict:
@@ -229,7 +337,10 @@ def config_from_state_dict(state_dict, model: str, variant: str, **head) -> dict
     raise ValueError(f'checkpoint does not match variant {variant!r} ({hint}); '
                      f'(expected, found): {wrong}')
   config = {'model': model, 'backbone': backbone}
-  if model.startswith('action'):
+  if model == 'mesh':
+    fc1 = state_dict[[k for k in state_dict if k.endswith('head.fc1.weight')][0]]
+    config['head'] = dict(version='mesh', hidden_dim=int(fc1.shape[0]), num_joints=17, **head)
+  elif model.startswith('action'):
     version = model.split('-')[1]
     fc1 = state_dict[[k for k in state_dict if k.endswith('head.fc1.weight')][0]]
     head = dict(dim_rep=backbone['dim_rep'], version=version, num_joints=17, **head)
@@ -288,20 +399,20 @@ def restore(out_dir: str | os.PathLike):
     config = json.load(f)
   module = _build_module(config)
   T = min(module.maxlen if config['model'] == 'pose' else module.backbone.maxlen, 4)
-  shape = (1, T, 17, 3) if config['model'] == 'pose' else (1, 1, T, 17, 3)
+  shape = _example_input(config['model'], T)
   abstract = meta.unbox(jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros(shape))))
   with ocp.StandardCheckpointer() as ckptr:
     variables = ckptr.restore(os.path.join(out_dir, 'variables'), abstract)
   return module, variables
 
 
-def _check_against_module(variables, config, src) -> None:
+def _check_against_module(variables, config, src, smpl=None) -> None:
   """Every variable the module expects is present with its shape, and nothing else."""
   import jax
   import jax.numpy as jnp
   from flax.core import meta
-  module = _build_module(config)
-  shape = (1, 4, 17, 3) if config['model'] == 'pose' else (1, 1, 4, 17, 3)
+  module = _build_module(config, smpl)
+  shape = _example_input(config['model'], 4)
   abstract = meta.unbox(jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros(shape))))
   flat = lambda t: {'/'.join(str(k.key) for k in p): v.shape
                     for p, v in jax.tree_util.tree_flatten_with_path(t)[0]}
@@ -332,6 +443,9 @@ _TO_OFFICIAL = flags.DEFINE_bool('to-official', False,
                                  '.bin DST.', flag_values=_FLAGS)
 _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace a non-empty output directory.',
                                flag_values=_FLAGS)
+_SMPL_DIR = flags.DEFINE_string('smpl_dir', None, 'The SMPL folder of a mesh model (official '
+                                'data_root: SMPL_NEUTRAL.pkl and its extras); --to-official '
+                                "defaults to the config's head.smpl_dir.", flag_values=_FLAGS)
 _PROGRAM = 'mbjax.convert'
 
 
@@ -365,9 +479,10 @@ def main(argv: Sequence[str]) -> int:
              f'{list(argv[1:])} (see --help)')
   src, dst = argv[1:]
   if _TO_OFFICIAL.value:
-    to_official(src, dst)
+    to_official(src, dst, _SMPL_DIR.value)
   else:
-    _from_official(src, dst, _MODEL.value, _VARIANT.value, overwrite=_OVERWRITE.value)
+    _from_official(src, dst, _MODEL.value, _VARIANT.value, overwrite=_OVERWRITE.value,
+                   smpl_dir=_SMPL_DIR.value)
   return 0
 
 
@@ -376,31 +491,74 @@ def model_kind(config: dict) -> str:
   if isinstance(config.get('model'), str):  # a convert directory
     return config['model']
   head = (config.get('model') or {}).get('head')
+  if head and head.get('version') == 'mesh':
+    return 'mesh'
   return f'action-{head.get("version", "class")}' if head else 'pose'
 
 
-def to_official(src: str, dst: str) -> None:
-  """An mbjax.convert directory or a trainer workdir (latest checkpoint) -> official .bin."""
+def _vertex_ids_of(state_dict: dict) -> dict:
+  """{'smpl_vertex_ids': name -> vertex} from a mesh state dict's extra_joints_idxs (kept in a
+  convert directory's config.json so that --to-official writes the same buffer back)."""
+  key = _SMPL_PREFIX + 'vertex_joint_selector.extra_joints_idxs'
+  sd = {_strip_module(k): v for k, v in state_dict.items()}
+  if key not in sd or sd[key].shape != (len(SMPLH_EXTRA_JOINT_NAMES),):
+    return {}
+  return {'smpl_vertex_ids': dict(zip(SMPLH_EXTRA_JOINT_NAMES, (int(i) for i in sd[key])))}
+
+
+def _smpl_dir_of(config: dict) -> str | None:
+  """The `head.smpl_dir` of a convert directory's or a trainer workdir's config.json."""
+  head = config.get('head') if isinstance(config.get('model'), str) else (
+      (config.get('model') or {}).get('head'))
+  return (head or {}).get('smpl_dir')
+
+
+def _load_smpl(smpl_dir: str | None, why: str):
+  from mbjax.models.smpl import SMPL
+  if not smpl_dir:
+    raise ValueError(f'{why}: pass --smpl_dir, the folder with SMPL_NEUTRAL.pkl and its extras '
+                     '(J_regressor_h36m_correct.npy, J_regressor_extra.npy, '
+                     'smpl_mean_params.npz), the official data_root')
+  return SMPL.from_file(smpl_dir)
+
+
+def to_official(src: str, dst: str, smpl_dir: str | None = None) -> None:
+  """An mbjax.convert directory or a trainer workdir (latest checkpoint) -> official .bin.
+
+  A mesh model's SMPL buffers come from `smpl_dir`, else from the config's `head.smpl_dir`.
+  """
   from mbjax import checkpoint  # imports this module
   config_path = os.path.join(src, 'config.json')
   if not os.path.isfile(config_path):
     raise FileNotFoundError(f'{config_path} not found: SRC must be an mbjax.convert output or a '
                             'trainer workdir')
   with open(config_path) as f:
-    model = model_kind(json.load(f))
+    config = json.load(f)
+  model = model_kind(config)
+  smpl = None
+  if model == 'mesh':
+    smpl = _load_smpl(smpl_dir or _smpl_dir_of(config), f'{src} holds a mesh model')
   variables = checkpoint.load_variables(src)
-  save_official(variables, model, dst)
+  save_official(variables, model, dst, smpl=smpl, vertex_ids=config.get('smpl_vertex_ids'))
   print(f'wrote {dst} ({model})')
 
 
-def _from_official(src: str, dst: str, model: str, variant: str, *, overwrite: bool) -> None:
+def _from_official(src: str, dst: str, model: str, variant: str, *, overwrite: bool,
+                   smpl_dir: str | None = None) -> None:
   state_dict = load_official(src)
+  smpl, head = None, {}
+  if model == 'mesh':
+    smpl = _load_smpl(smpl_dir, '--model mesh')
+    head['smpl_dir'] = os.path.abspath(smpl_dir)
   try:
-    config = config_from_state_dict(state_dict, model, variant)
+    config = config_from_state_dict(state_dict, model, variant, **head)
+    if smpl is not None:
+      check_smpl_buffers(state_dict, smpl)
+      config.update(_vertex_ids_of(state_dict))
   except ValueError as e:
     raise ValueError(f'{src}: {e}') from None
   variables = official_to_variables(state_dict, model)
-  _check_against_module(variables, config, src)
+  _check_against_module(variables, config, src, smpl)
   save(dst, variables, config, overwrite=overwrite)
   n = sum(v.size for k, v in state_dict.items() if not k.endswith('num_batches_tracked'))
   print(f'wrote {dst}: {model} {variant}, {len(state_dict)} tensors, {n:,} values')

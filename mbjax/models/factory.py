@@ -2,8 +2,11 @@
 
 `config.model` holds the DSTformer constructor fields (dtype names as strings: 'float32',
 'bfloat16'); an optional `head` entry (a dict of `ActionNet` fields, e.g. version, num_classes)
-puts an action head on top of that DSTformer. Trainer, evaluators, benches and CLIs all build
-their models here, so one config always means one architecture.
+puts an action head on top of that DSTformer, and `head=dict(version='mesh', hidden_dim=...,
+dropout_ratio=..., smpl_dir=PATH)` a mesh head (a `MeshNet`; the SMPL model is read from
+`smpl_dir`, the official data_root, or given as `from_config(..., smpl=...)`). Trainer,
+evaluators, benches and CLIs all build their models here, so one config always means one
+architecture.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ _DSTFORMER_FIELDS = tuple(f.name for f in dataclasses.fields(DSTformer)
                           if f.name not in ('parent', 'name'))
 _HEAD_FIELDS = tuple(f.name for f in dataclasses.fields(ActionNet)
                      if f.name not in ('parent', 'name', 'backbone'))
+_MESH_FIELDS = ('version', 'hidden_dim', 'dropout_ratio', 'num_joints', 'smpl_dir')
 
 
 def resolve_dtype(value: Any, field: str) -> Any:
@@ -54,13 +58,33 @@ def dstformer_from_config(model_config: Mapping[str, Any]) -> DSTformer:
   return model
 
 
-def from_config(model_config: Mapping[str, Any]) -> nn.Module:
-  """The module of a `config.model` block: a DSTformer, or an ActionNet when it has a `head`."""
+def mesh_from_config(backbone: DSTformer, head: Mapping[str, Any], smpl=None) -> nn.Module:
+  """A MeshNet on `backbone`; its SMPL is `smpl` or read from `head['smpl_dir']`."""
+  from mbjax.models.mesh_head import MeshNet  # pylint: disable=import-outside-toplevel
+  head = dict(head)
+  _check_fields(head, _MESH_FIELDS, 'config.model.head')
+  head.pop('version')
+  smpl_dir = head.pop('smpl_dir', None)
+  if smpl is None:
+    if not smpl_dir:
+      raise ValueError("config.model.head: version='mesh' needs smpl_dir (the folder with "
+                       'SMPL_NEUTRAL.pkl and its extras, the official data_root)')
+    from mbjax.models.smpl import SMPL  # pylint: disable=import-outside-toplevel
+    smpl = SMPL.from_file(smpl_dir)
+  head.setdefault('num_joints', backbone.num_joints)
+  return MeshNet(backbone=backbone, smpl=smpl, **head)
+
+
+def from_config(model_config: Mapping[str, Any], *, smpl=None) -> nn.Module:
+  """The module of a `config.model` block: a DSTformer, or an ActionNet / MeshNet when it has a
+  `head` (`smpl`: the SMPL model of a mesh head, instead of reading `head.smpl_dir`)."""
   backbone = dstformer_from_config(model_config)
   head = model_config.get('head')
   if not head:
     return backbone
   head = dict(head)
+  if head.get('version') == 'mesh':
+    return mesh_from_config(backbone, head, smpl)
   _check_fields(head, _HEAD_FIELDS, 'config.model.head')
   head.setdefault('dim_rep', backbone.dim_rep)
   head.setdefault('num_joints', backbone.num_joints)
