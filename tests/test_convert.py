@@ -223,3 +223,9 @@ def test_cli_never_clobbers_an_output_it_was_not_told_to(reference_dir, tmp_path
   convert.restore(out)
   assert _cli(str(src), str(out), '--variant', 'lite', '--overwrite') == 0
   convert.restore(out)
+
+
+def test_cli_help_lists_the_mesh_flags():
+  result = _run_cli('--help')
+  assert '--smpl_dir' in result.stdout and 'mesh' in result.stdout, result.stdout
+  assert convert.official_kind({'module.head.init_pose': np.zeros((1, 144))}) == 'mesh'
