@@ -71,7 +71,7 @@ def test_parity_catches_a_wrong_init_pose(mesh_ref):
 
 def test_init_is_the_official_scheme_and_constants_are_the_mean_params(mesh_ref):
   model, smpl = mesh_ref['model'], mesh_ref['smpl']
-  variables = meta.unbox(model.init(jax.random.key(0), jnp.zeros((1, 4, 17, 3))))
+  variables = meta.unbox(jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 4, 17, 3))))
   head = variables['params']['head']
   hidden = mesh_ref['config']['hidden_dim']
   fan_in = 17 * mesh_ref['config']['dim_rep']
@@ -101,9 +101,9 @@ def test_train_mode_updates_batch_stats_and_keeps_constants(mesh_ref):
     assert _max_err(new['mean'], old['mean']) > 0 and _max_err(new['var'], old['var']) > 0
   jax.tree_util.tree_map(np.testing.assert_array_equal, state['constants'],
                          variables['constants'])
-  grads = jax.grad(lambda p: jnp.mean(model.apply(
+  grads = jax.jit(jax.grad(lambda p: jnp.mean(model.apply(
       dict(variables, params=p), data['x'], train=True, rngs={'dropout': jax.random.key(1)},
-      mutable=['batch_stats'])[0]['kp_3d'] ** 2))(variables['params'])
+      mutable=['batch_stats'])[0]['kp_3d'] ** 2)))(variables['params'])
   assert all(np.isfinite(g).all() for g in jax.tree_util.tree_leaves(grads))
   assert np.abs(grads['head']['head_shape']['kernel']).max() > 0
 

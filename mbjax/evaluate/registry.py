@@ -26,6 +26,7 @@ EVALUATORS = {
     'h36m_val': 'mbjax.evaluate.h36m_val',  # H36M held-out training subjects, pixels
     'action': 'mbjax.evaluate.action',  # NTU top-1 / top-5, mean class accuracy, multi-clip
     'oneshot': 'mbjax.evaluate.oneshot',  # NTU-120 one-shot: cosine 1-NN to the exemplars, %
+    'mesh': 'mbjax.evaluate.mesh',  # SMPL mesh recovery: MPVE, MPJPE, PA-MPJPE, mm
 }
 DEFAULT_SPLITS = {'h36m': 'test'}  # the split of an evaluator type whose spec names none
 
