@@ -39,7 +39,11 @@ def test_train_bench_of_the_action_task_counts_both_persons():
       'action', 'action', 4, 8)
   from mbjax.flops import dstformer_forward_flops
   from mbjax.models.dstformer import TINY
-  want = 3 * dstformer_forward_flops(batch=8, frames=9, **dict(TINY, maxlen=9))
+  backbone = dstformer_forward_flops(batch=8, frames=9, with_head=False,
+                                     **{k: v for k, v in TINY.items() if k != 'maxlen'})
+  head = 2 * 4 * (17 * 64 * 2048 + 2048 * 60)  # the class head's fc1 and fc2 on B = 4 clips
+  want = 3 * (backbone + head)  # the task's count, both persons through the backbone
+  assert result['analytic_source'] == 'task'
   assert abs(result['analytic_tflop_per_step'] * 1e12 - want) < 1e-3 * want
   assert result['clips_per_s'] * 2 * 9 == pytest.approx(result['frames_per_s'])
 

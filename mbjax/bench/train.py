@@ -9,7 +9,8 @@ mesh, logical rules, optimizer and step), feeds one device-resident random batch
 example-batch shapes (clips cut to `--frames`) and times real steps. The last line printed is
 JSON with `step_s`, `clips_per_s` and `frames_per_s` (global, frames of every person's
 sequence), per-device `tflops_per_s_xla` (XLA's cost analysis
-of the compiled step) and `tflops_per_s_analytic` (3x the analytic forward FLOPs), `mfu`
+of the compiled step) and `tflops_per_s_analytic` (the task's `flops_per_step` at its own clip
+length, else 3x the backbone's analytic forward FLOPs: `analytic_source`), `mfu`
 (analytic over the per-device peak of mbjax/peak_flops.py) and `peak_memory_bytes`.
 """
 
@@ -48,11 +49,20 @@ def _peak_memory() -> tuple[int, str]:
 
 
 def synthetic_batch(example: dict, frames: int, rng: np.random.Generator) -> dict:
-  """Random host arrays for every key of a task's example batch, clips cut to `frames`."""
+  """Random host arrays for every key of a task's example batch, clips cut to `frames`.
+
+  The time axis of `input` is the third from last ((B, T, J, C) or (B, M, T, J, C)); another key
+  of three or more axes whose axis 1 has the input's length (e.g. the mesh task's `theta`
+  (B, T, 82)) is cut there too.
+  """
+  length = example['input'].shape[-3]
+
   def make(spec):
     shape = list(spec.shape)
-    if len(shape) >= 4:  # (B, T, J, C) or (B, M, T, J, C): the time axis is the third from last
+    if len(shape) >= 4:
       shape[-3] = frames
+    elif len(shape) == 3 and shape[1] == length:
+      shape[1] = frames
     if np.issubdtype(spec.dtype, np.integer):
       return rng.integers(0, 2, shape).astype(spec.dtype)
     return rng.uniform(0, 1, shape).astype(spec.dtype)  # also valid confidences
@@ -67,7 +77,7 @@ def run(args) -> dict:
   # The trainer's own setup without data: same mesh, rules, optimizer, layout and jitted step.
   s = trainer.setup(config, with_data=False)
   model, mesh = s.model, s.mesh
-  frames = args.frames or config.model.maxlen
+  frames = args.frames or s.example['input'].shape[-3]  # the task's own clip length
   B = config.batch_size
   kind = args.kind or getattr(s.task, 'KIND', pipelines.KIND_3D)
   # The backbone sees every sequence of a clip: B for (B, T, J, C), B x M for (B, M, T, J, C).
@@ -94,8 +104,11 @@ def run(args) -> dict:
     raise FloatingPointError(f'mbjax.bench train: non-finite loss {loss} on synthetic data')
 
   num_devices = mesh.devices.size
-  analytic = 3 * dstformer_forward_flops(batch=sequences, frames=frames,
-                                           **_backbone(model).__dict__)
+  # The task's own count (heads, SMPL, ...) at its clip length; else 3x the backbone forward.
+  task_flops = (s.task.flops_per_step(config) if frames == s.example['input'].shape[-3]
+                else None)
+  analytic = task_flops or 3 * dstformer_forward_flops(batch=sequences, frames=frames,
+                                                       **_backbone(model).__dict__)
   xla = xla_flops(compiled)  # of the per-device (SPMD-partitioned) program
   dtype = config.model.dtype
   peak_flops, peak_source = peak.peak_flops_per_device(dtype, mesh.devices.flat[0])
@@ -113,6 +126,7 @@ def run(args) -> dict:
       tflops_per_s_xla=(xla / step_s / 1e12) if xla else None,
       tflops_per_s_analytic=tflops_analytic,
       analytic_tflop_per_step=analytic / 1e12,
+      analytic_source='task' if task_flops else 'backbone',
       xla_tflop_per_step_per_device=(xla / 1e12) if xla else None,
       peak_tflops_per_device=peak_flops / 1e12, peak_source=peak_source,
       mfu=tflops_analytic * 1e12 / peak_flops,
@@ -129,7 +143,7 @@ def define_flags(fv) -> None:
                                   flag_values=fv, lock_config=True)
   flags.DEFINE_integer('steps', 10, 'timed steps', flag_values=fv)
   flags.DEFINE_integer('warmup', 2, 'untimed steps after compiling', flag_values=fv)
-  flags.DEFINE_integer('frames', 0, 'clip length; 0: config.model.maxlen', flag_values=fv)
+  flags.DEFINE_integer('frames', 0, "clip length; 0: the task's example batch", flag_values=fv)
   flags.DEFINE_string('kind', '', 'which loss (curriculum batch kind) the step computes, e.g. 3d '
                       'or 2d; default: the task\'s KIND, else 3d', flag_values=fv)
   flags.mark_flag_as_required('config', flag_values=fv)
