@@ -1,5 +1,5 @@
-"""Mesh recovery end to end on tiny pickles in the published layouts (mesh_det_pw3d.pkl,
-mesh_det_h36m.pkl) with the synthetic SMPL model: the task trains (loss down, BatchNorm
+"""Mesh recovery end to end on tiny pickles in the three published layouts (mesh_det_pw3d.pkl,
+mesh_det_h36m.pkl, mesh_det_coco.pkl) with the synthetic SMPL model: the task trains (loss down, BatchNorm
 statistics move), the evaluator equals evaluate_mesh on the same predictions and gives a known
 offset as its error, and the evaluate CLI equals the trainer's last evaluation."""
 
@@ -37,11 +37,13 @@ def data_dir(tmp_path_factory):
           'test': _split(rng, [('test0', 8), ('test1', 8)])}
   h36m = {'train': _split(rng, [('S1_walk', 12)], cameras=['54138969']),
           'test': _split(rng, [('S9_walk', 8)], cameras=['54138969'])}
+  coco = {'train': _split(rng, [(f'img{i}', 1) for i in range(8)],
+                         img_hw=[(480, 640)] * 8)}
   out = root / 'tfds'
-  for name, splits in (('pw3d', pw3d), ('h36m', h36m)):
+  for name, splits in (('pw3d', pw3d), ('h36m', h36m), ('coco', coco)):
     path = data_formats.write_mesh_pickle(root / f'mesh_det_{name}.pkl', splits)
-    builder.build(f'mesh_{name}', source=path, data_dir=out,
-                  options=dict(clip_len=CLIP, train_stride=2))
+    options = {} if name == 'coco' else dict(clip_len=CLIP, train_stride=2)
+    builder.build(f'mesh_{name}', source=path, data_dir=out, options=options)
   return str(out)
 
 
@@ -64,7 +66,8 @@ def test_trains_and_reports(trained):
   for row in metric_writer.read_jsonl(os.path.join(workdir, 'metrics.jsonl')):
     rows.setdefault(row['step'], {}).update(row)
   losses = [rows[s]['mesh/loss'] for s in sorted(rows) if 'mesh/loss' in rows[s]]
-  assert len(losses) >= 4 and losses[-1] < losses[0]
+  half = len(losses) // 2  # two epochs of the same phases (H36M, COCO, 3DPW) in the same order
+  assert len(losses) == 12 and sum(losses[half:]) < sum(losses[:half]), losses
   for k in mesh_eval.METRICS:
     assert np.isfinite(summary[f'test/{k}']) and summary[f'test/{k}'] > 0
   assert os.path.isdir(os.path.join(workdir, 'best'))  # kept on val/mpve
@@ -94,6 +97,13 @@ def test_evaluator_equals_evaluate_mesh_and_known_offsets(config):
                                       num_verts=None)
   assert offset['mpjpe'] == pytest.approx(0, abs=1e-3)  # root-relative: a shift is no error
   assert offset['mpve'] == pytest.approx(0, abs=1e-3)
+  moved = flat(gt['kp_3d']).copy()
+  moved[:, 1:] += [0, 10.0, 0]  # every joint but the pelvis 10 mm down
+  known = mesh_metrics.evaluate_mesh({'kp_3d': moved, 'kp_3d_gt': flat(gt['kp_3d']),
+                                      'verts': flat(gt['verts']), 'verts_gt': flat(gt['verts'])},
+                                     num_verts=None)
+  assert known['mpjpe'] == pytest.approx(10, abs=1e-3)  # the 14 joints: all moved
+  assert known['mpjpe_17j'] == pytest.approx(10 * 16 / 17, abs=1e-3)
 
 
 def test_ground_truth_is_smpl_of_theta(config):
