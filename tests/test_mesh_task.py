@@ -118,7 +118,12 @@ def test_evaluate_cli_equals_the_trainer(trained, config, tmp_path):
   from mbjax.evaluate import __main__ as cli
   workdir, summary = trained
   out = tmp_path / 'eval.json'
-  result = cli.run(config, workdir, str(out), evals=["test"])
+  result = cli.run(config, workdir, str(out), evals=['test'], save_smpl=True)
   for k in mesh_eval.METRICS:
     np.testing.assert_allclose(result['test'][k], summary[f'test/{k}'], rtol=1e-5)
   assert json.loads(out.read_text())['test']['frames'] == result['test']['frames']
+  with np.load(tmp_path / 'smpl_test.npz') as z:
+    clips = result['test']['frames'] // CLIP
+    assert z['theta'].shape == (clips, CLIP, 82) and z['kp_3d'].shape == (clips, CLIP, 17, 3)
+    np.testing.assert_array_equal(z['betas'], z['theta'][..., 72:])
+    assert list(z['source'][:2]) == ['test0', 'test0']

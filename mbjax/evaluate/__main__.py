@@ -6,7 +6,8 @@ directory, or a training run's workdir. The model is the config's (`configs/pose
 for the Lite weights); every option is a config field, e.g. `--config.evals.h36m.gt_2d=True`,
 `--config.flip_test=False`, `--config.data.data_dir=...`; `--evals=test` runs only the named
 evaluators. Evaluators that give a confusion matrix (`action`) also get a picture of it,
-`confusion_<name>.png` beside the JSON.
+`confusion_<name>.png` beside the JSON; with `--save_smpl`, mesh evaluators also write every
+clip's predicted `theta`, `betas` and `kp_3d` to `smpl_<name>.npz` beside it.
 """
 
 import json
@@ -23,6 +24,8 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (path:var
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'official .bin, convert dir or workdir')
 _OUT = flags.DEFINE_string('out', 'eval.json', 'where to write the results (JSON)')
 _EVALS = flags.DEFINE_list('evals', None, 'names of the config.evals entries to run (default: all)')
+_SAVE_SMPL = flags.DEFINE_bool('save_smpl', False, 'mesh evaluators: also write the predicted '
+                               'theta, betas and kp_3d per clip (smpl_<name>.npz beside --out)')
 # Required flags are checked in main, not with mark_flags_as_required: tests import this module
 # beside other programs' flags, and absl would then demand these of every parse.
 
@@ -37,10 +40,21 @@ def _chosen(evaluators: dict, names, config) -> dict:
   return {name: evaluators[name] for name in names}
 
 
-def run(config, checkpoint: str, out: str, evals=None) -> dict:
+def _ask_for_smpl(config, out: str) -> None:
+  """Points every mesh evaluator's `save_smpl` at smpl_<name>.npz beside `out`."""
+  directory = os.path.dirname(os.path.abspath(out))
+  with config.unlocked():
+    for name, spec in config.evals.items():
+      if spec.get('type', name) == 'mesh':
+        spec['save_smpl'] = os.path.join(directory, f'smpl_{name}.npz')
+
+
+def run(config, checkpoint: str, out: str, evals=None, *, save_smpl: bool = False) -> dict:
   """{evaluator name: results} of the config's evaluators (or those named in `evals`) on
-  `checkpoint`, written to `out`."""
+  `checkpoint`, written to `out`; `save_smpl`: mesh evaluators also write their predictions."""
   from mbjax.evaluate import h36m, registry
+  if save_smpl:
+    _ask_for_smpl(config, out)
   task, model, variables = load_model(config, checkpoint)
   evaluators = _chosen(task.make_evaluators(config, model), evals, config)
   if not evaluators:
@@ -77,7 +91,8 @@ def main(argv):
     raise app.UsageError(f'{" and ".join(missing)} required (see --help)')
   from mbjax import log_filter
   log_filter.quiet_libraries()
-  run(_CONFIG.value, _CHECKPOINT.value, _OUT.value, _EVALS.value)  # mistakes: cli prints 1 line
+  run(_CONFIG.value, _CHECKPOINT.value, _OUT.value, _EVALS.value,  # mistakes: cli prints 1 line
+      save_smpl=_SAVE_SMPL.value)
   return 0
 
 

@@ -9,6 +9,7 @@ flip), the model in eval mode, with `flip` (default True, official `flip`) the f
 `mpve` (vertices, each mesh centred on its own regressed pelvis), `mpjpe`, `pa_mpjpe` (14 joints,
 per-frame Umeyama alignment), `mpjpe_17j`, `pa_mpjpe_17j`; all are means over frames, so they
 are accumulated batch by batch (the official code keeps every vertex of the split in memory).
+`save_smpl` (a path; the evaluate CLI's --save_smpl sets it) also writes the predictions per clip.
 `part='val'` evaluates the seeded validation slice of the training split of `data.val_dataset`
 (`data.val_fraction`), which training leaves out; the best checkpoint is kept on it.
 """
@@ -16,8 +17,10 @@ are accumulated batch by batch (the official code keeps every vertex of the spli
 from __future__ import annotations
 
 import functools
+import os
 
 import jax
+import numpy as np
 
 from mbjax.data import finetune, holdout, mesh_clips, records
 from mbjax.evaluate import mesh_metrics
@@ -40,6 +43,18 @@ def split_source(config, spec):
   return held
 
 
+def save_predictions(path: str, kept: list[dict], source) -> str:
+  """Writes `path` (.npz): per clip of the split, in record order, `theta` (N, T, 82) axis-angles
+  and betas, `betas` (N, T, 10), `kp_3d` (N, T, 17, 3) mm, and `source` (N,) sequence ids."""
+  theta = np.concatenate([k['theta'] for k in kept]).astype(np.float32)
+  kp_3d = np.concatenate([k['kp_3d'] for k in kept]).astype(np.float32)
+  text = lambda v: v.decode() if isinstance(v, bytes) else str(v)  # noqa: E731 (records: bytes)
+  names = np.array([text(source[i]['source']) for i in range(len(source))])
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  np.savez(path, theta=theta, betas=theta[..., 72:], kp_3d=kp_3d, source=names)
+  return path
+
+
 def make_evaluator(config, model, spec):
   """fn(variables) -> {metric: mm} plus `frames`, over every clip of `split_source`."""
   from mbjax.models import mesh_head
@@ -59,11 +74,15 @@ def make_evaluator(config, model, spec):
             else model.apply(variables, x))
     return pred, mesh_task.ground_truth(model.smpl, theta)
 
+  save = spec.get('save_smpl')
+
   def run(variables):
-    totals, frames = dict.fromkeys(METRICS, 0.0), 0
+    totals, frames, kept = dict.fromkeys(METRICS, 0.0), 0, []
     for batch in batches:
       pred, gt = jax.device_get(predict(variables, batch['input'], batch['theta']))
       valid = batch['valid']
+      if save:
+        kept.append({k: pred[k][valid] for k in ('theta', 'kp_3d')})
       flat = lambda x: x[valid].reshape((-1,) + x.shape[2:])  # noqa: E731 (frames)
       result = mesh_metrics.evaluate_mesh(
           {'kp_3d': flat(pred['kp_3d']), 'kp_3d_gt': flat(gt['kp_3d']),
@@ -72,6 +91,9 @@ def make_evaluator(config, model, spec):
       for k in METRICS:
         totals[k] += float(result[k]) * n
       frames += n
-    return dict({k: v / frames for k, v in totals.items()}, frames=frames)
+    result = dict({k: v / frames for k, v in totals.items()}, frames=frames)
+    if save:
+      result['smpl_file'] = save_predictions(save, kept, source)
+    return result
 
   return run
