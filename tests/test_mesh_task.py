@@ -127,3 +127,21 @@ def test_evaluate_cli_equals_the_trainer(trained, config, tmp_path):
     assert z['theta'].shape == (clips, CLIP, 82) and z['kp_3d'].shape == (clips, CLIP, 17, 3)
     np.testing.assert_array_equal(z['betas'], z['theta'][..., 72:])
     assert list(z['source'][:2]) == ['test0', 'test0']
+
+
+def test_an_official_layout_bin_evaluates_as_the_run(trained, config, tmp_path, reference_dir):
+  """The trained weights written as an official mesh `.bin` (model: module.backbone.*,
+  module.head.* with the SMPL buffers) evaluate through the CLI to the trainer's numbers."""
+  from mbjax import checkpoint, convert
+  from mbjax.evaluate import __main__ as cli
+  workdir, summary = trained
+  model = mesh.make_model(config)
+  state = checkpoint.read_state(workdir)
+  variables = dict(state['model_state'], params=state['params'])
+  path = tmp_path / 'best_epoch.bin'
+  with np.load(reference_dir / 'mesh_head_tiny.npz') as z:  # smplx's extra joints, remapped
+    vertex_ids = json.loads(str(z['config']))['vertex_ids_smplh']
+  convert.save_official(variables, 'mesh', path, smpl=model.smpl, vertex_ids=vertex_ids)
+  result = cli.run(config, str(path), str(tmp_path / 'eval.json'), evals=['test'])
+  for k in mesh_eval.METRICS:
+    np.testing.assert_allclose(result['test'][k], summary[f'test/{k}'], rtol=1e-5)
