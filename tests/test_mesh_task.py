@@ -1,6 +1,6 @@
 """Mesh recovery end to end on tiny pickles in the three published layouts (mesh_det_pw3d.pkl,
-mesh_det_h36m.pkl, mesh_det_coco.pkl) with the synthetic SMPL model: the task trains (loss down, BatchNorm
-statistics move), the evaluator equals evaluate_mesh on the same predictions and gives a known
+mesh_det_h36m.pkl, mesh_det_coco.pkl) with the synthetic SMPL model: the task trains (loss down),
+the evaluator equals evaluate_mesh on the same predictions and gives a known
 offset as its error, and the evaluate CLI equals the trainer's last evaluation."""
 
 import json
