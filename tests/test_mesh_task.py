@@ -145,3 +145,31 @@ def test_an_official_layout_bin_evaluates_as_the_run(trained, config, tmp_path, 
   result = cli.run(config, str(path), str(tmp_path / 'eval.json'), evals=['test'])
   for k in mesh_eval.METRICS:
     np.testing.assert_allclose(result['test'][k], summary[f'test/{k}'], rtol=1e-5)
+
+
+def test_infer_gives_smpl_per_frame_of_each_track(trained, tmp_path):
+  """python -m mbjax.infer --mesh RUN: every frame's SMPL pose and shape, the model's on the
+  official consecutive windows of its clip length."""
+  from mbjax.infer import mesh as infer_mesh
+  from mbjax.infer import model as model_lib
+  from mbjax.infer import pipeline
+  workdir, _ = trained
+  rng = np.random.default_rng(3)
+  keypoints = np.concatenate([rng.uniform(100, 400, (10, 17, 2)), np.ones((10, 17, 1))], -1)
+  np.save(tmp_path / 'k.npy', keypoints)
+  lifter = model_lib.Lifter(predict=lambda x: x, maxlen=9, rootrel=False, flip=False,
+                            gt_2d=False, no_conf=False, config=None, source='stand-in')
+  request = pipeline.Request(input=str(tmp_path / 'k.npy'), skeleton='h36m', mesh=workdir)
+  pipeline.run(request, lifter, str(tmp_path / 'out'))
+  predictor = infer_mesh.load(workdir)
+  with np.load(tmp_path / 'out' / 'results.npz') as z:
+    x = z['0/input_2d']
+    assert z['0/smpl_pose'].shape == (10, 72) and z['0/smpl_betas'].shape == (10, 10)
+    for start, end in ((0, 4), (4, 8), (8, 10)):  # clip_len 4: two full windows and a short one
+      out = predictor.apply(x[None, start:end])
+      np.testing.assert_allclose(z['0/smpl_pose'][start:end], out['theta'][0, :, :72],
+                                 atol=1e-5)
+      np.testing.assert_allclose(z['0/smpl_kp_3d'][start:end], out['kp_3d'][0], atol=1e-3)
+    assert np.ptp(z['0/smpl_betas'][:4], axis=0).max() == 0  # betas once per window
+  with pytest.raises(ValueError, match='expected the workdir of a mesh run'):
+    infer_mesh.load(str(tmp_path / 'out'))

@@ -53,6 +53,8 @@ _VIDEO = flags.DEFINE_string('video', None, 'with --render: the input video, fra
                              '2D of keypoint frame i')
 _ACTION = flags.DEFINE_string('action', None, 'an action checkpoint (workdir of an action run): '
                               'the top-5 labels of each track in results.json')
+_MESH = flags.DEFINE_string('mesh', None, 'a mesh checkpoint (workdir of a mesh run): SMPL pose '
+                            'and shape of each track per frame in results')
 _TRAJECTORY = flags.DEFINE_bool('trajectory', False, 'also the root trajectory and pose in metres '
                                  '(camera frame; needs the frame size; mbjax/infer/trajectory.py)')
 _FOV = flags.DEFINE_float('fov', 60.0, '--trajectory: assumed horizontal field of view, degrees')
@@ -74,7 +76,8 @@ def main(argv) -> int:
       min_frames=_MIN_FRAMES.value, batch_size=_BATCH_SIZE.value,
       track_metric=_TRACK_METRIC.value, track_threshold=_TRACK_THRESHOLD.value,
       max_gap=_MAX_GAP.value, bvh=_BVH.value, fps=_FPS.value, render=_RENDER.value,
-      video=_VIDEO.value, action=_ACTION.value, trajectory=_TRAJECTORY.value, fov=_FOV.value,
+      video=_VIDEO.value, action=_ACTION.value, mesh=_MESH.value, trajectory=_TRAJECTORY.value,
+      fov=_FOV.value,
       person_height=_PERSON_HEIGHT.value)
   prepared = pipeline.prepare(request)  # input mistakes before the (slower) model load
   config = _CONFIG.value or model.load_config_file(model.DEFAULT_CONFIG)

@@ -36,7 +36,7 @@ class Classifier:
   source: str
 
 
-def _run_config(checkpoint: str) -> dict | None:
+def run_config(checkpoint: str) -> dict | None:
   """config.json of the run `checkpoint` is (or is in: `RUN/best`, `RUN/snapshots/N`), if any."""
   path = os.path.abspath(model_lib.checkpoint_dir(checkpoint))
   for folder in (path, os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
@@ -50,7 +50,7 @@ def resolve_config(checkpoint: str, config: ml_collections.ConfigDict | None
                    ) -> ml_collections.ConfigDict:
   """The action config of `checkpoint`: its run's config.json, else `config` (needed for an
   official .bin or a convert directory)."""
-  stored = _run_config(checkpoint)
+  stored = run_config(checkpoint)
   if stored is not None:
     if stored.get('task') not in ('action', 'action_oneshot'):
       raise ValueError(f'{checkpoint}: a {stored.get("task")!r} run; expected an action run')

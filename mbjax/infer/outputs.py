@@ -11,8 +11,8 @@ track the same arrays as nested lists, joints in H36M-17 order (`joints`).
 BVH (--bvh): DIR/track_<id>.bvh per track (mbjax/infer/bvh.py), listed under `bvh` (track id ->
 path) in results.json. With --action, each track has `actions`: its top-5 [{label, probability}]
 from the action model. With --trajectory, `N/root_m` (T, 3) and `N/joints3d_m` (T, 17, 3): the
-camera-frame trajectory and pose in metres (mbjax/infer/trajectory.py). SMPL outputs will add keys
-here.
+camera-frame trajectory and pose in metres (mbjax/infer/trajectory.py). With --mesh,
+`N/smpl_pose` (T, 72) axis-angles, `N/smpl_betas` (T, 10) and `N/smpl_kp_3d` (T, 17, 3) mm.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ import numpy as np
 from mbjax.data import skeletons
 
 ARRAYS = ('frames', 'detected', 'keypoints_px', 'input_2d', 'joints3d', 'joints3d_px')
-OPTIONAL_ARRAYS = ('root_m', 'joints3d_m')  # --trajectory (mbjax/infer/trajectory.py)
+# --trajectory (mbjax/infer/trajectory.py), --mesh (mbjax/infer/mesh.py)
+OPTIONAL_ARRAYS = ('root_m', 'joints3d_m', 'smpl_pose', 'smpl_betas', 'smpl_kp_3d')
 
 
 def _listed(x) -> list:

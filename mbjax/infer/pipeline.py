@@ -48,6 +48,7 @@ class Request:
   render: bool = False  # --render: DIR/render.mp4 (or .gif), mbjax/infer/render.py
   video: str | None = None  # --video: the input video, under the render's 2D panel
   action: str | None = None  # --action: an action checkpoint; top-5 labels per track
+  mesh: str | None = None  # --mesh: a mesh run; SMPL pose and shape per frame (infer/mesh.py)
   trajectory: bool = False  # --trajectory: root trajectory in metres (mbjax/infer/trajectory.py)
   fov: float = trajectory_lib.DEFAULT_FOV_DEG  # --fov: assumed horizontal field of view
   person_height: float = trajectory_lib.DEFAULT_HEIGHT_M  # --person_height, metres
@@ -109,8 +110,9 @@ def prepare(request: Request) -> Prepared:
                                          tracker_options=tracker_options, notes=notes)
   if not tracks:
     raise ValueError(f'{request.input}: no track to lift; skipped: {skipped}')
-  if request.action and not os.path.exists(request.action):
-    raise FileNotFoundError(f'--action={request.action}: no such action checkpoint')
+  for flag, path in (('action', request.action), ('mesh', request.mesh)):
+    if path and not os.path.exists(path):
+      raise FileNotFoundError(f'--{flag}={path}: no such {flag} checkpoint')
   if request.pixel and size is None:
     raise ValueError('--pixel needs the frame size: pass --size WxH (or a file that holds it)')
   if request.trajectory:
@@ -161,6 +163,11 @@ def run(prepared: Prepared | Request, lifter: Lifter, out_dir: str) -> dict:
                  notes=p.detections.notes + p.notes)
   if p.request.action:
     _add_actions(p, per_track)
+  if p.request.mesh:
+    from mbjax.infer import mesh as mesh_lib
+    predictor = mesh_lib.load(p.request.mesh)
+    for fields in per_track.values():
+      fields.update(mesh_lib.predict(predictor, fields['input_2d']))
   if p.request.trajectory:
     for fields in per_track.values():
       found = trajectory_lib.root_trajectory(fields['keypoints_px'], fields['joints3d_px'], p.size,
