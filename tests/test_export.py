@@ -1,5 +1,6 @@
-"""mbjax.export: StableHLO and ONNX files of the tiny pose model and both action heads, called
-back at two (B, T) shapes and compared with the model itself; their sidecars and mistakes."""
+"""mbjax.export: StableHLO and ONNX files of the tiny pose model and both action heads, and
+StableHLO of a tiny mesh model (its ONNX refused), called back at two (B, T) shapes and compared
+with the model itself; their sidecars and mistakes."""
 
 import hashlib
 import importlib.util
@@ -18,7 +19,7 @@ from mbjax import convert, models
 from mbjax.data import skeletons
 from mbjax.evaluate import h36m
 from mbjax.infer import model as model_lib
-from mbjax.models import dstformer
+from mbjax.models import dstformer, mesh_head
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MAXLEN = 9
@@ -190,3 +191,79 @@ def test_cli_writes_a_file_load_calls_back(checkpoints, tmp_path):
   assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1] == (
       'mbjax.export: error: --dtype=bfloat16: the ONNX export is float32 only (bfloat16 is for '
       '--format=stablehlo)')
+
+
+# ------------------------------------------------------------------------------------------
+# Mesh models: three outputs (theta, verts mm, kp_3d mm), the synthetic SMPL inside the graph.
+
+MESH_TOL = dict(theta=1e-5, verts=1e-3, kp_3d=1e-3)  # StableHLO; verts and kp_3d in mm
+
+
+@pytest.fixture(scope='module')
+def mesh_checkpoint(tmp_path_factory, reference_dir):
+  """(convert directory of a tiny MeshNet on the synthetic SMPL, jitted model.apply, model,
+  variables)."""
+  head = dict(version='mesh', hidden_dim=32, num_joints=17,
+              smpl_dir=str(reference_dir / 'smpl_synthetic_tiny'))
+  model = models.from_config(dict(TINY, head=head))
+  variables = _random_variables(model, jnp.zeros((1, MAXLEN, 17, 3)))
+  variables['constants']['head'] = dict(  # the mean pose: a random one is no rotation
+      init_pose=np.asarray(model.smpl.mean_pose, np.float32).reshape(-1),
+      init_shape=np.asarray(model.smpl.mean_shape, np.float32).reshape(-1))
+  path = tmp_path_factory.mktemp('mesh_ckpt') / 'mesh'
+  convert.save(path, variables, {'model': 'mesh', 'backbone': dict(TINY), 'head': head})
+  return str(path), jax.jit(lambda x: model.apply(variables, x)), model, variables
+
+
+@pytest.fixture(scope='module')
+def mesh_exported(mesh_checkpoint, tmp_path_factory):
+  """(file, sidecar) of the tiny mesh model as StableHLO."""
+  file = str(tmp_path_factory.mktemp('mesh_export') / 'mesh.hlo')
+  return file, mbjax.export.export(mesh_checkpoint[0], file, 'stablehlo')
+
+
+def _assert_mesh_close(got, want):
+  assert list(got) == ['theta', 'verts', 'kp_3d']
+  for name, atol in MESH_TOL.items():
+    g, w = np.asarray(got[name]), np.asarray(want[name])
+    assert g.shape == w.shape and g.dtype == np.float32, name
+    assert np.abs(w).max() > 1e-2, name  # not zeros against zeros
+    np.testing.assert_allclose(g, w, rtol=0, atol=atol, err_msg=name)
+
+
+def test_mesh_round_trip_equals_the_model(mesh_checkpoint, mesh_exported):
+  predict, reference = mbjax.export.load(mesh_exported[0]), mesh_checkpoint[1]
+  for b, t in SHAPES:
+    x = _input('pose', b, t)
+    _assert_mesh_close(predict(x), reference(x))
+
+
+def test_mesh_sidecar(mesh_exported):
+  file, m = mesh_exported
+  assert m == mbjax.export.sidecar.read(file) and m['kind'] == 'mesh'
+  assert m['inputs'] == [dict(name='keypoints_2d', shape=['b', 't', 17, 3], dtype='float32')]
+  assert [(o['name'], o['shape'], o['dtype']) for o in m['outputs']] == [
+      ('theta', ['b', 't', 82], 'float32'), ('verts', ['b', 't', 300, 3], 'float32'),
+      ('kp_3d', ['b', 't', 17, 3], 'float32')]
+  assert [o['units'] for o in m['outputs']][1:] == ['mm', 'mm']
+  assert m['smpl_vertices'] == 300 and 'constants' in m['smpl_embedded']
+  assert m['max_frames'] == MAXLEN and m['flip_test'] is False and m['rootrel'] is False
+
+
+def test_mesh_flip_test_in_the_graph_and_rootrel_refused(mesh_checkpoint, tmp_path):
+  path, reference, model, variables = mesh_checkpoint
+  file = str(tmp_path / 'flip.hlo')
+  assert mbjax.export.export(path, file, 'stablehlo', flip_test=True)['flip_test'] is True
+  x = _input('pose', *SHAPES[0], seed=1)
+  got = mbjax.export.load(file)(x)
+  _assert_mesh_close(got, jax.jit(lambda x: mesh_head.mesh_flip_test(model, variables, x))(x))
+  assert np.abs(np.asarray(got['verts']) - np.asarray(reference(x)['verts'])).max() > 1e-2
+  with pytest.raises(ValueError, match='a mesh model; --rootrel is an option of pose models'):
+    mbjax.export.export(path, str(tmp_path / 'r.hlo'), 'stablehlo', rootrel=True)
+
+
+@NEEDS_ONNX
+def test_mesh_onnx_is_refused_naming_the_op(mesh_checkpoint, tmp_path):
+  """jax2onnx 0.17's jnp.select plugin binds default=None (rotation_matrix_to_quaternion)."""
+  with pytest.raises(ValueError, match='calls jnp.select without `default`'):
+    mbjax.export.export(mesh_checkpoint[0], str(tmp_path / 'mesh.onnx'), 'onnx')

@@ -4,7 +4,9 @@
   predict = mbjax.export.load('pose.hlo')   # or 'pose.onnx' (onnxruntime)
   predict(x)                                # x: (B, T, 17, 3) float32, any B, T <= maxlen
 
-`load` reads `FILE.json` (mbjax/export/sidecar.py) and rejects inputs that do not fit it.
+`load` reads `FILE.json` (mbjax/export/sidecar.py) and rejects inputs that do not fit it. A mesh
+model (kind 'mesh') returns {'theta', 'verts', 'kp_3d'} (verts and kp_3d in mm); it exports to
+StableHLO only (mbjax/export/onnx_graph.py: MESH_REFUSED says why).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def export(checkpoint: str, out: str, fmt: str = 'stablehlo',
     out: the file to write.
     fmt: 'stablehlo' or 'onnx'.
     config: the config of an official .bin (default: mbjax.infer's, the official Lite model).
-    **options: dtype ('float32' | 'bfloat16'), flip_test, rootrel (mbjax/export/graph.py).
+    **options: dtype ('float32' | 'bfloat16'), flip_test, rootrel (pose only) (graph.py).
   """
   from mbjax.export import graph, onnx_graph, sidecar, stablehlo
   if fmt not in FORMATS:
@@ -38,7 +40,8 @@ def export(checkpoint: str, out: str, fmt: str = 'stablehlo',
 
 
 def load(file: str) -> Callable:
-  """The exported model `file` as a callable (StableHLO: jax; ONNX: onnxruntime)."""
+  """The exported model `file` as a callable (StableHLO: jax; ONNX: onnxruntime); a model with
+  several outputs returns a dict of them by name, in the sidecar's order."""
   from mbjax.export import onnx_graph, sidecar, stablehlo
   meta = sidecar.read(file)
   return (stablehlo if meta['format'] == 'stablehlo' else onnx_graph).load(file, meta)

@@ -4,7 +4,8 @@ CKPT: an official .bin (its model from --config; default configs/pose3d_h36m.py:
 an action config for an action .bin), an `mbjax.convert` directory or a trainer workdir (their own
 model). Writes FILE and FILE.json (input/output names and shapes, joint order, normalisation,
 sha256 of the checkpoint). Pose models: --flip_test and --rootrel put the official test-time
-options into the graph; --dtype=bfloat16 computes in bfloat16 (StableHLO only).
+options into the graph; mesh models: --flip_test (the official mesh flip test); --dtype=bfloat16
+computes in bfloat16 (StableHLO only).
 """
 
 import json
@@ -19,7 +20,7 @@ _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'official .bin, convert di
 _FORMAT = flags.DEFINE_enum('format', 'stablehlo', ['stablehlo', 'onnx'], 'what to write')
 _OUT = flags.DEFINE_string('out', None, 'the file to write (and FILE.json beside it)')
 _DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'compute dtype')
-_FLIP = flags.DEFINE_bool('flip_test', False, 'average with the mirrored prediction (pose)')
+_FLIP = flags.DEFINE_bool('flip_test', False, 'average with the mirrored prediction (pose, mesh)')
 _ROOTREL = flags.DEFINE_bool('rootrel', False, 'set the root joint to 0 (pose)')
 flags.mark_flags_as_required(['checkpoint', 'out'])
 

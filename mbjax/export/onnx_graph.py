@@ -8,7 +8,7 @@ which jax2onnx maps to ONNX Erf).
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -16,6 +16,11 @@ from mbjax.export import graph
 from mbjax.export import sidecar
 
 OPSET = 23  # jax2onnx 0.17's default; onnxruntime 1.32 runs it
+MESH_REFUSED = (
+    '--format=onnx: a mesh model does not convert: its axis-angle output '
+    '(mbjax.models.rotations.rotation_matrix_to_quaternion) calls jnp.select without `default`, '
+    "and jax2onnx's jnp.select plugin binds default=None, which jax rejects; export mesh models "
+    'with --format=stablehlo')
 
 
 def _quiet() -> None:
@@ -26,13 +31,14 @@ def _quiet() -> None:
 
 
 def to_proto(fn: Callable, input_shape: tuple, maxlen: int, *, input_name: str = 'x',
-             output_name: str = 'y', model_name: str = 'mbjax'):
-  """The onnx.ModelProto of `fn` on a float32 input of `input_shape` ('b', 't' dynamic)."""
+             output_names: tuple = ('y',), model_name: str = 'mbjax'):
+  """The onnx.ModelProto of `fn` on a float32 input of `input_shape` ('b', 't' dynamic); a `fn`
+  returning a tuple has one graph output per name of `output_names`, in order."""
   _quiet()
   jax2onnx = _import_converter()
   spec = graph.symbolic_input(input_shape, maxlen)
   return jax2onnx.to_onnx(fn, [spec], model_name=model_name, opset=OPSET,
-                          input_names=[input_name], output_names=[output_name])
+                          input_names=[input_name], output_names=list(output_names))
 
 
 def _import_converter():
@@ -52,8 +58,13 @@ def save(ex: graph.Exportable, out: str) -> dict:
                      'is for --format=stablehlo)')
   jax2onnx = _import_converter()
   import onnx
-  proto = to_proto(ex.fn, ex.input_shape, ex.maxlen, input_name=ex.input_name,
-                   output_name=ex.output_name, model_name=f'mbjax_{ex.kind}')
+  try:
+    proto = to_proto(ex.fn, ex.input_shape, ex.maxlen, input_name=ex.input_name,
+                     output_names=ex.output_names, model_name=f'mbjax_{ex.kind}')
+  except TypeError as e:
+    if ex.kind != 'mesh' or 'jax.numpy.select' not in str(e):
+      raise
+    raise ValueError(MESH_REFUSED) from e
   onnx.save(proto, out)
   return dict(opset=OPSET, onnx_version=onnx.__version__,
               jax2onnx_version=_version('jax2onnx', jax2onnx))
@@ -76,13 +87,15 @@ def session(model, threads: int | None = None):
   return ort.InferenceSession(model, options, providers=['CPUExecutionProvider'])
 
 
-def load(file: str, meta: dict) -> Callable[[np.ndarray], np.ndarray]:
-  """The ONNX file as an onnxruntime callable that checks its input against `meta`."""
+def load(file: str, meta: dict) -> Callable[[np.ndarray], Any]:
+  """The ONNX file as an onnxruntime callable that checks its input against `meta` (several
+  outputs: a dict of them by name, in the sidecar's order)."""
   run_session = session(file)
   name = meta['inputs'][0]['name']
+  names = [o['name'] for o in meta['outputs']]
 
   def run(x):
     sidecar.check_input(meta, x)
-    return run_session.run(None, {name: np.asarray(x, np.float32)})[0]
+    return sidecar.named_outputs(meta, run_session.run(names, {name: np.asarray(x, np.float32)}))
 
   return run

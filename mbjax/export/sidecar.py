@@ -22,19 +22,46 @@ def path_of(file: str) -> str:
   return f'{file}.json'
 
 
+MESH_UNITS = dict(theta='24 SMPL joint rotations as axis-angles (radians), then 10 betas',
+                  verts='mm', kp_3d='mm')
+SMPL_EMBEDDED = ('the SMPL arrays (template, blend shapes, regressors, skinning weights) of the '
+                 "checkpoint's model.head.smpl_dir are constants inside the exported graph")
+
+
+def _normalisation(kind: str) -> str:
+  if kind == 'pose':
+    return graph.POSE_NORMALISATION
+  return graph.MESH_NORMALISATION if kind == 'mesh' else graph.ACTION_NORMALISATION
+
+
+def _outputs(ex: graph.Exportable) -> list[dict]:
+  """name, shape, dtype (and units, for a mesh model) of each output."""
+  found = []
+  for name, shape in zip(ex.output_names, graph.output_shapes(ex), strict=True):
+    found.append(dict(name=name, shape=shape, dtype='float32'))
+    if ex.kind == 'mesh':
+      found[-1]['units'] = MESH_UNITS[name]
+  return found
+
+
+def _mesh_fields(ex: graph.Exportable) -> dict:
+  if ex.kind != 'mesh':
+    return {}
+  return dict(smpl_vertices=int(ex.model.smpl.num_vertices), smpl_embedded=SMPL_EMBEDDED)
+
+
 def describe(ex: graph.Exportable, checkpoint: str, fmt: str, **extra) -> dict:
   """The sidecar of `ex` exported as `fmt` ('stablehlo' or 'onnx')."""
-  normalisation = graph.POSE_NORMALISATION if ex.kind == 'pose' else graph.ACTION_NORMALISATION
   return dict(
       format=fmt, kind=ex.kind, mbjax_version=mbjax.__version__,
       inputs=[dict(name=ex.input_name, shape=list(ex.input_shape), dtype='float32')],
-      outputs=[dict(name=ex.output_name, shape=graph.output_shape(ex), dtype='float32')],
+      outputs=_outputs(ex),
       max_frames=ex.maxlen, symbolic_dims=dict(b='batch (clips)', t=f'frames, 1..{ex.maxlen}'),
-      joints=list(skeletons.H36M_JOINTS), normalisation=normalisation,
+      joints=list(skeletons.H36M_JOINTS), normalisation=_normalisation(ex.kind),
       compute_dtype=ex.options['dtype'], flip_test=ex.options['flip_test'],
       rootrel=ex.options['rootrel'], model_source=ex.source,
       checkpoint=os.path.basename(os.path.normpath(checkpoint)),
-      checkpoint_sha256=graph.checkpoint_sha256(checkpoint), **extra)
+      checkpoint_sha256=graph.checkpoint_sha256(checkpoint), **_mesh_fields(ex), **extra)
 
 
 def write(file: str, meta: dict) -> None:
@@ -48,6 +75,14 @@ def read(file: str) -> dict:
     raise FileNotFoundError(f'{path}: no sidecar next to {file} (written by mbjax.export)')
   with open(path) as f:
     return json.load(f)
+
+
+def named_outputs(meta: dict, outputs):
+  """The one output array, or {name: array} of several in the sidecar's order."""
+  names = [o['name'] for o in meta['outputs']]
+  if len(names) == 1:
+    return outputs[0]
+  return dict(zip(names, outputs, strict=True))
 
 
 def check_input(meta: dict, x) -> None:

@@ -6,7 +6,7 @@ Batch and frame dimensions are symbolic ('b', 't', with t <= maxlen), so one fil
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -34,14 +34,16 @@ def save(ex: graph.Exportable, out: str) -> dict:
               jax_version=jax.__version__)
 
 
-def load(file: str, meta: dict) -> Callable[[np.ndarray], jax.Array]:
-  """The artefact `file` as a jitted callable that checks its input against `meta`."""
+def load(file: str, meta: dict) -> Callable[[np.ndarray], Any]:
+  """The artefact `file` as a jitted callable that checks its input against `meta` (several
+  outputs: a dict of them by name, in the sidecar's order)."""
   with open(file, 'rb') as f:
     exported = jax.export.deserialize(bytearray(f.read()))
   call = jax.jit(exported.call)
 
   def run(x):
     sidecar.check_input(meta, x)
-    return call(x if getattr(x, 'dtype', None) == np.float32 else np.asarray(x, np.float32))
+    out = call(x if getattr(x, 'dtype', None) == np.float32 else np.asarray(x, np.float32))
+    return sidecar.named_outputs(meta, out if isinstance(out, (tuple, list)) else [out])
 
   return run
