@@ -1,5 +1,5 @@
 """mbjax.export: StableHLO and ONNX files of the tiny pose model and both action heads, and
-StableHLO of a tiny mesh model (its ONNX refused), called back at two (B, T) shapes and compared
+StableHLO and ONNX of a tiny mesh model, called back at two (B, T) shapes and compared
 with the model itself; their sidecars and mistakes."""
 
 import hashlib
@@ -263,7 +263,14 @@ def test_mesh_flip_test_in_the_graph_and_rootrel_refused(mesh_checkpoint, tmp_pa
 
 
 @NEEDS_ONNX
-def test_mesh_onnx_is_refused_naming_the_op(mesh_checkpoint, tmp_path):
-  """jax2onnx 0.17's jnp.select plugin binds default=None (rotation_matrix_to_quaternion)."""
-  with pytest.raises(ValueError, match='calls jnp.select without `default`'):
-    mbjax.export.export(mesh_checkpoint[0], str(tmp_path / 'mesh.onnx'), 'onnx')
+def test_mesh_onnx_round_trip_equals_the_model(mesh_checkpoint, tmp_path):
+  file = str(tmp_path / 'mesh.onnx')
+  assert mbjax.export.export(mesh_checkpoint[0], file, 'onnx')['kind'] == 'mesh'
+  predict, reference = mbjax.export.load(file), mesh_checkpoint[1]
+  for b, t in SHAPES:
+    x = _input('pose', b, t)
+    got, want = predict(x), reference(x)
+    assert list(got) == ['theta', 'verts', 'kp_3d']
+    for name, atol in (('theta', 1e-4), ('verts', 1e-2), ('kp_3d', 1e-2)):  # mm for the last two
+      np.testing.assert_allclose(np.asarray(got[name]), np.asarray(want[name]), atol=atol,
+                                 err_msg=name)

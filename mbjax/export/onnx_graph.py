@@ -16,11 +16,6 @@ from mbjax.export import graph
 from mbjax.export import sidecar
 
 OPSET = 23  # jax2onnx 0.17's default; onnxruntime 1.32 runs it
-MESH_REFUSED = (
-    '--format=onnx: a mesh model does not convert: its axis-angle output '
-    '(mbjax.models.rotations.rotation_matrix_to_quaternion) calls jnp.select without `default`, '
-    "and jax2onnx's jnp.select plugin binds default=None, which jax rejects; export mesh models "
-    'with --format=stablehlo')
 
 
 def _quiet() -> None:
@@ -58,13 +53,8 @@ def save(ex: graph.Exportable, out: str) -> dict:
                      'is for --format=stablehlo)')
   jax2onnx = _import_converter()
   import onnx
-  try:
-    proto = to_proto(ex.fn, ex.input_shape, ex.maxlen, input_name=ex.input_name,
-                     output_names=ex.output_names, model_name=f'mbjax_{ex.kind}')
-  except TypeError as e:
-    if ex.kind != 'mesh' or 'jax.numpy.select' not in str(e):
-      raise
-    raise ValueError(MESH_REFUSED) from e
+  proto = to_proto(ex.fn, ex.input_shape, ex.maxlen, input_name=ex.input_name,
+                   output_names=ex.output_names, model_name=f'mbjax_{ex.kind}')
   onnx.save(proto, out)
   return dict(opset=OPSET, onnx_version=onnx.__version__,
               jax2onnx_version=_version('jax2onnx', jax2onnx))

@@ -70,8 +70,10 @@ def rotation_matrix_to_quaternion(rotmat):
   d0_d1 = r00 > r11
   d0_nd1 = r00 < -r11
   masks = (d2 & d0_d1, d2 & ~d0_d1, ~d2 & d0_nd1, ~d2 & ~d0_nd1)
-  q = jnp.select([m[..., None] for m in masks], [q0, q1, q2, q3])
-  t = jnp.select(masks, [t0, t1, t2, t3])
+  # The four masks cover every case; the explicit defaults (never taken) let jax2onnx convert
+  # the select (its plugin passes default=None otherwise, which jax rejects).
+  q = jnp.select([m[..., None] for m in masks], [q0, q1, q2, q3], default=0.0)
+  t = jnp.select(masks, [t0, t1, t2, t3], default=1.0)
   return q / jnp.sqrt(t)[..., None] * 0.5
 
 
