@@ -81,3 +81,45 @@ def test_unknown_bench_lists_the_benches(capsys):
   assert e.value.code == 2
   err = capsys.readouterr().err
   assert all(f'  {name} ' in err for name in bench.BENCHES)
+
+
+def test_gpu_check_cpu_smoke_reports_each_remat_setting():
+  """The accelerator check on tiny CPU shapes: one entry per remat policy, most saving first."""
+  proc = _bench('gpu-check', '--cpu_smoke')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert (result['bench'], result['variant'], result['batch'], result['frames']) == (
+      'gpu-check', 'tiny', 2, 9)
+  assert result['attention_impl'] == 'xla' and result['dtype'] == 'bfloat16'
+  assert [s['remat'] for s in result['settings']] == ['full', 'none']
+  for setting in result['settings']:
+    assert setting['step_s'] > 0 and setting['tflops_per_s'] > 0 and setting['mfu'] > 0
+    assert setting['peak_memory_bytes'] > 0
+    assert setting['max_batch_fits'] == 2 and setting['max_batch_capped']
+
+
+def test_gpu_check_batch_search_doubles_until_out_of_memory(monkeypatch):
+  """The doubling search stops at the backend's RESOURCE_EXHAUSTED, re-raises other errors."""
+  import jax
+  from mbjax.bench import gpu_check
+  oom = jax.errors.JaxRuntimeError('RESOURCE_EXHAUSTED: Out of memory while trying to allocate')
+  tried = []
+
+  def step(args, batch, remat, **_):
+    tried.append(batch)
+    if batch > 256:
+      raise oom
+  monkeypatch.setattr(gpu_check, '_train_step', step)
+  found = gpu_check.largest_batch(dict(batch=64, max_batch=1024), 'none')
+  assert tried == [128, 256, 512]
+  assert found == dict(max_batch_fits=256, max_batch_oom=512, max_batch_capped=False,
+                       max_batch_cap=1024)
+  tried.clear()
+  assert gpu_check.largest_batch(dict(batch=64, max_batch=200), 'none')['max_batch_fits'] == 128
+  assert tried == [128]
+
+  def broken(*_, **__):
+    raise jax.errors.JaxRuntimeError('INTERNAL: something else')
+  monkeypatch.setattr(gpu_check, '_train_step', broken)
+  with pytest.raises(jax.errors.JaxRuntimeError, match='INTERNAL'):
+    gpu_check.largest_batch(dict(batch=64, max_batch=1024), 'none')

@@ -1,4 +1,5 @@
-"""python -m mbjax.bench {model,data,train,infer,export} [--flags]: the last line printed is JSON.
+"""python -m mbjax.bench {model,data,train,infer,export,gpu-check} [--flags]: the last line printed
+is JSON.
 
 Each bench has its own absl flags (`python -m mbjax.bench train --help`); `train` takes a config
 as every entry point does, with `--config.key=value` overrides.
@@ -11,17 +12,18 @@ from absl import flags
 
 from mbjax.bench import data as data_bench
 from mbjax.bench import export as export_bench
+from mbjax.bench import gpu_check as gpu_check_bench
 from mbjax.bench import infer as infer_bench
 from mbjax.bench import model as model_bench
 from mbjax.bench import train as train_bench
 
 BENCHES = {'model': model_bench, 'data': data_bench, 'train': train_bench,
-           'infer': infer_bench, 'export': export_bench}
+           'infer': infer_bench, 'export': export_bench, 'gpu-check': gpu_check_bench}
 
 
 def _usage() -> str:
   lines = [__doc__.strip(), '', 'benches:']
-  lines += [f'  {name:6s} {module.__doc__.strip().splitlines()[0]}'
+  lines += [f'  {name:9s} {module.__doc__.strip().splitlines()[0]}'
             for name, module in BENCHES.items()]
   return '\n'.join(lines)
 
