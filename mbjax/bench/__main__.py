@@ -54,9 +54,10 @@ def main(argv=None) -> int:
   if argv is None:  # MBJAX_ALLOCATOR=system measures with the system allocator
     from mbjax import cpu_allocator  # before JAX starts: see mbjax/cpu_allocator.py
     cpu_allocator.reexec_with_jemalloc('mbjax.bench')
-  module, fv = parse(list(sys.argv if argv is None else ['mbjax.bench', *argv]))
+  argv = list(sys.argv if argv is None else ['mbjax.bench', *argv])
+  module, fv = parse(argv)
   from mbjax import cli, cpu_allocator
-  result = cli.call(f'mbjax.bench {module.__name__.rsplit(".", 1)[-1]}', module.run, fv)
+  result = cli.call(f'mbjax.bench {argv[1]}', module.run, fv)
   result['allocator'] = cpu_allocator.active()
   print(json.dumps(result))
   return 0
