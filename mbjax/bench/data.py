@@ -9,11 +9,8 @@ synthetic detector noise, masks, batching, through the grain iterator the traine
 from __future__ import annotations
 
 import functools
-import os
 import tempfile
 import time
-
-import numpy as np
 
 
 def run(args) -> dict:

@@ -6,8 +6,6 @@ achieved GFLOP/s (analytic matmul FLOPs; XLA's own count is reported beside it).
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 
 import jax
