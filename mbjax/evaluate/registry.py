@@ -63,8 +63,9 @@ def _split_of(name: str, spec) -> str:
 
 
 def check_best_metric(config) -> None:
-  """`config.best_metric` names no test-split evaluator while a validation evaluator
-  (one with `subjects`) is configured."""
+  """`config.best_metric` names no test-split evaluator while a validation evaluator (one with
+  `subjects`) is configured, nor an evaluator of a whole split while one of a validation slice
+  (`part='val'`) is."""
   evals = config.get('evals', {})
   best = config.get('best_metric') or ''
   validation = [name for name, spec in evals.items() if spec.get('subjects')]
@@ -73,6 +74,11 @@ def check_best_metric(config) -> None:
     raise ValueError(f'config.best_metric={best!r} selects the best checkpoint on the test split '
                      f'(config.evals.{name}); with the validation evaluator {validation[0]!r} '
                      f'configured, select on it, e.g. {validation[0]}/mpjpe_px')
+  sliced = [n for n, spec in evals.items() if spec.get('part', 'all') == 'val']
+  if sliced and name in evals and evals[name].get('part', 'all') != 'val':
+    raise ValueError(f'config.best_metric={best!r} would select the best checkpoint on '
+                     f'{evals[name].get("split")} (config.evals.{name}), not on the validation '
+                     f"slice: use an evaluator with part='val' (e.g. {sliced[0]}/...)")
 
 
 def check_held_out(config, train_specs: Sequence) -> None:
@@ -111,6 +117,9 @@ def make_evaluators(config, model, *, train_specs: Sequence = (),
                     steps_per_epoch: Callable[[], int] | None = None) -> base.Evaluators:
   """name -> (every_steps, fn(variables) -> metrics) for every entry of `config.evals`.
 
+  An entry with `part='val'` (a seeded validation slice of a training split,
+  `config.data.val_fraction`) is left out when that fraction is 0: there is no slice.
+
   Args:
     config: the run's config.
     model: the model every evaluator runs.
@@ -120,5 +129,7 @@ def make_evaluators(config, model, *, train_specs: Sequence = (),
   """
   check_best_metric(config)
   check_held_out(config, train_specs)
+  no_slice = not float((config.get('data') or {}).get('val_fraction', 0.0) or 0.0)
   return {name: (_every(name, spec, steps_per_epoch), make_evaluator(config, model, name, spec))
-          for name, spec in config.get('evals', {}).items()}
+          for name, spec in config.get('evals', {}).items()
+          if not (no_slice and spec.get('part', 'all') == 'val')}

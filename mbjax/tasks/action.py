@@ -115,21 +115,10 @@ def loss_fn(model, variables, batch, rng, kind: str, config):
 
 
 def make_evaluators(config, model) -> base.Evaluators:
-  """`config.evals` through the registry (`action` evaluators). Without a validation slice
-  (`data.val_fraction` 0) the evaluators of the held-out part (`part='val'`) are left out; the
-  best checkpoint is never selected on the test split."""
-  best = (config.get('best_metric') or '').split('/', 1)[0]
-  evaluators = {}
-  for name, spec in config.get('evals', {}).items():
-    if spec.get('part', 'all') == 'val' and not float(config.data.get('val_fraction', 0.0)):
-      continue
-    if name == best and spec.get('part', 'all') != 'val':
-      raise ValueError(f'config.best_metric={config.best_metric!r} would select the best '
-                       f'checkpoint on {spec.get("split")} (config.evals.{name}), not on the '
-                       'validation slice: use an evaluator with part=\'val\' (e.g. val/top1_error)')
-    evaluators[name] = (int(spec.get('every_steps', 0) or 0),
-                        registry.make_evaluator(config, model, name, spec))
-  return evaluators
+  """`config.evals` through the registry (`action` evaluators): without a validation slice
+  (`data.val_fraction` 0) the `part='val'` ones are left out, and the best checkpoint is never
+  selected on a whole split while a slice is configured."""
+  return registry.make_evaluators(config, model)
 
 
 def load_pretrained(variables, path):

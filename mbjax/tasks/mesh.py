@@ -111,15 +111,9 @@ def loss_fn(model, variables, batch, rng, kind: str, config):
 
 
 def make_evaluators(config, model) -> base.Evaluators:
-  """`config.evals` through the registry (`mesh` evaluators); without a validation slice
-  (`data.val_fraction` 0) the `part='val'` evaluators are left out."""
-  evaluators = {}
-  for name, spec in config.get('evals', {}).items():
-    if spec.get('part', 'all') == 'val' and not float(config.data.get('val_fraction', 0.0)):
-      continue
-    evaluators[name] = (int(spec.get('every_steps', 0) or 0),
-                        registry.make_evaluator(config, model, name, spec))
-  return evaluators
+  """`config.evals` through the registry (`mesh` evaluators; the `part='val'` ones only with a
+  validation slice)."""
+  return registry.make_evaluators(config, model)
 
 
 def load_pretrained(variables, path):
