@@ -18,6 +18,7 @@ from typing import Mapping
 import jax.numpy as jnp
 
 from mbjax import losses
+from mbjax.models import rotations
 # Private helpers shared on purpose: the same zero-safe norm and per-clip weighted mean as the
 # pose losses, so that a padding clip (weight 0) contributes nothing to any mesh term either.
 from mbjax.losses import _norm, _reduce
@@ -25,7 +26,6 @@ from mbjax.losses import _norm, _reduce
 __all__ = ['MESH_TERMS', 'PW3D_LAMBDAS', 'mesh_loss', 'mesh_total_loss', 'mesh_objective']
 
 NUM_POSE = 72  # 24 SMPL joints x axis-angle
-_RODRIGUES_EPS = 1e-8  # official utils_mesh batch_rodrigues: added to every component
 
 # Official train_mesh.py weight name -> MeshLoss term it multiplies.
 MESH_TERMS = {
@@ -46,26 +46,6 @@ PW3D_LAMBDAS = {
     'lambda_lg': 0.0, 'lambda_a': 0.0, 'lambda_av': 0.0, 'lambda_pose': 1000.0,
     'lambda_shape': 1.0, 'lambda_norm': 20.0,
 }
-
-
-def _batch_rodrigues(axis_angle: jnp.ndarray) -> jnp.ndarray:
-  """Axis-angles (..., 3) -> flattened rotation matrices (..., 9), as official utils_mesh does.
-
-  The angle is the norm of `axis_angle + 1e-8` (every component shifted, officially), the axis
-  the unshifted vector divided by it; the matrix comes from the unit quaternion (w, x, y, z).
-  """
-  # TODO: share with mbjax/models/rotations.py `batch_rodrigues` once that lands.
-  angle = jnp.sqrt(jnp.sum((axis_angle + _RODRIGUES_EPS)**2, axis=-1, keepdims=True))
-  axis = axis_angle / angle
-  quat = jnp.concatenate([jnp.cos(angle / 2), jnp.sin(angle / 2) * axis], axis=-1)
-  quat = quat / jnp.sqrt(jnp.sum(quat**2, axis=-1, keepdims=True))
-  w, x, y, z = (quat[..., i] for i in range(4))
-  rows = [
-      w * w + x * x - y * y - z * z, 2 * (x * y - w * z), 2 * (w * y + x * z),
-      2 * (w * z + x * y), w * w - x * x + y * y - z * z, 2 * (y * z - w * x),
-      2 * (x * z - w * y), 2 * (w * x + y * z), w * w - x * x - y * y + z * z,
-  ]
-  return jnp.stack(rows, axis=-1)
 
 
 def _regression(pred: jnp.ndarray, target: jnp.ndarray, loss_type: str,
@@ -111,8 +91,9 @@ def _smpl_terms(pred_theta: jnp.ndarray, gt_theta: jnp.ndarray, loss_type: str,
                 weight: jnp.ndarray | None) -> dict:
   """Pose (rotation matrices), shape (betas) and theta-norm terms of (N, T, 82) thetas."""
   n, t = pred_theta.shape[:2]
-  pred_rot = _batch_rodrigues(pred_theta[..., :NUM_POSE].reshape(n, t, 24, 3))
-  gt_rot = _batch_rodrigues(gt_theta[..., :NUM_POSE].reshape(n, t, 24, 3))
+  # Official utils_mesh batch_rodrigues (+1e-8 on every component, via a quaternion), (..., 9).
+  pred_rot = rotations.batch_rodrigues(pred_theta[..., :NUM_POSE]).reshape(n, t, 24, 9)
+  gt_rot = rotations.batch_rodrigues(gt_theta[..., :NUM_POSE]).reshape(n, t, 24, 9)
   return {
       'loss_shape': _regression(pred_theta[..., NUM_POSE:], gt_theta[..., NUM_POSE:], loss_type,
                                 weight),
