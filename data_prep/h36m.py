@@ -77,18 +77,6 @@ def _check_shape(path: pathlib.Path, split: str, key: str, array: np.ndarray,
     raise ValueError(f'{path}: {split}/{key} has shape {array.shape}, expected {shown}')
 
 
-def _check_finite(path: pathlib.Path, split: str, key: str, array: np.ndarray) -> None:
-  if not np.issubdtype(array.dtype, np.floating):
-    try:
-      array = array.astype(np.float64)
-    except (TypeError, ValueError) as e:
-      raise ValueError(f'{path}: {split}/{key} is not numeric ({array.dtype})') from e
-  finite = np.isfinite(array.reshape(len(array), -1)).all(axis=1)
-  if not finite.all():
-    row = int(np.argmin(finite))
-    raise ValueError(f'{path}: {split}/{key} row {row} has NaN or Inf values')
-
-
 def read_split(path: pathlib.Path, split: str) -> dict[str, np.ndarray]:
   """The arrays of one split of the official pickle, checked (keys, shapes, finite values).
 
@@ -130,7 +118,7 @@ def read_split(path: pathlib.Path, split: str) -> dict[str, np.ndarray]:
     out['confidence'] = np.ones((n, NUM_JOINTS, 1), np.float32)  # official: no conf -> ones
   for key in ('joint_2d', 'confidence', 'joint3d_image', '2.5d_factor', 'joints_2.5d_image'):
     if key in out:
-      _check_finite(path, split, key, out[key])
+      source_files.finite_rows(f'{path}: {split}/{key}', out[key])
   for key in ('camera_name', 'source', 'action'):
     if key in out:
       out[key] = out[key].astype(str)

@@ -123,17 +123,6 @@ def _check_shape(where: str, key: str, array: np.ndarray, expected: tuple, n: in
                      f'(the length of {where.rsplit(" ", 1)[-1]}/source)')
 
 
-def _check_finite(where: str, key: str, array: np.ndarray) -> np.ndarray:
-  try:
-    values = array.astype(np.float64)
-  except (TypeError, ValueError) as e:
-    raise ValueError(f'{where}/{key} is not numeric ({array.dtype})') from e
-  finite = np.isfinite(values.reshape(len(values), -1)).all(axis=1)
-  if not finite.all():
-    raise ValueError(f'{where}/{key} row {int(np.argmin(finite))} has NaN or Inf values')
-  return values
-
-
 def _required_keys(dataset: str, per_image_res: bool) -> dict:
   """key -> expected shape ('N' frames, None any); confidence is checked apart."""
   keys = {'joint_2d': ('N', NUM_JOINTS, None), 'source': ('N',), 'smpl_pose': ('N', None),
@@ -207,7 +196,7 @@ def _conform(where: str, out: dict, n: int) -> dict:
   out['joint_2d'] = out['joint_2d'][..., :2]  # the official readers keep x, y only
   for key in ('joint_2d', 'confidence', 'smpl_pose', 'smpl_shape', 'img_hw'):
     if key in out:
-      out[key] = _check_finite(where, key, out[key])
+      out[key] = source_files.finite_rows(f'{where}/{key}', out[key])
   out['confidence'] = out['confidence'].astype(np.float32)
   for key in ('source', 'camera_name'):
     if key in out:

@@ -15,6 +15,8 @@ import pathlib
 import pickle
 from typing import Any, Sequence
 
+import numpy as np
+
 # First bytes of a pickle: PROTO opcode (protocol 2+), or the opcodes protocol 0/1 start with.
 _PICKLE_STARTS = (b'\x80', b'(', b']', b'}', b'c', b'I', b'F', b'S', b'V', b'N', b'l', b'd')
 
@@ -68,3 +70,19 @@ def find_files(folder: str | os.PathLike, suffixes: Sequence[str], what: str
     raise ValueError(f'{folder}: no {what} found (looked for {", ".join(suffixes)} files, '
                      'recursively)')
   return files
+
+
+def finite_rows(what: str, array: np.ndarray) -> np.ndarray:
+  """`array` checked (as is when floating, else as float64; no copy of a large float array):
+  ValueError naming `what` ('<file>: train/joint_2d') and the first row with NaN or Inf, or
+  saying it is not numeric."""
+  values = np.asarray(array)
+  if not np.issubdtype(values.dtype, np.floating):
+    try:
+      values = values.astype(np.float64)
+    except (TypeError, ValueError) as e:
+      raise ValueError(f'{what} is not numeric ({values.dtype})') from e
+  finite = np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+  if not finite.all():
+    raise ValueError(f'{what} row {int(np.argmin(finite))} has NaN or Inf values')
+  return values
