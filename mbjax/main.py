@@ -42,9 +42,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  import os
-  if os.environ.get('MBJAX_ALLOCATOR') == 'jemalloc':  # opt-in; see mbjax/cpu_allocator.py
-    from mbjax import cpu_allocator
-    cpu_allocator.reexec_with_jemalloc('mbjax.main')
   from mbjax import cli
   cli.run(main, program='mbjax.main')

@@ -38,6 +38,7 @@ class Progress:
     flops_per_step: model FLOPs of one global train step; enables TFLOP/s per device.
     peak_flops_per_device: peak FLOP/s of one device; with `flops_per_step` enables MFU.
     show: metric names shown from `update(step, metrics)` besides the rates.
+    tags: fixed words at the end of the line (e.g. the CPU allocator in use).
     print_every: steps between plain lines when not on a terminal.
     file: output stream (default stdout).
     use_bar: force the tqdm bar on or off (default: on when `file` is a terminal).
@@ -47,7 +48,8 @@ class Progress:
   def __init__(self, total_steps: int, *, start_step: int = 0, clips_per_step: int,
                desc: str = 'train', num_devices: int | None = None,
                flops_per_step: float | None = None, peak_flops_per_device: float | None = None,
-               show: tuple[str, ...] = ('loss',), print_every: int = 100, file=None,
+               show: tuple[str, ...] = ('loss',), tags: tuple[str, ...] = (),
+               print_every: int = 100, file=None,
                use_bar: bool | None = None, clock: Callable[[], float] = time.perf_counter):
     self.total_steps = int(total_steps)
     self.step = int(start_step)
@@ -57,6 +59,7 @@ class Progress:
     self.flops_per_step = flops_per_step
     self.peak_flops_per_device = peak_flops_per_device
     self.show = tuple(show)
+    self.tags = tuple(tags)
     self.print_every = max(1, int(print_every))
     self.file = sys.stdout if file is None else file
     self._clock = clock
@@ -142,7 +145,7 @@ class Progress:
       if 'mfu' in r:
         parts.append(f'MFU {100 * r["mfu"]:.1f}%')
       parts.append(f'ETA {_format_duration(r["eta_s"])}')
-    return ' | '.join(parts)
+    return ' | '.join(parts + list(self.tags))
 
   # -- updates ---------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import importlib
 import json
 import os
 import signal
+import time
 from typing import Any
 
 import flax.linen as nn
@@ -26,6 +27,7 @@ from absl import logging
 from flax.core import meta
 
 from mbjax import checkpoint as ckpt_lib
+from mbjax import compute, cpu_allocator
 from mbjax import config_diff
 from mbjax import metric_writer
 from mbjax import optim, peak_flops, sharding
@@ -381,11 +383,17 @@ def _throughput(s: Setup):
     return flops, None
 
 
+def _allocator_tags() -> tuple[str, ...]:
+  """('malloc glibc-retain',) or ('malloc system',) on CPU (mbjax/cpu_allocator.py), else ()."""
+  return (f'malloc {cpu_allocator.active()}',) if jax.default_backend() == 'cpu' else ()
+
+
 # ------------------------------------------------------------------------------------- loop
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
   """Runs (or resumes) training; returns the final metrics summary (with `state` and `model`)."""
+  started = time.perf_counter()
   os.makedirs(workdir, exist_ok=True)
   s = setup(config)
   batches = pipelines.HostBatches(s.curriculum, seed=config.data_seed,
@@ -413,12 +421,16 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                       resume_step=start_step + 1 if start_step else 0)
   writer.write_config(config.to_dict())
   flops, peak = _throughput(s)
+  meter = compute.ComputeMeter(params=s.layout.abstract['params'], example=s.example,
+                               flops_per_step=flops, workdir=workdir, start_step=start_step,
+                               started=started)
   progress = progress_lib.Progress(s.total_steps, start_step=start_step,
                                    clips_per_step=config.batch_size, desc=config.task,
                                    num_devices=s.mesh.size, flops_per_step=flops,
-                                   peak_flops_per_device=peak, show=('loss', 'lr'))
+                                   peak_flops_per_device=peak, show=('loss', 'lr'),
+                                   tags=_allocator_tags())
   loop = _Loop(s, workdir, batches, ckpt, writer, progress,
-               s.task.make_evaluators(config, s.model))
+               s.task.make_evaluators(config, s.model), meter)
   preempt = _Preemption()
   try:
     state, step = loop.run(state, data_iter, start_step, preempt)
@@ -426,8 +438,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
     preempt.restore()
     ckpt.close()
     progress.close()
+  rates = progress.rates()
   summary = dict(step=step, total_steps=s.total_steps, preempted=preempt.requested,
-                 **loop.last, **loop.evals, **progress.rates())
+                 **{**loop.last, **loop.evals, **rates, **meter.summary(step, rates)})
   writer.write_summary(summary)
   writer.close()
   return dict(summary, state=state, model=s.model)
@@ -437,8 +450,8 @@ class _Loop:
   """The training loop of `train_and_evaluate`: steps, metrics one step behind, evaluators and
   saves at their steps, preemption."""
 
-  def __init__(self, s: Setup, workdir, batches, ckpt, writer, progress, evaluators):
-    self.s, self.workdir, self.batches, self.ckpt = s, workdir, batches, ckpt
+  def __init__(self, s: Setup, workdir, batches, ckpt, writer, progress, evaluators, meter):
+    self.s, self.workdir, self.batches, self.ckpt, self.meter = s, workdir, batches, ckpt, meter
     self.writer, self.progress, self.evaluators = writer, progress, evaluators
     self.last, self.evals = {}, {}  # the latest step's metrics, the latest evaluator results
     self.snapshot_steps = snapshot_steps(
@@ -453,6 +466,7 @@ class _Loop:
       raise NonFiniteLossError(_non_finite_message(m['loss'], step, self.batches, self.ckpt,
                                                    self.workdir))
     config = self.s.config
+    m = {**m, **self.meter.at(step)}
     if log_due(step, self.s.total_steps, config.log_every_steps, self.s.curriculum.kind_of):
       self.writer.scalars(step, m)
     self.progress.update(step, m)

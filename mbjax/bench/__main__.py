@@ -51,9 +51,9 @@ def parse(argv: list[str]):
 
 
 def main(argv=None) -> int:
-  if argv is None:  # MBJAX_ALLOCATOR=system measures with the system allocator
-    from mbjax import cpu_allocator  # before JAX starts: see mbjax/cpu_allocator.py
-    cpu_allocator.reexec_with_jemalloc('mbjax.bench')
+  if argv is None:  # MBJAX_ALLOCATOR=system measures with malloc as the system sets it
+    from mbjax import cpu_allocator  # see mbjax/cpu_allocator.py
+    cpu_allocator.reexec()
   argv = list(sys.argv if argv is None else ['mbjax.bench', *argv])
   module, fv = parse(argv)
   from mbjax import cli, cpu_allocator
