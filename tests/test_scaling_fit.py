@@ -102,6 +102,8 @@ def test_isoflop_skips_budgets_with_fewer_than_three_sizes():
 def test_frontier_keeps_runs_that_beat_all_cheaper_ones():
   c = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
   assert plots.frontier(c, np.array([5.0, 6.0, 4.0, 4.5, 3.0])).tolist() == [0, 2, 4]
+  tied = np.array([1.0, 1.0, 1.0, 2.0])  # runs of one budget: only the best is on the frontier
+  assert plots.frontier(tied, np.array([5.0, 3.0, 4.0, 2.0])).tolist() == [1, 3]
 
 
 # --- a fake sweep directory -------------------------------------------------------------------
@@ -190,12 +192,13 @@ def test_leave_one_size_out_reports_an_error_per_size():
       n.append(value)
       d.append(c / (K * value))
       loss.append(fit.predict(LAW, value, d[-1]))
-  loso = fit.leave_one_size_out(sizes, n, d, loss)
+  start = fit.theta_of(fit.fit_loss(n, d, loss))  # as the command line starts each refit
+  loso = fit.leave_one_size_out(sizes, n, d, loss, starts=start, num_starts=2)
   assert [e['size'] for e in loso] == list(SIZES)
   for entry in loso:
     assert entry['runs'] == 3 and entry['max_rel_err'] >= entry['mean_rel_err']
     assert entry['max_rel_err'] < 0.05, entry
-  two = fit.leave_one_size_out(sizes[:2] * 3, n[:2] * 3, d[:6], loss[:6])
+  two = fit.leave_one_size_out(sizes[:2] * 3, n[:2] * 3, d[:6], loss[:6], starts=start)
   assert len(two) == 2 and all('too few finished runs' in e['skipped'] for e in two)
 
 

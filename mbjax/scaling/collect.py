@@ -68,7 +68,8 @@ def _scaling_fields(path: str, config: dict, folder: str) -> dict:
               metric=metric, budget=_number(where, scaling, 'budget', 0.0),
               steps=_number(where, scaling, 'steps', math.nan),
               data_fraction=_number(where, scaling, 'data_fraction', math.nan),
-              lr=_number(path, config, 'lr', math.nan), seed=_number(path, config, 'seed', math.nan))
+              lr=_number(path, config, 'lr', math.nan),
+              seed=_number(path, config, 'seed', math.nan))
 
 
 def _status(path: str, summary: dict | None) -> str:

@@ -61,11 +61,12 @@ def objective(theta, log_n, log_d, log_l, delta=HUBER_DELTA):
 def start_grid(log_n, log_d, log_l) -> np.ndarray:
   """(G, 5) starting points (a, b, e, alpha, beta) scaled to the data."""
   level, floor = np.median(np.exp(log_l)), np.exp(log_l).min()
+  mid_n, mid_d = np.median(log_n), np.median(log_d)
   rows = []
   for alpha, beta, sa, sb, se in itertools.product(
       _GRID_EXPONENTS, _GRID_EXPONENTS, _GRID_TERM_SHARES, _GRID_TERM_SHARES, _GRID_E_SHARES):
-    rows.append((np.log(sa * level) + alpha * np.median(log_n),
-                 np.log(sb * level) + beta * np.median(log_d), np.log(se * floor), alpha, beta))
+    rows.append((np.log(sa * level) + alpha * mid_n, np.log(sb * level) + beta * mid_d,
+                 np.log(se * floor), alpha, beta))
   return np.array(rows)
 
 
@@ -145,9 +146,10 @@ def compute_optimal(fit: dict, budget: float, k: float) -> dict:
   return dict(N=float(n_opt), D=float(d_opt), loss=float(predict(fit, n_opt, d_opt)))
 
 
-def leave_one_size_out(sizes, n, d, loss) -> list[dict]:
+def leave_one_size_out(sizes, n, d, loss, *, starts=None, num_starts: int = 6) -> list[dict]:
   """Per model size: fit on the other sizes, the relative error |predicted - measured| / measured
-  of the held-out size's runs (mean, max), or `skipped` saying why there is no fit."""
+  of the held-out size's runs (mean, max), or `skipped` saying why there is no fit. `starts` and
+  `num_starts` as for fit_loss (the fit of all runs is a good start)."""
   sizes, n, d, loss = (np.asarray(x) for x in (sizes, n, d, loss))
   results = []
   for size in sorted(set(sizes.tolist()), key=lambda s: float(np.median(n[sizes == s]))):
@@ -158,7 +160,7 @@ def leave_one_size_out(sizes, n, d, loss) -> list[dict]:
     except ScalingError as e:
       results.append(dict(entry, skipped=str(e)))
       continue
-    fit = fit_loss(n[keep], d[keep], loss[keep])
+    fit = fit_loss(n[keep], d[keep], loss[keep], starts=starts, num_starts=num_starts)
     rel = np.abs(predict(fit, n[out], d[out]) - loss[out]) / loss[out]
     results.append(dict(entry, mean_rel_err=float(rel.mean()), max_rel_err=float(rel.max())))
   return results

@@ -1,9 +1,9 @@
 """IsoFLOP profiles, Hoffmann et al. 2022 approach 2.
 
 The runs of one nominal compute budget C (config.json's `scaling.budget` > 0) trade model size
-against data. A parabola of the loss in log N gives that budget's N_opt(C) (and D_opt = C / (k N_opt)
-with C = k N D); over two or more budgets, log-linear least squares gives N_opt = k_N C^a and
-D_opt = k_D C^b (a + b = 1 when k is one constant).
+against data. A parabola of the loss in log N gives that budget's N_opt(C) (and
+D_opt = C / (k N_opt) with C = k N D); over two or more budgets, log-linear least squares gives
+N_opt = k_N C^a and D_opt = k_D C^b (a + b = 1 when k is one constant).
 """
 
 from __future__ import annotations

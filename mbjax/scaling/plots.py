@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mbjax.scaling import fit  # noqa: E402
@@ -19,7 +20,7 @@ FILES = dict(compute='loss_vs_compute.png', isoflop='isoflop.png', fit='fit_vs_m
 def frontier(c, loss) -> np.ndarray:
   """Indices of the runs on the compute frontier (no run with less compute has a lower loss),
   by compute."""
-  order = np.argsort(c, kind='stable')
+  order = np.lexsort((loss, c))  # by compute, the lowest loss first among equal compute
   best, keep = np.inf, []
   for i in order:
     if loss[i] < best:
@@ -30,6 +31,12 @@ def frontier(c, loss) -> np.ndarray:
 
 def _title(ax, text: str, suffix: str) -> None:
   ax.set_title(f'{text} ({suffix})' if suffix else text, fontsize=10)
+
+
+def _plain_ticks(axis) -> None:
+  """Log-axis ticks as 10, 20, 30 rather than 10^1, 2 x 10^1 (losses span a decade or two)."""
+  axis.set_major_formatter(ticker.ScalarFormatter())
+  axis.set_minor_formatter(ticker.FormatStrFormatter('%.3g'))
 
 
 def _save(fig, path: str) -> str:
@@ -52,6 +59,7 @@ def loss_vs_compute(x: dict, metric: str, path: str, suffix: str = '') -> str:
           label='frontier: lowest loss for the compute')
   ax.set_xscale('log')
   ax.set_yscale('log')
+  _plain_ticks(ax.yaxis)
   ax.set_xlabel('training compute C (FLOPs)')
   ax.set_ylabel(f'final {metric}')
   _title(ax, 'Loss vs training compute per model size', suffix)
@@ -95,6 +103,8 @@ def fitted_vs_measured(x: dict, best: dict, metric: str, path: str, suffix: str 
   ax.plot([lo, hi], [lo, hi], 'k--', lw=1, label='y = x')
   ax.set_xscale('log')
   ax.set_yscale('log')
+  _plain_ticks(ax.xaxis)
+  _plain_ticks(ax.yaxis)
   ax.set_xlabel(f'measured {metric}')
   ax.set_ylabel('fitted E + A/N^alpha + B/D^beta')
   _title(ax, 'Fitted vs measured loss (colour: log10 N)', suffix)

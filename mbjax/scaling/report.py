@@ -1,5 +1,6 @@
-"""All the numbers of a sweep (the fit, its intervals, IsoFLOP exponents, the compute-optimal split,
-leave-one-size-out errors) as one JSON-ready dict, and the lines `python -m mbjax.scaling` prints."""
+"""All the numbers of a sweep (the fit, its intervals, IsoFLOP exponents, the compute-optimal
+split, leave-one-size-out errors) as one JSON-ready dict, and the lines `python -m mbjax.scaling`
+prints."""
 
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ def analyse(rows: list[dict], *, budget: float, num_boot: int, seed: int) -> dic
       bootstrap=dict(requested=num_boot, used=len(samples), seed=seed),
       compute_optimal=_optimum(best, samples, budget, k),
       isoflop=isoflop.analyse(x['budget'], x['N'], x['loss'], k, num_boot, rng),
-      leave_one_size_out=fit.leave_one_size_out(x['size'], x['N'], x['D'], x['loss']),
+      leave_one_size_out=fit.leave_one_size_out(x['size'], x['N'], x['D'], x['loss'],
+                                                starts=fit.theta_of(best), num_starts=2),
       predicted=[dict(run=r['run'], measured=r['loss'], predicted=float(p))
                  for r, p in zip(done, predicted)])
 
