@@ -143,16 +143,19 @@ def _fake_sweep(sweep, sizes=SIZES, seed=0):
 
 
 def test_collect_lists_unfinished_and_preempted_runs_and_writes_runs_csv(tmp_path):
-  rows = collect.collect(str(_fake_sweep(tmp_path / 'sweep')))
+  sweep = _fake_sweep(tmp_path / 'sweep')
+  _write_run(sweep, 'd64_l2_nan', 'd64_l2', 1e6, 1e21, loss=float('nan'))
+  rows = collect.collect(str(sweep))
   status = {r['run']: r['status'] for r in rows}
   assert status['d64_l2_unfinished'] == 'unfinished' and status['d64_l2_preempted'] == 'preempted'
+  assert status['d64_l2_nan'] == 'diverged'  # listed, not fitted
   assert len(collect.finished(rows)) == 15
   assert all(np.isnan(r['loss']) for r in rows if not r['finished'])
   collect.write_csv(rows, str(tmp_path / 'runs.csv'))
   lines = (tmp_path / 'runs.csv').read_text().splitlines()
   assert lines[0].startswith('run,size,N,params,D,C,loss,budget,steps,data_fraction,lr,seed,')
-  assert len(lines) == 18 and any(line.endswith(',False,unfinished') for line in lines)
-  assert '17 runs: 15 finished' in collect.summary_line(rows)
+  assert len(lines) == 19 and any(line.endswith(',False,unfinished') for line in lines)
+  assert '18 runs: 15 finished' in collect.summary_line(rows)
 
 
 @pytest.mark.parametrize('mistake, message', [

@@ -57,8 +57,10 @@ def _ci(interval) -> str:
 
 def _fit_lines(result: dict) -> list[str]:
   best, ci, boot = result['fit'], result['intervals'], result['bootstrap']
+  spread = (f'5-95% over {boot["used"]} bootstrap refits' if boot['used']
+            else 'no bootstrap intervals: --bootstrap 0 or no usable resample')
   lines = [f'L(N, D) = E + A / N^alpha + B / D^beta fitted to {result["metric"]} of '
-           f'{result["finished"]} finished runs (5-95% over {boot["used"]} bootstrap refits):']
+           f'{result["finished"]} finished runs ({spread}):']
   lines += [f'  {p:5s} = {best[p]:.4g}{_ci(ci[p])}' for p in fit.PARAMS]
   opt = result['compute_optimal']
   lines.append(f'compute-optimal for C = {opt["budget"]:.3g} FLOPs (C = k N D, k = '
