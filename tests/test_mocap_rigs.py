@@ -288,12 +288,15 @@ def test_template_map_filled_in_makes_the_build_succeed(tmp_path, capsys):
   source = tmp_path / 'recordings'
   source.mkdir()
   write_bvh(source / 'odd.bvh', joints)
+  write_bvh(source / 'odd2.bvh', joints, seed=2)  # the same rig: one template for both
   data_dir = tmp_path / 'tfds'
   with pytest.raises(ValueError) as error:
     builder.build('mocap', source=source, data_dir=data_dir, options=OPTIONS)
   template = source / 'odd.joint_map.json'
   message = str(error.value)
-  assert 'no joint map fits odd.bvh: could not place spine, thorax, nose, head_top, ' in message
+  assert ('no joint map fits odd.bvh, odd2.bvh: could not place spine, thorax, nose, head_top, '
+          in message)
+  assert not (source / 'odd2.joint_map.json').exists()
   assert f'template map: {template} (fill in the nulls, then rebuild with --opt ' in message
   filled = json.loads(template.read_text())
   assert filled['left_knee'] == 'mixamorig:LeftLeg' and filled['thorax'] is None
@@ -318,7 +321,7 @@ def test_template_map_filled_in_makes_the_build_succeed(tmp_path, capsys):
   status = build_cli.run(['mocap', '--source', str(source), '--data_dir', str(data_dir),
                           f'--opt=joint_map={template}', *options])  # a path, not a literal
   assert status == 0
-  assert f'joint map (user map {template}) for odd.bvh' in capsys.readouterr().out
+  assert f'joint map (user map {template}) for odd.bvh, odd2.bvh:' in capsys.readouterr().out
   _check_anatomy(_clips(data_dir))
 
 

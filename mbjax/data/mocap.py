@@ -227,10 +227,7 @@ def generate(source: pathlib.Path, split: str, report: BuildReport, *,
   if len(set(yaws)) != len(yaws):
     raise ValueError(f'{NAME}: yaws must be distinct, got {list(yaws)}')
   source = pathlib.Path(source)
-  user_label = ''
-  if isinstance(joint_map, (str, os.PathLike)):
-    user_label = f'user map {joint_map}'
-    joint_map = mocap_rigs.read_user_map(joint_map)  # once, failing before any file is read
+  loader = _BuildLoader(split, report, joint_map, up, fps)
   for path in motion_files(source):
     if ('test' if path.stem in test_files else 'train') != split:
       continue
@@ -239,7 +236,7 @@ def generate(source: pathlib.Path, split: str, report: BuildReport, *,
       logging.warning('%s: skipped, no .asf skeleton beside it', path)
       report.skipped(split, 'no .asf skeleton for the .amc')
       continue
-    positions = _load_for_build(path, relative, split, report, joint_map, user_label, up, fps)
+    positions = loader.load(path, relative)
     if positions is None:
       continue
     n_frames = len(positions)
@@ -265,35 +262,54 @@ def generate(source: pathlib.Path, split: str, report: BuildReport, *,
         }
 
 
-def _load_for_build(path: pathlib.Path, relative: str, split: str, report: BuildReport,
-                    joint_map: mocap_maps.JointMap | None, user_label: str, up: str | None,
-                    fps: float) -> np.ndarray | None:
-  """H36M-17 positions of one file for `generate`, or None when skipped (reported). An inferred
-  map, or a user map read from a file (`user_label`), goes into the report; where no map fits, a
-  template map is written (`write_template`)."""
-  try:
-    loaded = load_mapped(path, joint_map=joint_map, up=up, fps=fps)
-  except (OSError, UnicodeDecodeError) as error:
-    logging.warning('%s: skipped, unreadable: %s', path, error)
-    report.skipped(split, 'unreadable')
-    return None
-  except JointMapError as error:
+class _BuildLoader:
+  """Loads the files of one split for `generate`, reporting the maps used and the files skipped.
+
+  An inferred map, or a user map read from a file, goes into the report. Where no map fits, a
+  template map is written (`write_template`), once per skeleton (the files of one rig share it).
+  """
+
+  def __init__(self, split: str, report: BuildReport, joint_map: UserMap, up: str | None,
+               fps: float):
+    self.split, self.report, self.up, self.fps = split, report, up, fps
+    self.user_label = ''
+    if isinstance(joint_map, (str, os.PathLike)):
+      self.user_label = f'user map {joint_map}'
+      joint_map = mocap_rigs.read_user_map(joint_map)  # once, failing before any file is read
+    self.joint_map = joint_map
+    self.templates: dict[tuple[str, ...], pathlib.Path] = {}  # joint names -> template
+
+  def load(self, path: pathlib.Path, relative: str) -> np.ndarray | None:
+    """H36M-17 positions (T, 17, 3) of one file, or None when it is skipped (reported)."""
+    try:
+      loaded = load_mapped(path, joint_map=self.joint_map, up=self.up, fps=self.fps)
+    except (OSError, UnicodeDecodeError) as error:
+      logging.warning('%s: skipped, unreadable: %s', path, error)
+      self.report.skipped(self.split, 'unreadable')
+      return None
+    except JointMapError as error:
+      self._unmapped(path, relative, error)
+      return None
+    if loaded.map_name.startswith('inferred:'):
+      label = mocap_rigs.RIGS[loaded.map_name.split(':', 1)[1]].label
+      self.report.joint_map(relative, f'{label}, inferred from joint names',
+                            mocap_rigs.describe_map(loaded.joint_map))
+    elif loaded.map_name == 'user' and self.user_label:
+      self.report.joint_map(relative, self.user_label, mocap_rigs.describe_map(loaded.joint_map))
+    return loaded.positions
+
+  def _unmapped(self, path: pathlib.Path, relative: str, error: JointMapError) -> None:
     message = str(error)
     if error.unplaced:
-      template = write_template(path, error)
-      report.unmapped_file(relative, error.unplaced, str(template),
-                           f'fill in the nulls, then rebuild with --opt joint_map={template}')
+      skeleton = tuple(error.names)
+      if skeleton not in self.templates:
+        self.templates[skeleton] = write_template(path, error)
+      template = self.templates[skeleton]
+      self.report.unmapped_file(relative, error.unplaced, str(template),
+                                f'fill in the nulls, then rebuild with --opt joint_map={template}')
       message += f'; a template map is at {template}'
     logging.warning('skipped: %s', message)
-    report.skipped(split, 'no joint map fits')
-    return None
-  if loaded.map_name.startswith('inferred:'):
-    label = mocap_rigs.RIGS[loaded.map_name.split(':', 1)[1]].label
-    report.joint_map(relative, f'{label}, inferred from joint names',
-                     mocap_rigs.describe_map(loaded.joint_map))
-  elif loaded.map_name == 'user' and user_label:
-    report.joint_map(relative, user_label, mocap_rigs.describe_map(loaded.joint_map))
-  return loaded.positions
+    self.report.skipped(self.split, 'no joint map fits')
 
 
 def write_template(path: pathlib.Path, error: JointMapError) -> pathlib.Path:
