@@ -38,9 +38,6 @@ _SIDE_PATTERNS = (  # tried in order on the name without namespace and prefix
     re.compile(r'^(?P<side>[lrLR])(?P<base>[A-Z][a-z0-9].*)$'),  # lThigh, LHipJoint, not ROOT
     re.compile(rf'^(?P<base>.+?){_SEP}+(?P<side>[lr])$', re.IGNORECASE),  # thigh.L, hip_r
 )
-# Bones that share a limb segment with the joint that bends it (Daz lShldrTwist, HumanIK
-# LeftArmRoll): never the joint of a body part.
-_TWIST = re.compile(r'twist|roll|share')
 HEAD_TOP_BASES = ('headtopend', 'headtop', 'headtopnub', 'headnub', 'headend')
 
 
@@ -126,11 +123,11 @@ class _Skeleton:
 
   def pick(self, side: str | None, bases: Sequence[str], below: int | None = None) -> int | None:
     """The joint nearest the root with `side` and the first of `bases` present (optionally a
-    descendant of `below`); twist bones never."""
+    descendant of `below`). Bases match whole, so twist and roll bones (Daz lShldrTwist, HumanIK
+    LeftArmRoll: on the segment, not at its joint) are never picked."""
     for base in bases:
       found = [j for j, (s, b) in enumerate(zip(self.sides, self.bases))
-               if s == side and b == base and not _TWIST.search(b)
-               and (below is None or below in self.ancestors(j))]
+               if s == side and b == base and (below is None or below in self.ancestors(j))]
       if found:
         return min(found, key=lambda j: self.depths[j])
     return None
