@@ -1,9 +1,11 @@
 """Real mocap (BVH, ASF/AMC) -> MotionBERT H36M-17 clips: a dataset source module.
 
 Each recording is parsed (`mocap_bvh`, `mocap_asfamc`), its joints gathered into H36M-17
-(`mocap_maps`), turned Z-up and metric, resampled to `fps` and cut into clips of `clip_len` frames
-every `stride` frames. Clips are stored in MotionBERT's normalised camera-like units, the
-convention of the official AMASS preprocessing: from Z-up metres p, p @ [[1,0,0],[0,0,1],[0,-1,0]]
+(`mocap_maps`: a built-in map, else one inferred from the rig's joint names by `mocap_rigs`, or a
+user map; where none fits, a build writes a template map beside the file), turned Z-up and
+metric, resampled to `fps` and cut into clips of `clip_len` frames every `stride` frames. Clips
+are stored in MotionBERT's normalised camera-like units, the convention of the official AMASS
+preprocessing: from Z-up metres p, p @ [[1,0,0],[0,0,1],[0,-1,0]]
 (x stays, y' = -z points down like image y, z' = y is depth), times 0.298. A camera view is a turn
 of the whole scene about the vertical axis through the origin by `yaw` degrees, before that change.
 
@@ -17,8 +19,10 @@ recordings shipped with the checkout are in data_prep/assets/mocap.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
+import tempfile
 import types
 from typing import Iterator, Sequence
 
@@ -27,7 +31,7 @@ import numpy as np
 
 from mbjax.data import mocap_asfamc
 from mbjax.data import mocap_bvh
-from mbjax.data import mocap_maps, source_files
+from mbjax.data import mocap_maps, mocap_rigs, source_files
 from mbjax.data.report import BuildReport
 
 NAME = 'mocap'
@@ -47,6 +51,9 @@ WORLD_TO_CAMERA = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 MOTION_SUFFIXES = ('.bvh', '.amc')
 
 JointMapError = mocap_maps.JointMapError
+# A joint map for all files: {H36M index: name or [names]}, or the path of a JSON map file.
+UserMap = mocap_maps.JointMap | str | os.PathLike | None
+TEMPLATE_SUFFIX = '.joint_map.json'  # template maps: <recording stem>.joint_map.json beside it
 
 
 def read_mocap(path: str | os.PathLike) -> mocap_maps.MocapMotion:
@@ -66,15 +73,26 @@ def read_mocap(path: str | os.PathLike) -> mocap_maps.MocapMotion:
   raise ValueError(f'{path}: expected a .bvh or .amc file')
 
 
-def load_h36m17(path: str | os.PathLike, *, joint_map: mocap_maps.JointMap | None = None,
+@dataclasses.dataclass
+class MappedRecording:
+  """A recording as H36M-17 with the joint map it was read with (see `load_mapped`)."""
+
+  positions: np.ndarray  # (T, 17, 3) float64, metres, Z-up
+  fps: float
+  map_name: str  # 'user', a mocap_maps.BUILTIN_MAPS key or 'inferred:<mocap_rigs.RIGS key>'
+  joint_map: mocap_maps.JointMap
+
+
+def load_h36m17(path: str | os.PathLike, *, joint_map: UserMap = None,
                 up: str | None = None, fps: float | None = None,
                 metres_per_unit: float | None = None) -> tuple[np.ndarray, float]:
   """A recording as H36M-17 joint positions in metres, Z-up.
 
   Args:
     path: a .bvh or .amc file.
-    joint_map: {H36M index: joint name or list of names to average}; None picks a built-in map
-      (`mocap_maps.BUILTIN_MAPS`) whose joints are all in the file.
+    joint_map: {H36M index: joint name or list of names to average}, or the path of a JSON map
+      (`mocap_rigs.read_user_map`); None picks a built-in map (`mocap_maps.BUILTIN_MAPS`) whose
+      joints are all in the file, else one inferred from the joint names (`mocap_rigs`).
     up: 'y' or 'z', the file's up axis; None detects it from the rest pose.
     fps: resample to this rate (linear interpolation); None keeps the recorded rate.
     metres_per_unit: the file's length unit; None uses the ASF `:units`, or for BVH the known unit
@@ -84,12 +102,23 @@ def load_h36m17(path: str | os.PathLike, *, joint_map: mocap_maps.JointMap | Non
     (positions (T, 17, 3) float64, metres, Z-up; their frame rate).
 
   Raises:
-    JointMapError: no map fits (the message lists the file's joints).
+    JointMapError: no map fits (the message lists the joints not placed and the file's joints).
     ValueError: malformed, truncated or non-finite input (the message names file and line).
   """
+  loaded = load_mapped(path, joint_map=joint_map, up=up, fps=fps,
+                       metres_per_unit=metres_per_unit)
+  return loaded.positions, loaded.fps
+
+
+def load_mapped(path: str | os.PathLike, *, joint_map: UserMap = None, up: str | None = None,
+                fps: float | None = None,
+                metres_per_unit: float | None = None) -> MappedRecording:
+  """`load_h36m17` (same arguments), also returning which joint map was used."""
   motion = read_mocap(path)
   where = str(motion.path)
-  map_name, chosen = mocap_maps.select_joint_map(motion.names, where, joint_map)
+  if isinstance(joint_map, (str, os.PathLike)):
+    joint_map = mocap_rigs.read_user_map(joint_map)
+  map_name, chosen = mocap_rigs.select_joint_map(motion.names, motion.parents, where, joint_map)
   # The official AMASS preprocessing regresses H36M-17 from SMPL meshes; skeletons are mapped
   # joint by joint here (mocap_maps), with no mesh.
   rest = mocap_maps.to_h36m17(motion.names, motion.rest, chosen)
@@ -103,9 +132,10 @@ def load_h36m17(path: str | os.PathLike, *, joint_map: mocap_maps.JointMap | Non
     logging.info('%s: joint map %s, %s-up, unit %s (%.5f m)', where, map_name, up, unit,
                  metres_per_unit)
   positions = mocap_maps.to_z_up(joints, up) * metres_per_unit
+  rate = motion.fps
   if fps is not None and fps != motion.fps:
-    return resample(positions, motion.fps, fps), float(fps)
-  return positions, motion.fps
+    positions, rate = resample(positions, motion.fps, fps), float(fps)
+  return MappedRecording(positions, rate, map_name, chosen)
 
 
 def to_motionbert(positions_zup_m: np.ndarray, yaw_deg: float = 0.0) -> np.ndarray:
@@ -161,7 +191,7 @@ def motion_files(source: str | os.PathLike) -> list[pathlib.Path]:
 def generate(source: pathlib.Path, split: str, report: BuildReport, *,
              test_files: Sequence[str] = ('131_03_hop',), yaws: Sequence[float] = (0.0,),
              fps: float = 50.0, clip_len: int = 243, stride: int = 81,
-             joint_map: mocap_maps.JointMap | None = None,
+             joint_map: mocap_maps.JointMap | str | None = None,
              up: str | None = None) -> Iterator[tuple[str, dict]]:
   """Yields (key, example) for each clip and camera yaw of the recordings of one split.
 
@@ -178,7 +208,9 @@ def generate(source: pathlib.Path, split: str, report: BuildReport, *,
     fps: frame rate of the clips.
     clip_len: frames per clip.
     stride: frames between clip starts.
-    joint_map: for all files; None picks a built-in map per file.
+    joint_map: for all files: {H36M index: name or [names]} or the path of a JSON map (e.g. a
+      filled-in template); None picks a built-in map per file, else infers one from the joint
+      names (reported); a file no map fits is skipped and a template map is written beside it.
     up: 'y' or 'z' for all files; None detects it per file.
 
   Yields:
@@ -195,6 +227,7 @@ def generate(source: pathlib.Path, split: str, report: BuildReport, *,
   if len(set(yaws)) != len(yaws):
     raise ValueError(f'{NAME}: yaws must be distinct, got {list(yaws)}')
   source = pathlib.Path(source)
+  loader = _BuildLoader(split, report, joint_map, up, fps)
   for path in motion_files(source):
     if ('test' if path.stem in test_files else 'train') != split:
       continue
@@ -203,15 +236,8 @@ def generate(source: pathlib.Path, split: str, report: BuildReport, *,
       logging.warning('%s: skipped, no .asf skeleton beside it', path)
       report.skipped(split, 'no .asf skeleton for the .amc')
       continue
-    try:
-      positions, _ = load_h36m17(path, joint_map=joint_map, up=up, fps=fps)
-    except (OSError, UnicodeDecodeError) as error:
-      logging.warning('%s: skipped, unreadable: %s', path, error)
-      report.skipped(split, 'unreadable')
-      continue
-    except JointMapError as error:
-      logging.warning('skipped: %s', error)
-      report.skipped(split, 'no joint map fits')
+    positions = loader.load(path, relative)
+    if positions is None:
       continue
     n_frames = len(positions)
     if n_frames < clip_len // 3:
@@ -234,6 +260,75 @@ def generate(source: pathlib.Path, split: str, report: BuildReport, *,
             'yaw': np.float32(yaw),
             'start_frame': np.int32(start),
         }
+
+
+class _BuildLoader:
+  """Loads the files of one split for `generate`, reporting the maps used and the files skipped.
+
+  An inferred map, or a user map read from a file, goes into the report. Where no map fits, a
+  template map is written (`write_template`), once per skeleton (the files of one rig share it).
+  """
+
+  def __init__(self, split: str, report: BuildReport, joint_map: UserMap, up: str | None,
+               fps: float):
+    self.split, self.report, self.up, self.fps = split, report, up, fps
+    self.user_label = ''
+    if isinstance(joint_map, (str, os.PathLike)):
+      self.user_label = f'user map {joint_map}'
+      joint_map = mocap_rigs.read_user_map(joint_map)  # once, failing before any file is read
+    self.joint_map = joint_map
+    self.templates: dict[tuple[str, ...], pathlib.Path] = {}  # joint names -> template
+
+  def load(self, path: pathlib.Path, relative: str) -> np.ndarray | None:
+    """H36M-17 positions (T, 17, 3) of one file, or None when it is skipped (reported)."""
+    try:
+      loaded = load_mapped(path, joint_map=self.joint_map, up=self.up, fps=self.fps)
+    except (OSError, UnicodeDecodeError) as error:
+      logging.warning('%s: skipped, unreadable: %s', path, error)
+      self.report.skipped(self.split, 'unreadable')
+      return None
+    except JointMapError as error:
+      self._unmapped(path, relative, error)
+      return None
+    if loaded.map_name.startswith('inferred:'):
+      label = mocap_rigs.RIGS[loaded.map_name.split(':', 1)[1]].label
+      self.report.joint_map(relative, f'{label}, inferred from joint names',
+                            mocap_rigs.describe_map(loaded.joint_map))
+    elif loaded.map_name == 'user' and self.user_label:
+      self.report.joint_map(relative, self.user_label, mocap_rigs.describe_map(loaded.joint_map))
+    return loaded.positions
+
+  def _unmapped(self, path: pathlib.Path, relative: str, error: JointMapError) -> None:
+    message = str(error)
+    if error.unplaced:
+      skeleton = tuple(error.names)
+      if skeleton not in self.templates:
+        self.templates[skeleton] = write_template(path, error)
+      template = self.templates[skeleton]
+      self.report.unmapped_file(relative, error.unplaced, str(template),
+                                f'fill in the nulls, then rebuild with --opt joint_map={template}')
+      message += f'; a template map is at {template}'
+    logging.warning('skipped: %s', message)
+    self.report.skipped(self.split, 'no joint map fits')
+
+
+def write_template(path: pathlib.Path, error: JointMapError) -> pathlib.Path:
+  """Writes the template map of a recording no map fits: `<stem>.joint_map.json` beside it, or
+  in the temporary folder where that folder is read-only; an existing file is kept as is.
+
+  Returns:
+    The template's path.
+  """
+  for folder in (path.parent, pathlib.Path(tempfile.gettempdir()) / 'mbjax_joint_maps'):
+    target = folder / f'{path.stem}{TEMPLATE_SUFFIX}'
+    try:
+      folder.mkdir(parents=True, exist_ok=True)
+      mocap_rigs.write_template(target, str(path), error.names, error.partial)
+      return target
+    except OSError as write_error:
+      logging.warning('%s: cannot write the template map: %s', target, write_error)
+  raise OSError(f'{path}: cannot write a template joint map beside it or in '
+                f'{tempfile.gettempdir()}')
 
 
 # `writer.build` passes the build options to `module_for` to get FEATURES (clip_len).

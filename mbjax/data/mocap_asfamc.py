@@ -360,6 +360,8 @@ def read_asf_amc(asf_path: str | os.PathLike, amc_path: str | os.PathLike, *,
   """
   asf = parse_asf(asf_path)
   names, positions = forward_kinematics(asf, parse_amc(amc_path, asf))
+  parent_of = {b.name: b.parent for b in asf.bones}
   return mocap_maps.MocapMotion(
       path=pathlib.Path(amc_path), names=names, positions=positions,
-      rest=forward_kinematics(asf)[1][0], fps=float(fps), metres_per_unit=asf.metres_per_unit)
+      rest=forward_kinematics(asf)[1][0], fps=float(fps), metres_per_unit=asf.metres_per_unit,
+      parents=[-1] + [names.index(parent_of[n]) for n in names[1:]])

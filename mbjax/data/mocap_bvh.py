@@ -279,4 +279,5 @@ def read_bvh(path: str | os.PathLike) -> mocap_maps.MocapMotion:
       rest=forward_kinematics(bvh.joints)[0],
       fps=bvh.fps,
       metres_per_unit=None,  # BVH does not state its unit; mocap.py infers it from the skeleton
+      parents=[j.parent for j in bvh.joints],
   )

@@ -89,6 +89,7 @@ class MocapMotion:
     rest: (J, 3) positions of the rest pose (all rotations zero), file units and axes.
     fps: frames per second.
     metres_per_unit: the file's length unit in metres, or None where the format does not say.
+    parents: parent index of each joint (-1 for the root), parents first; None if not known.
   """
 
   path: pathlib.Path
@@ -97,10 +98,24 @@ class MocapMotion:
   rest: np.ndarray
   fps: float
   metres_per_unit: float | None
+  parents: list[int] | None = None
 
 
 class JointMapError(ValueError):
-  """No joint map fits a recording's skeleton."""
+  """No joint map fits a recording's skeleton.
+
+  Attributes:
+    unplaced: H36M joint names that could not be placed (empty when not known).
+    partial: {H36M index: name(s)} of the joints that were placed, for a template user map.
+    names: the recording's joint names (empty when not given).
+  """
+
+  def __init__(self, message: str, unplaced: Sequence[str] = (),
+               partial: JointMap | None = None, names: Sequence[str] = ()):
+    super().__init__(message)
+    self.unplaced = list(unplaced)
+    self.partial = dict(partial or {})
+    self.names = list(names)
 
 
 def axis_rotations(axis: str, angles_rad: np.ndarray) -> np.ndarray:
