@@ -61,7 +61,8 @@ def get_config(arg: str = 'lite') -> ml_collections.ConfigDict:
                   dict(name='h36m', split='train', key='joint_3d', key_2d='joint_2d')],
       sources_2d=[dict(name='posetrack', split='train', key='joint_2d', noise=True),
                   dict(name='instavariety', split='train', key='joint_2d', noise=False)],
-      num_workers=0, prefetch=2)
+      # Keep the first `fraction` of every training source's clips (scaling sweeps' data axis).
+      fraction=1.0, num_workers=0, prefetch=2)
   c.evals = ml_collections.ConfigDict()
 
   common.add_runtime(c)

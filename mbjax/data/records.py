@@ -8,6 +8,7 @@ it with numpy (`builder_from_directory(...).as_data_source(split)`), without Ten
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 
 import numpy as np
@@ -98,9 +99,26 @@ def load_spec(spec, data_dir: str | pathlib.Path):
   """The records a config entry names: `dict(name=..., split='train', data_dir=None)`, its own
   `data_dir` or else the config's.
 
+  `fraction=0.25` keeps the first quarter of the (subject-filtered) records (`first_fraction`).
   `subjects=('S8',)` keeps only the clips of those Human3.6M subjects, `exclude_subjects=('S8',)`
   drops them (records with an H36M `source` field; see `mbjax.data.subjects`).
   """
   source = load(spec['name'], spec.get('split', 'train'), data_dir=spec.get('data_dir') or data_dir)
-  return subjects.filter_subjects(source, subjects=spec.get('subjects') or (),
-                                  exclude_subjects=spec.get('exclude_subjects') or ())
+  source = subjects.filter_subjects(source, subjects=spec.get('subjects') or (),
+                                    exclude_subjects=spec.get('exclude_subjects') or ())
+  return first_fraction(source, spec.get('fraction', 1.0))
+
+
+def first_fraction(source, fraction: float):
+  """The first ceil(fraction x n) records of `source` (all of them for 1.0): a data-scaling axis.
+
+  Builders store the clips of one recording together, so a smaller fraction holds fewer
+  recordings rather than a thinner sample of the same ones.
+  """
+  fraction = float(fraction)
+  if not 0.0 < fraction <= 1.0:
+    raise ValueError(f'{source!r}: fraction={fraction} must be in (0, 1]')
+  if fraction == 1.0:
+    return source
+  kept = max(1, math.ceil(fraction * len(source)))
+  return subjects.SubsetSource(source, np.arange(kept), f'fraction={fraction:g}')

@@ -60,7 +60,7 @@ def _add_data(c: ml_collections.ConfigDict) -> None:
       data_dir='',  # set by the demo: <workdir>/tfds
       sources_3d=[dict(name='mocap', split='train', key='joints3d')],
       sources_2d=[dict(name='wild', split='train', key='joint_2d', noise=True)],
-      num_workers=0, prefetch=2)
+      fraction=1.0, num_workers=0, prefetch=2)
   # Held-out recording from 4 yaws the training views never use; built into its own data_dir.
   c.evals = ml_collections.ConfigDict()
   c.evals.lifting = dict(type='lifting', name='mocap', split='test', key='joints3d',

@@ -75,11 +75,18 @@ def make_curriculum(config) -> pipelines.Curriculum:
                              noise=noise if spec.get('noise', False) else None,
                              scale_range=tuple(aug.scale_range_2d), **corruption)
     phases_2d.append(pipelines.Phase(spec['name'], pipelines.KIND_2D,
-                                     records.load_spec(spec, config.data.data_dir),
+                                     records.load_spec(_scaled(spec, config),
+                                                       config.data.data_dir),
                                      _inputs(config, make)))
   return pipelines.Curriculum(phases_3d, phases_2d, epochs=config.epochs,
                               curriculum_3d_epochs=config.curriculum_3d_epochs,
                               global_batch=config.batch_size)
+
+
+def _scaled(spec, config) -> dict:
+  """`spec` keeping `config.data.fraction` (default 1) of its records: the data axis of scaling
+  sweeps (`records.first_fraction`), on top of the spec's own `fraction`."""
+  return dict(spec, fraction=spec.get('fraction', 1.0) * config.data.get('fraction', 1.0))
 
 
 def _phase_3d(config, noise, corruption: dict) -> pipelines.Phase:
@@ -99,7 +106,8 @@ def _phase_3d(config, noise, corruption: dict) -> pipelines.Phase:
         raise ValueError(f'synthetic=False takes the stored 2D of every 3D source, but source '
                          f'{spec["name"]!r} names none (give it key_2d, e.g. \'joint_2d\')')
       fields['joint_2d'] = spec['key_2d']
-    sources.append(pipelines.FieldSource(records.load_spec(spec, data.data_dir), fields))
+    sources.append(pipelines.FieldSource(records.load_spec(_scaled(spec, config),
+                                                           data.data_dir), fields))
   _check_one_clip_length(data.sources_3d, sources)
   make = functools.partial(pipelines.pretrain_3d_example, key='joint_3d',
                            key_2d='joint_2d' if stored_2d else None, noise=noise,
