@@ -18,6 +18,9 @@ Config fields read by `make_optimizer` (an `ml_collections.ConfigDict` or a mapp
   partial_train: None, or regexes of the only parameters that are trained.
   freeze_patterns: regexes of parameters that are not trained (default none).
 Patterns are matched with `re.search`; anchor them ('^head/') to match a prefix only.
+Read from `config.model` (when there is one): parameterization='mup' chains muP's per-parameter
+learning-rate factors after the groups (`mbjax.models.mup`: hidden kernels x mup_base_width /
+dim_feat); 'standard' (the default) leaves the optimiser as above.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from mbjax.models import mup
 
 BACKBONE, HEAD, FROZEN = 'backbone', 'head', 'frozen'
 
@@ -211,7 +216,18 @@ def make_optimizer(config: Any, *, steps_per_epoch: int | None = None, params: A
     frozen_mask = lambda tree: jax.tree.map(lambda label: label == FROZEN, labels(tree))
     tx = optax.chain(optax.masked(optax.set_to_zero(), frozen_mask),
                      optax.clip_by_global_norm(grad_clip), tx)
+  m = _mup_width_mult(config)
+  if m is not None:
+    tx = optax.chain(tx, mup.scale_by_lr_multipliers(m))  # stateless: adds no moments
   return tx
+
+
+def _mup_width_mult(config: Any) -> float | None:
+  """muP's width multiplier of `config.model`; None for 'standard' or without a model block."""
+  model = _get(config, 'model', None)
+  if model is None:
+    return None
+  return mup.model_width_mult(model if hasattr(model, 'get') else dict(model))
 
 
 def schedules(config: Any, *, steps_per_epoch: int | None = None,
