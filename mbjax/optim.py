@@ -195,6 +195,7 @@ def make_optimizer(config: Any, *, steps_per_epoch: int | None = None, params: A
   weight_decay = float(_get(config, 'weight_decay', DEFAULT_WEIGHT_DECAY))
   group_schedules = schedules(config, steps_per_epoch=steps_per_epoch, epoch_starts=epoch_starts)
   grad_clip = float(_get(config, 'grad_clip', 0.0))
+  m = _mup_width_mult(config)
   _check_patterns(params, config)
   counts = label_counts(params, config)
   if not counts.get(BACKBONE) and not counts.get(HEAD):
@@ -216,7 +217,6 @@ def make_optimizer(config: Any, *, steps_per_epoch: int | None = None, params: A
     frozen_mask = lambda tree: jax.tree.map(lambda label: label == FROZEN, labels(tree))
     tx = optax.chain(optax.masked(optax.set_to_zero(), frozen_mask),
                      optax.clip_by_global_norm(grad_clip), tx)
-  m = _mup_width_mult(config)
   if m is not None:
     tx = optax.chain(tx, mup.scale_by_lr_multipliers(m))  # stateless: adds no moments
   return tx
