@@ -23,8 +23,10 @@ parameter's learning rate scaled); `mbjax.optim.make_optimizer` chains them afte
 groups when the model config asks for muP, so the trainer has no special case.
 
 Width is varied at fixed num_heads (d_head grows with m) and with dim_rep scaling along with
-dim_feat, as in TINY; pre_logits is then a hidden matrix. Parameters outside the DSTformer (the
-`head/` of ActionNet and MeshNet, beside `backbone/`) keep the standard rules.
+dim_feat, as in TINY; pre_logits is then a hidden matrix. The ts_attn fusion (2 * dim_feat -> 2)
+is readout-shaped but zero-initialised: Adam lr / m on it is muP's readout rule (multiplier 1/m,
+lr x1) in its equivalent form (up to Adam's eps). Parameters outside the DSTformer (the `head/`
+of ActionNet and MeshNet, beside `backbone/`) keep the standard rules.
 """
 
 from __future__ import annotations
