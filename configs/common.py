@@ -129,11 +129,15 @@ def add_input_switches(c: ml_collections.ConfigDict) -> None:
 
 
 def model(size: dict) -> dict:
-  """DSTformer fields: the official constructor arguments at `size`, plus the scale-out knobs."""
+  """DSTformer fields: the official constructor arguments at `size`, plus the scale-out knobs.
+
+  parameterization='mup' (mbjax/models/mup.py) makes lr tuned at dim_feat=mup_base_width transfer
+  to wider models; 'standard' is the official parameterisation.
+  """
   return dict(size, dim_in=3, dim_out=3, num_joints=17, drop_rate=0.0, attn_drop_rate=0.0,
               drop_path_rate=0.0, att_fuse=True, dtype='float32', param_dtype='float32',
               attention_impl='einsum', remat_policy='none', scan_layers=False,
-              init_scheme='official')
+              init_scheme='official', parameterization='standard', mup_base_width=64)
 
 
 def add_optimizer(c: ml_collections.ConfigDict, *, epochs: int, batch_size: int, lr: float,

@@ -18,6 +18,9 @@ Config fields read by `make_optimizer` (an `ml_collections.ConfigDict` or a mapp
   partial_train: None, or regexes of the only parameters that are trained.
   freeze_patterns: regexes of parameters that are not trained (default none).
 Patterns are matched with `re.search`; anchor them ('^head/') to match a prefix only.
+Read from `config.model` (when there is one): parameterization='mup' chains muP's per-parameter
+learning-rate factors after the groups (`mbjax.models.mup`: hidden kernels x mup_base_width /
+dim_feat); 'standard' (the default) leaves the optimiser as above.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from mbjax.models import mup
 
 BACKBONE, HEAD, FROZEN = 'backbone', 'head', 'frozen'
 
@@ -190,6 +195,7 @@ def make_optimizer(config: Any, *, steps_per_epoch: int | None = None, params: A
   weight_decay = float(_get(config, 'weight_decay', DEFAULT_WEIGHT_DECAY))
   group_schedules = schedules(config, steps_per_epoch=steps_per_epoch, epoch_starts=epoch_starts)
   grad_clip = float(_get(config, 'grad_clip', 0.0))
+  m = _mup_width_mult(config)
   _check_patterns(params, config)
   counts = label_counts(params, config)
   if not counts.get(BACKBONE) and not counts.get(HEAD):
@@ -211,7 +217,17 @@ def make_optimizer(config: Any, *, steps_per_epoch: int | None = None, params: A
     frozen_mask = lambda tree: jax.tree.map(lambda label: label == FROZEN, labels(tree))
     tx = optax.chain(optax.masked(optax.set_to_zero(), frozen_mask),
                      optax.clip_by_global_norm(grad_clip), tx)
+  if m is not None:
+    tx = optax.chain(tx, mup.scale_by_lr_multipliers(m))  # stateless: adds no moments
   return tx
+
+
+def _mup_width_mult(config: Any) -> float | None:
+  """muP's width multiplier of `config.model`; None for 'standard' or without a model block."""
+  model = _get(config, 'model', None)
+  if model is None:
+    return None
+  return mup.model_width_mult(model if hasattr(model, 'get') else dict(model))
 
 
 def schedules(config: Any, *, steps_per_epoch: int | None = None,

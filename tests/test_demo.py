@@ -37,7 +37,7 @@ DEMO_MODEL = dict(dim_feat=64, dim_rep=64, depth=2, num_heads=4, mlp_ratio=2, ma
                   dim_in=3, dim_out=3, num_joints=17, drop_rate=0.0, attn_drop_rate=0.0,
                   drop_path_rate=0.0, att_fuse=True, dtype='float32', param_dtype='float32',
                   attention_impl='xla', remat_policy='none', scan_layers=False,
-                  init_scheme='fan_in')
+                  init_scheme='fan_in', parameterization='standard', mup_base_width=64)
 
 
 def _flat(d: dict, prefix: str = '') -> dict:

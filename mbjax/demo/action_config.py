@@ -34,6 +34,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
                  attn_drop_rate=0.0, drop_path_rate=0.0, att_fuse=True, dtype='float32',
                  param_dtype='float32', attention_impl='xla', remat_policy='none',
                  scan_layers=False, init_scheme='fan_in',  # as the pose demo, for a short run
+                 parameterization='standard', mup_base_width=64,
                  # dropout 0.1 instead of the official 0.5: with the tiny backbone and 336 steps,
                  # 0.5 ends at 54 % top-1 on the unseen yaws, 0.1 at 71 % (README, "Actions").
                  head=dict(version='class', num_classes=0, dropout_ratio=0.1, hidden_dim=2048))

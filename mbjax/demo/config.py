@@ -28,7 +28,7 @@ def _model() -> dict:
               # Two departures from the official recipe, each needed in this CPU budget
               # (README, "Demo", measures all four combinations): fan-in init instead of std
               # .02, whose near-uniform attention a 630-step run never leaves at dim 64 ...
-              init_scheme='fan_in')
+              init_scheme='fan_in', parameterization='standard', mup_base_width=64)
 
 
 def _add_schedule(c: ml_collections.ConfigDict) -> None:

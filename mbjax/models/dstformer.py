@@ -19,6 +19,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mbjax.models import mup
+
 Dtype = Any
 
 # Sizes of the released checkpoints (official configs MB_release / MB_lite).
@@ -53,10 +55,15 @@ def trunc_normal_init(std: float = 0.02) -> Callable:
 INIT_SCHEMES = ('official', 'fan_in')
 
 
-def _kernel_init(init_scheme: str) -> Callable:
+def _kernel_init(init_scheme: str, scale: float = 1.0) -> Callable:
+  """The scheme's kernel init, its draws times `scale` (muP width factors; 1 otherwise)."""
   if init_scheme == 'fan_in':
-    return nn.initializers.variance_scaling(1.0, 'fan_in', 'truncated_normal')
-  return trunc_normal_init()
+    init = nn.initializers.variance_scaling(1.0, 'fan_in', 'truncated_normal')
+  else:
+    init = trunc_normal_init()
+  if scale == 1.0:
+    return init
+  return lambda key, shape, dtype=jnp.float32: (init(key, shape, jnp.float32) * scale).astype(dtype)
 
 
 def _embed_init(init_scheme: str) -> Callable:
@@ -64,13 +71,15 @@ def _embed_init(init_scheme: str) -> Callable:
 
 
 def _dense(features: int, logical_axes: tuple[str, str], *, dtype, param_dtype, name: str,
-           use_bias: bool = True, init_scheme: str = 'official') -> nn.Dense:
+           use_bias: bool = True, init_scheme: str = 'official',
+           init_scale: float = 1.0) -> nn.Dense:
   return nn.Dense(
       features,
       use_bias=use_bias,
       dtype=dtype,
       param_dtype=param_dtype,
-      kernel_init=nn.with_logical_partitioning(_kernel_init(init_scheme), logical_axes),
+      kernel_init=nn.with_logical_partitioning(_kernel_init(init_scheme, init_scale),
+                                               logical_axes),
       bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), logical_axes[1:]),
       name=name,
   )
@@ -106,6 +115,8 @@ class Attention(nn.Module):
   proj_drop: float = 0.0
   impl: str = 'einsum'
   init_scheme: str = 'official'
+  init_scale: float = 1.0  # on the qkv / proj kernel init (muP; see mbjax/models/mup.py)
+  logit_scale: float | None = None  # q.k multiplier; None: 1/sqrt(d_head), the official
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -115,7 +126,8 @@ class Attention(nn.Module):
     H = self.num_heads
     hd = C // H
     qkv = _dense(3 * C, ('embed', 'qkv'), dtype=self.dtype, param_dtype=self.param_dtype,
-                 name='qkv', use_bias=self.qkv_bias, init_scheme=self.init_scheme)(x)
+                 name='qkv', use_bias=self.qkv_bias, init_scheme=self.init_scheme,
+                 init_scale=self.init_scale)(x)
     # Official split: qkv(x).reshape(..., 3, H, C // H): q, k, v outer, heads inner.
     qkv = qkv.reshape(B, T, J, 3, H, hd)
     q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
@@ -129,11 +141,11 @@ class Attention(nn.Module):
     out = out.reshape(B, T, J, C)
     out = _constrain(out, 'batch', 'time', 'joints', 'embed')
     out = _dense(C, ('embed_in', 'embed'), dtype=self.dtype, param_dtype=self.param_dtype,
-                 name='proj', init_scheme=self.init_scheme)(out)
+                 name='proj', init_scheme=self.init_scheme, init_scale=self.init_scale)(out)
     return nn.Dropout(self.proj_drop)(out, deterministic=deterministic)
 
   def _einsum_attention(self, q, k, v, deterministic):
-    scale = (q.shape[-1]) ** -0.5
+    scale = (q.shape[-1]) ** -0.5 if self.logit_scale is None else self.logit_scale
     if self.mode == 'spatial':
       logits = jnp.einsum('btjhd,btkhd->bthjk', q, k) * scale
     else:
@@ -147,13 +159,13 @@ class Attention(nn.Module):
   def _fused_attention(self, q, k, v):
     """`jax.nn.dot_product_attention`: cuDNN flash attention on GPU with impl='cudnn'."""
     B, T, J, H, hd = q.shape
-    implementation = 'cudnn' if self.impl == 'cudnn' else None
+    kw = dict(implementation='cudnn' if self.impl == 'cudnn' else None, scale=self.logit_scale)
     if self.mode == 'spatial':
       fold = lambda a: a.reshape(B * T, J, H, hd)
-      out = jax.nn.dot_product_attention(fold(q), fold(k), fold(v), implementation=implementation)
+      out = jax.nn.dot_product_attention(fold(q), fold(k), fold(v), **kw)
       return out.reshape(B, T, J, H, hd)
     fold = lambda a: a.transpose(0, 2, 1, 3, 4).reshape(B * J, T, H, hd)
-    out = jax.nn.dot_product_attention(fold(q), fold(k), fold(v), implementation=implementation)
+    out = jax.nn.dot_product_attention(fold(q), fold(k), fold(v), **kw)
     return out.reshape(B, J, T, H, hd).transpose(0, 2, 1, 3, 4)
 
 
@@ -161,6 +173,7 @@ class Mlp(nn.Module):
   hidden: int
   drop: float = 0.0
   init_scheme: str = 'official'
+  init_scale: float = 1.0  # on the fc1 / fc2 kernel init (muP)
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -168,12 +181,12 @@ class Mlp(nn.Module):
   def __call__(self, x, deterministic: bool = True):
     C = x.shape[-1]
     h = _dense(self.hidden, ('embed', 'mlp'), dtype=self.dtype, param_dtype=self.param_dtype,
-               name='fc1', init_scheme=self.init_scheme)(x)
+               name='fc1', init_scheme=self.init_scheme, init_scale=self.init_scale)(x)
     h = nn.gelu(h, approximate=False)  # torch nn.GELU default: exact erf form
     h = _constrain(h, 'batch', 'time', 'joints', 'mlp')
     h = nn.Dropout(self.drop)(h, deterministic=deterministic)
     h = _dense(C, ('mlp', 'embed'), dtype=self.dtype, param_dtype=self.param_dtype, name='fc2',
-               init_scheme=self.init_scheme)(h)
+               init_scheme=self.init_scheme, init_scale=self.init_scale)(h)
     return nn.Dropout(self.drop)(h, deterministic=deterministic)
 
 
@@ -205,6 +218,8 @@ class Block(nn.Module):
   drop_path: float = 0.0
   attention_impl: str = 'einsum'
   init_scheme: str = 'official'
+  init_scale: float = 1.0  # muP hidden-kernel init factor
+  logit_scale: float | None = None  # muP attention multiplier
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -216,9 +231,10 @@ class Block(nn.Module):
       mode = 'spatial' if axis == 's' else 'temporal'
       attn = Attention(self.dim, self.num_heads, mode, qkv_bias=self.qkv_bias,
                        attn_drop=self.attn_drop, proj_drop=self.drop, impl=self.attention_impl,
-                       init_scheme=self.init_scheme, name=f'attn_{axis}', **kw)
+                       init_scheme=self.init_scheme, init_scale=self.init_scale,
+                       logit_scale=self.logit_scale, name=f'attn_{axis}', **kw)
       mlp = Mlp(int(self.dim * self.mlp_ratio), drop=self.drop, init_scheme=self.init_scheme,
-                name=f'mlp_{axis}', **kw)
+                init_scale=self.init_scale, name=f'mlp_{axis}', **kw)
       x = x + drop_path(attn(_layer_norm(f'norm1_{axis}', **kw)(x), deterministic), deterministic)
       x = x + drop_path(mlp(_layer_norm(f'norm2_{axis}', **kw)(x), deterministic), deterministic)
       x = _constrain(x, 'batch', 'time', 'joints', 'embed')
@@ -304,6 +320,10 @@ class DSTformer(nn.Module):
   remat_policy: str = 'none'  # a key of REMAT_POLICIES
   scan_layers: bool = False  # nn.scan over depth: one compiled layer; params under 'layers'
   init_scheme: str = 'official'  # 'official' | 'fan_in' (see INIT_SCHEMES above)
+  # 'standard' (official) | 'mup': width-transferable learning rates (mbjax/models/mup.py), the
+  # two coinciding at dim_feat == mup_base_width.
+  parameterization: str = 'standard'
+  mup_base_width: int = mup.DEFAULT_BASE_WIDTH
 
   def _check_input(self, x):
     if x.ndim != 4:
@@ -320,12 +340,24 @@ class DSTformer(nn.Module):
       raise ValueError(f'attention_impl={self.attention_impl!r}, expected one of {ATTENTION_IMPLS}')
     if self.init_scheme not in INIT_SCHEMES:
       raise ValueError(f'init_scheme={self.init_scheme!r}, expected one of {INIT_SCHEMES}')
+    mup.check(self.parameterization, self.mup_base_width, where='DSTformer')
     if self.remat_policy not in REMAT_POLICIES:
       raise ValueError(f'remat_policy={self.remat_policy!r}, expected one of {list(REMAT_POLICIES)}')
+
+  def _mup_factors(self) -> dict:
+    """Width factors of muP (mbjax/models/mup.py); all neutral under 'standard'."""
+    if self.parameterization == 'standard':
+      return dict(hidden_init=1.0, logit_scale=None, readout_init=1.0, readout_mult=None)
+    m = mup.width_mult(self.dim_feat, self.mup_base_width)
+    head_dim = self.dim_feat // self.num_heads
+    return dict(hidden_init=mup.hidden_init_scale(self.init_scheme, m),
+                logit_scale=mup.attention_scale(head_dim, self.mup_base_width, self.num_heads),
+                readout_init=mup.readout_init_scale(self.init_scheme, m), readout_mult=1.0 / m)
 
   @nn.compact
   def __call__(self, x, *, train: bool = False, return_rep: bool = False):
     self._check_input(x)
+    factors = self._mup_factors()
     T = x.shape[1]
     deterministic = not train
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
@@ -347,7 +379,8 @@ class DSTformer(nn.Module):
     dpr = [self.drop_path_rate * i / max(self.depth - 1, 1) for i in range(self.depth)]
     block_kw = dict(dim=self.dim_feat, num_heads=self.num_heads, mlp_ratio=self.mlp_ratio,
                     qkv_bias=self.qkv_bias, drop=self.drop_rate, attn_drop=self.attn_drop_rate,
-                    attention_impl=self.attention_impl, **init, **kw)
+                    attention_impl=self.attention_impl, init_scale=factors['hidden_init'],
+                    logit_scale=factors['logit_scale'], **init, **kw)
     if self.scan_layers:
       layers = nn.scan(DepthLayer, variable_axes={'params': 0},
                        split_rngs={'params': True, 'dropout': True}, in_axes=0,
@@ -362,15 +395,19 @@ class DSTformer(nn.Module):
 
     x = _layer_norm('norm', **kw)(x)
     if self.dim_rep:
-      x = jnp.tanh(_dense(self.dim_rep, ('embed', 'rep'), name='pre_logits', **init, **kw)(x))
+      x = jnp.tanh(_dense(self.dim_rep, ('embed', 'rep'), name='pre_logits',
+                          init_scale=factors['hidden_init'], **init, **kw)(x))
     if self.dim_out <= 0:
       return x
-    head = _dense(self.dim_out, ('rep', 'coords'), name='head', **init, **kw)
+    head = _dense(self.dim_out, ('rep', 'coords'), name='head', init_scale=factors['readout_init'],
+                  **init, **kw)
     if return_rep:
       if self.is_initializing():
         head(x)  # create it anyway: official action checkpoints carry backbone.head.*
       return x
-    return head(x)
+    if factors['readout_mult'] is None:
+      return head(x)
+    return head(x) * factors['readout_mult']  # muP readout: output / m
 
 
 def scan_params(params: dict, depth: int) -> dict:

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import flax.linen as nn
 import jax.numpy as jnp
 
+from mbjax.models import mup
 from mbjax.models.dstformer import DSTformer
 from mbjax.models.heads import ActionNet
 
@@ -52,6 +53,7 @@ def dstformer_from_config(model_config: Mapping[str, Any]) -> DSTformer:
     if name in fields:
       fields[name] = resolve_dtype(fields[name], name)
   model = DSTformer(**fields)
+  mup.check(model.parameterization, model.mup_base_width)
   if model.dim_feat % model.num_heads:
     raise ValueError(f'config.model.num_heads={model.num_heads} does not divide '
                      f'config.model.dim_feat={model.dim_feat}')
