@@ -17,7 +17,7 @@ Variants:
 Each run is `get_config(variant)` with its model size, step count (IsoFLOP: the steps that spend
 the budget at that size, `mbjax.sweep.spec.isoflop_steps`), data fraction and the `scaling` dict
 (name, size, budget, steps, data_fraction, metric) that `python -m mbjax.scaling` reads. The
-learning-rate schedule is the recipe's per-epoch decay, truncated at the run's last step.
+learning rate follows a cosine to 10% over each run's own steps (`lr_schedule='cosine'`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from configs import pretrain
 from mbjax.sweep.spec import Run, isoflop_steps
 
 # name -> (dim_feat, depth, num_heads, mlp_ratio); dim_rep follows dim_feat.
-DEMO_SIZES = {'d32_l1': (32, 1, 2, 2), 'd48_l2': (48, 2, 4, 2), 'd64_l3': (64, 3, 4, 2)}
+DEMO_SIZES = {'d32_l1': (32, 1, 2, 2), 'd48_l1': (48, 1, 4, 2), 'd64_l2': (64, 2, 4, 2)}
 DEMO_BUDGETS = (1e12, 2e12, 4e12)
 PRETRAIN_SIZES = {'d256_l5': (256, 5, 8, 4), 'd384_l5': (384, 5, 8, 2), 'd512_l5': (512, 5, 8, 2),
                   'd640_l6': (640, 6, 8, 2), 'd768_l8': (768, 8, 12, 2)}
@@ -54,6 +54,7 @@ def _demo_config() -> ml_collections.ConfigDict:
   from mbjax.demo import config as demo_config
   c = demo_config.get_config()
   c.data.sources_2d = []
+  c.batch_size = 8  # more updates per FLOP: at these budgets the step count decides the loss
   c.epochs = 1000  # runs stop at their own total_steps
   c.curriculum_3d_epochs = c.epochs
   c.checkpoint.every_steps = 200
@@ -71,6 +72,10 @@ def get_config(arg: str = 'demo') -> ml_collections.ConfigDict:
       c.epochs = 1000
       c.curriculum_3d_epochs = 30
     c.total_steps = DATA_STEPS if arg == 'data' else c.get('total_steps', -1)
+    # Each run's learning rate follows a cosine to 10% over its own steps (Hoffmann et al. 2022:
+    # a schedule longer than the run overstates the loss of short runs).
+    c.lr_schedule = 'cosine'
+    c.lr_final_ratio = 0.1
     c.scaling = dict(name='', size='', budget=0.0, steps=0, data_fraction=1.0,
                      metric='lifting/mpjpe_mm')
   return c

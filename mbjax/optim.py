@@ -12,6 +12,9 @@ Config fields read by `make_optimizer` (an `ml_collections.ConfigDict` or a mapp
   lr_head: learning rate of the head group; None -> lr.
   weight_decay: decoupled AdamW weight decay, torch semantics (default 0.01).
   lr_decay: factor applied once per epoch (default 1.0, no decay).
+  lr_schedule: 'epoch_decay' (default, the official schedule above) or 'cosine': a cosine from
+    lr to lr x lr_final_ratio (default 0.1, as Hoffmann et al. 2022) over `total_steps`, which
+    must then be > 0 (scaling sweeps: each run's schedule ends at its own last step).
   warmup_steps: linear warmup steps (default 0, as the official code).
   grad_clip: max global gradient norm over trainable parameters (default 0 = off, as official).
   head_patterns: regexes selecting head parameters (default none).
@@ -45,9 +48,12 @@ DEFAULT_WEIGHT_DECAY = 0.01
 
 
 def lr_schedule(base_lr: float, *, steps_per_epoch: int | None = None, lr_decay: float,
-                warmup_steps: int = 0,
-                epoch_starts: Sequence[int] | None = None) -> optax.Schedule:
+                warmup_steps: int = 0, epoch_starts: Sequence[int] | None = None,
+                cosine_steps: int = 0, final_ratio: float = 0.1) -> optax.Schedule:
   """lr(step) = base_lr * lr_decay ** epoch(step), times an optional warmup ramp.
+
+  With `cosine_steps` > 0 the epoch factor is replaced by a cosine from 1 to `final_ratio` over
+  steps 0..cosine_steps (constant after).
 
   epoch(step) is step // steps_per_epoch (staircase), or, for epochs of unequal length (a data
   curriculum), the index of the last of `epoch_starts` (first step of each epoch, from 0) that is
@@ -80,6 +86,9 @@ def lr_schedule(base_lr: float, *, steps_per_epoch: int | None = None, lr_decay:
     else:
       epoch = jnp.searchsorted(jnp.asarray(starts), step, side='right') - 1
     lr = base_lr * jnp.exp(epoch.astype(jnp.float32) * log_decay)
+    if cosine_steps > 0:
+      done = jnp.minimum(step, cosine_steps).astype(jnp.float32) / cosine_steps
+      lr = base_lr * (final_ratio + (1 - final_ratio) * 0.5 * (1 + jnp.cos(jnp.pi * done)))
     if warmup_steps > 0:
       lr = lr * jnp.minimum(1.0, (step + 1).astype(jnp.float32) / warmup_steps)
     return lr
@@ -230,12 +239,26 @@ def _mup_width_mult(config: Any) -> float | None:
   return mup.model_width_mult(model if hasattr(model, 'get') else dict(model))
 
 
+def _cosine(config: Any) -> dict:
+  """lr_schedule's cosine arguments of `config.lr_schedule` (see the module docstring)."""
+  kind = _get(config, 'lr_schedule', 'epoch_decay')
+  if kind == 'epoch_decay':
+    return {}
+  total = int(_get(config, 'total_steps', -1))
+  if kind != 'cosine':
+    raise ValueError(f'config.lr_schedule={kind!r}: expected \'epoch_decay\' or \'cosine\'')
+  if total <= 0:
+    raise ValueError(f'config.lr_schedule=\'cosine\' runs over config.total_steps, which is '
+                     f'{total}; set --config.total_steps=N')
+  return dict(cosine_steps=total, final_ratio=float(_get(config, 'lr_final_ratio', 0.1)))
+
+
 def schedules(config: Any, *, steps_per_epoch: int | None = None,
               epoch_starts: Sequence[int] | None = None) -> dict[str, optax.Schedule]:
   """The learning-rate schedule of each trained group: 'lr', and 'lr_head' when set (logging)."""
   kwargs = dict(steps_per_epoch=steps_per_epoch, epoch_starts=epoch_starts,
                 lr_decay=float(_get(config, 'lr_decay', 1.0)),
-                warmup_steps=int(_get(config, 'warmup_steps', 0)))
+                warmup_steps=int(_get(config, 'warmup_steps', 0)), **_cosine(config))
   if _get(config, 'lr', None) is None:
     raise ValueError('optimizer config: `lr` is required')
   out = {'lr': lr_schedule(float(_get(config, 'lr', None)), **kwargs)}

@@ -123,3 +123,16 @@ def test_gpu_check_batch_search_doubles_until_out_of_memory(monkeypatch):
   monkeypatch.setattr(gpu_check, '_train_step', broken)
   with pytest.raises(jax.errors.JaxRuntimeError, match='INTERNAL'):
     gpu_check.largest_batch(dict(batch=64, max_batch=1024), 'none')
+
+
+def test_profile_bench_classes_the_ops_of_the_traced_step(tmp_path):
+  proc = _bench('profile', '--variant=tiny', '--batch=1', '--frames=9', '--steps=1',
+                f'--trace_dir={tmp_path}', '--top=5')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  classes = result['classes']
+  assert classes['matmul']['ms'] > 0 and 'elementwise' in classes
+  assert sum(c['share'] for c in classes.values()) == pytest.approx(1.0, abs=0.01)
+  assert sum(c['ms'] for c in classes.values()) == pytest.approx(result['op_ms_per_step'],
+                                                                 rel=0.01)
+  assert len(result['top_ops']) == 5 and list(tmp_path.rglob('*.xplane.pb'))

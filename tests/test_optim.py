@@ -249,3 +249,17 @@ def test_bad_configs_are_reported():
                          params=params)
   with pytest.raises(ValueError, match='`lr` is required'):
     optim.make_optimizer(_config(lr=None), steps_per_epoch=1, params=params)
+
+
+def test_cosine_schedule_ends_at_the_final_ratio_at_total_steps():
+  schedule = optim.schedules(_config(lr=1e-3, lr_schedule='cosine', total_steps=100,
+                                     lr_decay=0.5, warmup_steps=10), steps_per_epoch=7)['lr']
+  lrs = np.array([float(schedule(s)) for s in range(0, 121)])
+  assert lrs[9] == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi * 0.09)) * 0.9 + 1e-4, rel=1e-5)
+  assert lrs[50] == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5), rel=1e-5)  # the epoch decay is off
+  assert lrs[100] == pytest.approx(1e-4, rel=1e-5) and lrs[120] == pytest.approx(1e-4, rel=1e-5)
+  assert np.all(np.diff(lrs[10:101]) <= 0)
+  with pytest.raises(ValueError, match='runs over config.total_steps, which is -1'):
+    optim.schedules(_config(lr_schedule='cosine', total_steps=-1), steps_per_epoch=7)
+  with pytest.raises(ValueError, match="lr_schedule='linear': expected"):
+    optim.schedules(_config(lr_schedule='linear', total_steps=5), steps_per_epoch=7)

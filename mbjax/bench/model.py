@@ -41,7 +41,9 @@ def _attention_impls(choice: str) -> tuple[str, str]:
   return 'xla', 'einsum'
 
 
-def run(args) -> dict:
+def build(args):
+  """(model, compiled forward, compiled train step, params, opt_state, x, y, compile seconds) of
+  the bench's flags: the jitted DSTformer forward and its AdamW train step on random clips."""
   infer_attention, train_attention = _attention_impls(args.attention)
   model = dstformer_from_variant(args.variant, dtype=DTYPES[args.dtype],
                                  attention_impl=train_attention, remat_policy=args.remat)
@@ -65,16 +67,26 @@ def run(args) -> dict:
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
-  result = dict(bench='model', variant=args.variant, batch=B, frames=T, dtype=args.dtype,
-                attention=dict(infer=infer_attention, train=train_attention), remat=args.remat, backend=jax.default_backend(),
-                devices=jax.device_count())
   t0 = time.perf_counter()
   infer = jax.jit(forward).lower(params, x).compile()
   infer_compile = time.perf_counter() - t0
   t0 = time.perf_counter()
   step = jax.jit(train_step, donate_argnums=(0, 1)).lower(params, opt_state, x, y).compile()
   train_compile = time.perf_counter() - t0
+  return dict(model=model, infer=infer, step=step, params=params, opt_state=opt_state, x=x, y=y,
+              attention=dict(infer=infer_attention, train=train_attention),
+              compile_s=(infer_compile, train_compile))
 
+
+def run(args) -> dict:
+  b = build(args)
+  model, infer, step, params, opt_state, x, y = (b[k] for k in (
+      'model', 'infer', 'step', 'params', 'opt_state', 'x', 'y'))
+  infer_compile, train_compile = b['compile_s']
+  B, T = args.batch, args.frames
+  result = dict(bench='model', variant=args.variant, batch=B, frames=T, dtype=args.dtype,
+                attention=b['attention'], remat=args.remat, backend=jax.default_backend(),
+                devices=jax.device_count())
   jax.block_until_ready(infer(params, x))
   infer_s, infer_n = _time(infer, params, x, iters=args.iters, min_seconds=args.min_seconds)
 

@@ -19,7 +19,10 @@ from mbjax.scaling.collect import ScalingError
 PARAMS = ('E', 'A', 'B', 'alpha', 'beta')
 HUBER_DELTA = 1e-3
 MIN_RUNS = 5
-_EXPONENT_BOUNDS = (1e-3, 5.0)
+# Exponents of measured scaling laws lie well inside (0, 2); E lies between the lowest loss / 1e4
+# and the lowest loss (an irreducible loss above a measured one cannot be).
+_EXPONENT_BOUNDS = (1e-3, 2.0)
+_E_RANGE = 1e4
 # The grid of starts, scale-free: each term's share of the typical loss at the median N or D
 # (Hoffmann et al. grid a, b in 0..25 and e in -1..1 assume losses in nats).
 _GRID_EXPONENTS = (0.05, 0.15, 0.3, 0.5, 0.8, 1.2)
@@ -76,7 +79,10 @@ def _grid_values(grid, log_n, log_d, log_l) -> np.ndarray:
 
 
 def _minimise(theta0, log_n, log_d, log_l) -> optimize.OptimizeResult:
-  bounds = [(None, None)] * 3 + [_EXPONENT_BOUNDS] * 2
+  floor = float(np.min(log_l))
+  bounds = [(None, None)] * 2 + [(floor - np.log(_E_RANGE), floor)] + [_EXPONENT_BOUNDS] * 2
+  theta0 = np.clip(theta0, [b[0] if b[0] is not None else -np.inf for b in bounds],
+                   [b[1] if b[1] is not None else np.inf for b in bounds])
   return optimize.minimize(objective, theta0, args=(log_n, log_d, log_l), jac=True,
                            method='L-BFGS-B', bounds=bounds,
                            options=dict(maxiter=2000, ftol=1e-13, gtol=1e-10))

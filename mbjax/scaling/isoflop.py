@@ -44,7 +44,8 @@ def profiles(groups: dict, k: float) -> tuple[list[dict], list[str]]:
       notes.append(f'budget {c:.3g}: the loss is not convex in log N (no minimum); skipped')
       continue
     if not best['inside']:
-      notes.append(f'budget {c:.3g}: N_opt {best["N_opt"]:.3g} lies outside the sizes run')
+      notes.append(f'budget {c:.3g}: N_opt {best["N_opt"]:.3g} lies outside the sizes run '
+                   '(an extrapolation: not used for the exponents)')
     found.append(dict(best, budget=c, D_opt=c / (k * best['N_opt']), sizes=sizes))
   return found, notes
 
@@ -57,7 +58,13 @@ def exponents(budgets, n_opt, d_opt) -> dict:
   return dict(a=float(a), k_N=float(np.exp(log_kn)), b=float(b), k_D=float(np.exp(log_kd)))
 
 
+def _inside(found: list[dict]) -> list[dict]:
+  """The profiles whose minimum lies inside the sizes run: the only ones the exponents use."""
+  return [p for p in found if p['inside']]
+
+
 def _exponents_of(found: list[dict]) -> dict:
+  found = _inside(found)
   return exponents([p['budget'] for p in found], [p['N_opt'] for p in found],
                    [p['D_opt'] for p in found])
 
@@ -72,7 +79,7 @@ def bootstrap(groups: dict, k: float, num: int, rng: np.random.Generator) -> np.
       pick = rng.integers(0, len(n), len(n))
       resampled[c] = (n[pick], loss[pick])
     found, _ = profiles(resampled, k)
-    if len(found) >= 2:
+    if len(_inside(found)) >= 2:
       e = _exponents_of(found)
       samples.append([e['a'], e['b']])
   return np.array(samples).reshape(-1, 2)
@@ -86,9 +93,10 @@ def analyse(budget, n, loss, k: float, num_boot: int, rng: np.random.Generator) 
   if not groups:
     notes.append('no runs with a compute budget (scaling.budget > 0): no IsoFLOP profiles')
   result = dict(profiles=found, notes=notes, exponents=None, intervals=None)
-  if len(found) < 2:
+  if len(_inside(found)) < 2:
     if groups:
-      notes.append(f'{len(found)} usable budget(s), need >= 2 for the IsoFLOP exponents')
+      notes.append(f'{len(_inside(found))} budget(s) with a minimum inside the sizes run, need '
+                   '>= 2 for the IsoFLOP exponents')
     return result
   result['exponents'] = _exponents_of(found)
   samples = bootstrap(groups, k, num_boot, rng)
