@@ -10,11 +10,14 @@ needed, and peak memory stays the same.
 
 The tunables are read by the dynamic loader at process start, so every mbjax command line
 (`mbjax.cli.run`, `python -m mbjax.bench`) re-executes itself once with them set, early, before
-any work. `MBJAX_ALLOCATOR=system` turns this off. Elsewhere than Linux/glibc nothing changes.
+any work. `MBJAX_ALLOCATOR=system` turns this off. Elsewhere than Linux/glibc, and where JAX will
+run on an accelerator (JAX_PLATFORMS names no cpu, or a GPU/TPU plugin is installed and
+JAX_PLATFORMS is unset), nothing changes: device memory has its own allocator.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import sys
@@ -24,12 +27,23 @@ TUNABLES = ('glibc.malloc.arena_max=1', 'glibc.malloc.mmap_max=0',
             f'glibc.malloc.trim_threshold={1 << 44}', f'glibc.malloc.top_pad={1 << 28}')
 NAME = 'glibc-retain'  # what `active()` reports when the tunables are in effect
 _MARKER = 'MBJAX_ALLOCATOR_REEXEC'
+# Packages that make JAX pick an accelerator when JAX_PLATFORMS is unset.
+ACCELERATOR_PLUGINS = ('jax_cuda12_plugin', 'jax_cuda13_plugin', 'jax_rocm60_plugin',
+                       'jax_rocm7_plugin', 'libtpu')
 
 
 def active() -> str:
   """NAME if this process started with the tunables, else 'system'."""
   given = os.environ.get('GLIBC_TUNABLES', '').split(':')
   return NAME if all(t in given for t in TUNABLES) else 'system'
+
+
+def accelerator_expected() -> bool:
+  """Whether JAX will run on a GPU or TPU here (judged without importing JAX)."""
+  platforms = os.environ.get('JAX_PLATFORMS', '')
+  if platforms:
+    return 'cpu' not in platforms.split(',')[0]
+  return any(importlib.util.find_spec(name) is not None for name in ACCELERATOR_PLUGINS)
 
 
 def _main_module() -> str | None:
@@ -44,7 +58,8 @@ def reexec() -> None:
   """Re-executes `python -m <this module> argv...` with TUNABLES, unless switched off, already
   done, not on glibc, or not run with `python -m`. Returns when nothing is to be done."""
   if (os.environ.get(ENV_SWITCH, '') == 'system' or os.environ.get(_MARKER)
-      or active() == NAME or platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc'):
+      or active() == NAME or platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc'
+      or accelerator_expected()):
     return
   module = _main_module()
   if module is None:

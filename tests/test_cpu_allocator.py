@@ -69,3 +69,13 @@ def test_bench_reports_the_allocator(tmp_path):
                         '--min_batches', '2', '--min_seconds', '0'], cwd=ROOT, env=env, capture_output=True, text=True)
   assert out.returncode == 0, out.stderr[-2000:]
   assert json.loads(out.stdout.strip().splitlines()[-1])['allocator'] == cpu_allocator.NAME
+
+
+def test_accelerator_runs_are_left_alone(tmp_path, monkeypatch):
+  assert _probe(tmp_path, JAX_PLATFORMS='cuda')['active'] == 'system'
+  assert _probe(tmp_path, JAX_PLATFORMS='cpu')['active'] == cpu_allocator.NAME
+  monkeypatch.delenv('JAX_PLATFORMS', raising=False)
+  monkeypatch.setattr(cpu_allocator, 'ACCELERATOR_PLUGINS', ('json',))  # "installed"
+  assert cpu_allocator.accelerator_expected()
+  monkeypatch.setattr(cpu_allocator, 'ACCELERATOR_PLUGINS', ('no_such_plugin_here',))
+  assert not cpu_allocator.accelerator_expected()
