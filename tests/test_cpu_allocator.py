@@ -66,7 +66,8 @@ def test_bench_reports_the_allocator(tmp_path):
   env = {k: v for k, v in os.environ.items() if k not in ('MBJAX_ALLOCATOR', 'GLIBC_TUNABLES')}
   env.update(JAX_PLATFORMS='cpu', XLA_FLAGS='')
   out = subprocess.run([sys.executable, '-m', 'mbjax.bench', 'data', '--pipeline', 'pretrain',
-                        '--min_batches', '2', '--min_seconds', '0'], cwd=ROOT, env=env, capture_output=True, text=True)
+                        '--min_batches', '2', '--min_seconds', '0'], cwd=ROOT, env=env,
+                       capture_output=True, text=True)
   assert out.returncode == 0, out.stderr[-2000:]
   assert json.loads(out.stdout.strip().splitlines()[-1])['allocator'] == cpu_allocator.NAME
 

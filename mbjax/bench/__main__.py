@@ -1,5 +1,5 @@
-"""python -m mbjax.bench {model,data,train,infer,export,gpu-check,profile} [--flags]: the last line printed
-is JSON.
+"""python -m mbjax.bench {model,data,train,infer,export,gpu-check,profile} [--flags]: the last
+line printed is JSON.
 
 Each bench has its own absl flags (`python -m mbjax.bench train --help`); `train` takes a config
 as every entry point does, with `--config.key=value` overrides.

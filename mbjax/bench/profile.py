@@ -4,8 +4,10 @@ Traces a few calls of the model bench's compiled train step (or forward, `--call
 `jax.profiler`, reads the trace back (`jax.profiler.ProfileData`, no TensorBoard needed) and sums
 each XLA op's time over all threads. Each op is classed from the compiled HLO: `matmul` (a dot,
 or a fusion holding one: YNNPACK / XNNPACK / oneDNN / Eigen), `reduction`, `transpose/copy`
-(layout changes, perhaps with a bias add fused in), `elementwise`, `other`. The JSON gives milliseconds per step of each class and the top ops; the
-full trace stays in `--trace_dir` for TensorBoard / xprof when given.
+(layout changes, perhaps with a bias add fused in), `elementwise`, `other`. The JSON gives
+milliseconds per step of each class and the top ops; the full trace stays in `--trace_dir` for
+TensorBoard / xprof when given. Times are summed over threads: a library op that parallelises
+inside (YNNPACK) counts once, on the thread that calls it.
 """
 
 from __future__ import annotations
