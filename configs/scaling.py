@@ -5,9 +5,9 @@
   python -m mbjax.sweep --config=configs/scaling.py:pretrain --workdir=/shared/sweep \\
       --config.data.data_dir=/shared/tfds --launcher=slurm --sbatch_args='--gpus-per-node=1'
 
-Variants:
+Variants (then the common switches of configs/common.py, e.g. `pretrain,bf16,fsdp=4`):
   demo      3 sizes x 3 compute budgets on the shipped mocap (built by `prepare` into the sweep
-            folder), 3D-only pretraining with the full corruption; about 10 minutes on 2 CPU
+            folder), 3D-only pretraining with the full corruption; about 11 minutes on 2 CPU
             cores. A toy: its numbers say nothing about real pretraining.
   pretrain  5 sizes (MB-Lite to beyond the release model's width) x 4 budgets (1e17-1e19 FLOPs)
             on AMASS + H36M, the official recipe otherwise (configs/pretrain.py).
@@ -29,7 +29,7 @@ import os
 
 import ml_collections
 
-from configs import pretrain
+from configs import common, pretrain
 from mbjax.sweep.spec import Run, isoflop_steps
 
 # name -> (dim_feat, depth, num_heads, mlp_ratio); dim_rep follows dim_feat.
@@ -43,10 +43,9 @@ DATA_STEPS = 20_000
 VARIANTS = ('demo', 'pretrain', 'data')
 
 
-def _check(arg: str) -> str:
-  if arg not in VARIANTS:
-    raise ValueError(f'configs/scaling.py: unknown variant {arg!r}; variants: {VARIANTS}')
-  return arg
+def _parse(arg: str) -> tuple[str, dict]:
+  """(variant, switches) of `VARIANT[,switch...]`: the common switches (bf16, fsdp=N, ...)."""
+  return common.parse_arg(arg, config_file=__file__, variants=VARIANTS)
 
 
 def _demo_config() -> ml_collections.ConfigDict:
@@ -64,20 +63,22 @@ def _demo_config() -> ml_collections.ConfigDict:
 
 def get_config(arg: str = 'demo') -> ml_collections.ConfigDict:
   """The config every run of the variant starts from (an ordinary trainer config)."""
-  c = _demo_config() if _check(arg) == 'demo' else pretrain.get_config('lite')
+  variant, switches = _parse(arg)
+  c = _demo_config() if variant == 'demo' else pretrain.get_config('lite')
   with c.unlocked():
-    if arg != 'demo':
+    if variant != 'demo':
       c.evals.lifting = dict(type='lifting', name='h36m', split='test', key='joint_3d',
                              every_steps=0, batch_size=64)
       c.epochs = 1000
       c.curriculum_3d_epochs = 30
-    c.total_steps = DATA_STEPS if arg == 'data' else c.get('total_steps', -1)
+    c.total_steps = DATA_STEPS if variant == 'data' else c.get('total_steps', -1)
     # Each run's learning rate follows a cosine to 10% over its own steps (Hoffmann et al. 2022:
     # a schedule longer than the run overstates the loss of short runs).
     c.lr_schedule = 'cosine'
     c.lr_final_ratio = 0.1
     c.scaling = dict(name='', size='', budget=0.0, steps=0, data_fraction=1.0,
                      metric='lifting/mpjpe_mm')
+  common.apply_switches(c, switches)
   return c
 
 
@@ -107,11 +108,11 @@ def _run(name: str, size_name: str, size: tuple, *, steps: int, budget: float = 
 
 def sweep(arg: str = 'demo') -> list[Run]:
   """The runs of the variant (see the module docstring)."""
-  base = get_config(arg)
-  if arg == 'data':
+  base, variant = get_config(arg), _parse(arg)[0]
+  if variant == 'data':
     return [_run(f'{n}_f{f:g}', n, s, steps=DATA_STEPS, fraction=f)
             for (n, s), f in itertools.product(PRETRAIN_SIZES.items(), DATA_FRACTIONS)]
-  sizes, budgets = ((DEMO_SIZES, DEMO_BUDGETS) if arg == 'demo'
+  sizes, budgets = ((DEMO_SIZES, DEMO_BUDGETS) if variant == 'demo'
                     else (PRETRAIN_SIZES, PRETRAIN_BUDGETS))
   runs = []
   for (name, size), budget in itertools.product(sizes.items(), budgets):
@@ -124,7 +125,7 @@ def sweep(arg: str = 'demo') -> list[Run]:
 def prepare(arg: str, sweep_dir: str) -> dict:
   """Before the runs: the demo builds the shipped mocap into <sweep_dir>/data (once) and points
   every run at it; the other variants read datasets built with data_prep."""
-  if arg != 'demo':
+  if _parse(arg)[0] != 'demo':
     return {}
   from mbjax.demo import job
   data = os.path.join(sweep_dir, 'data')

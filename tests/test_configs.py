@@ -21,6 +21,7 @@ CONFIGS = {
     'tests/configs/tiny_action.py': ('some/data_dir', ('ft', 'scratch', 'frozen')),
     'configs/action_ntu120_oneshot.py': ('ft', ()),
     'tests/configs/tiny_oneshot.py': ('some/data_dir', ('scratch',)),
+    'configs/scaling.py': ('pretrain', ()),
 }
 
 

@@ -17,9 +17,12 @@ from mbjax.scaling import fit  # noqa: E402
 FILES = dict(compute='loss_vs_compute.png', isoflop='isoflop.png', fit='fit_vs_measured.png')
 
 
-def frontier(c, loss) -> np.ndarray:
+def frontier(c, loss, rtol: float = 0.01) -> np.ndarray:
   """Indices of the runs on the compute frontier (no run with less compute has a lower loss),
-  by compute."""
+  by compute. Computes within `rtol` of each other count as one (IsoFLOP runs spend their budget
+  to within a step, not exactly)."""
+  c = np.asarray(c, float)
+  c = np.exp(np.round(np.log(c) / np.log1p(rtol)) * np.log1p(rtol))  # one grid value per budget
   order = np.lexsort((loss, c))  # by compute, the lowest loss first among equal compute
   best, keep = np.inf, []
   for i in order:
@@ -30,7 +33,7 @@ def frontier(c, loss) -> np.ndarray:
 
 
 def _title(ax, text: str, suffix: str) -> None:
-  ax.set_title(f'{text} ({suffix})' if suffix else text, fontsize=10)
+  ax.set_title(f'{text}\n({suffix})' if suffix else text, fontsize=10)
 
 
 def _plain_ticks(axis) -> None:
