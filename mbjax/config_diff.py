@@ -19,8 +19,13 @@ from mbjax import metric_writer
 # Fields whose changes leave every step's computation as it was.
 # Dotted keys, or namespaces of them ('checkpoint' covers 'checkpoint.every_steps').
 HARMLESS = ('mesh', 'mesh_devices', 'fsdp', 'tensor_parallel', 'log_every_steps', 'checkpoint',
-            'evals', 'evals_every', 'best_metric', 'best_mode', 'total_steps', 'init_from', 'data.num_workers',
-            'data.prefetch', 'model.attention_impl', 'model.remat_policy', 'allow_config_change')
+            'evals', 'evals_every', 'best_metric', 'best_mode', 'total_steps', 'init_from',
+            'data.num_workers', 'data.prefetch', 'model.attention_impl', 'model.remat_policy',
+            'allow_config_change')
+# Fields added to the configs after runs were started: a config.json without one was trained as
+# if it held this value, so a resume with it is no change.
+ADDED_FIELDS = {'data.fraction': 1.0, 'model.parameterization': 'standard',
+                'model.mup_base_width': 64, 'lr_schedule': 'epoch_decay'}
 
 
 def flatten(tree: Any, prefix: str = '') -> dict[str, Any]:
@@ -41,6 +46,9 @@ def differences(stored: dict, config) -> dict[str, tuple[Any, Any]]:
   """{dotted key: (stored value, new value)} of every field that differs."""
   new = json.loads(json.dumps(metric_writer.json_value(config)))
   a, b = flatten(stored), flatten(new)
+  for key, value in ADDED_FIELDS.items():
+    if key not in a and b.get(key) == value:
+      a[key] = value
   missing = object()
   return {k: (a.get(k, '<absent>'), b.get(k, '<absent>')) for k in sorted(set(a) | set(b))
           if a.get(k, missing) != b.get(k, missing)}
