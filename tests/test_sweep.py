@@ -84,6 +84,7 @@ def test_sweep_files_are_checked():
     spec.runs_of(Bad, '')
 
 
+@pytest.mark.slow  # three tiny trainings and two sweep runs: 50 s
 def test_print_then_local_skips_finished_and_resumes_killed_runs(tmp_path, pretrain_data_dir):
   sweep_dir = tmp_path / 'sweep'
   config = f'--config={TINY_SWEEP}:{pretrain_data_dir}'

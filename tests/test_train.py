@@ -1,6 +1,7 @@
 """The trainer end to end on ArrayRecord files in tmp_path: run, SIGTERM, the NaN guard and init
 from an official .bin (SIGKILL at random points: tests/test_fault_injection.py)."""
 
+import json
 import os
 import pathlib
 import signal
@@ -69,6 +70,7 @@ def test_train_end_to_end(tmp_path, config):
     assert os.path.exists(os.path.join(workdir, name))
   assert os.listdir(os.path.join(workdir, 'tb'))
   assert summary['lifting/mpjpe_mm'] > 0 and 'lifting/zero_depth_mpjpe_mm' in summary
+  _assert_compute_accounting(config, rows, summary, workdir)
   step, params = _final_params(workdir)
   assert step == 10
   _assert_trees_equal(params, jax.device_get(summary['state']['params']))
@@ -92,6 +94,26 @@ def test_train_end_to_end(tmp_path, config):
   _assert_trees_equal(jax.device_get(again['state']['params']), params)
   for name, content in before.items():
     assert (pathlib.Path(workdir) / name).read_bytes() == content, name
+
+
+def _assert_compute_accounting(config, rows, summary, workdir):
+  """Cumulative clips, frames, FLOPs and wall time at every step; counts in the summary."""
+  from mbjax import train
+  B, T = config.batch_size, config.model.maxlen
+  flops = train.get_task(config).flops_per_step(config)
+  rows = [r for r in rows if 'loss' in r]
+  for r in rows:
+    assert (r['compute/clips'], r['compute/frames']) == (r['step'] * B, r['step'] * B * T)
+    assert r['compute/flops'] == pytest.approx(r['step'] * flops)
+  walls = [r['compute/wall_s'] for r in rows]
+  assert walls == sorted(walls) and walls[0] > 0
+  stored = json.loads((pathlib.Path(workdir) / 'summary.json').read_text())
+  for key in ('params', 'params_non_embedding', 'flops_per_step', 'flops', 'clips', 'frames',
+              'wall_s'):
+    assert stored[f'compute/{key}'] == pytest.approx(summary[f'compute/{key}']), key
+  assert stored['compute/flops'] == pytest.approx(summary['step'] * flops)
+  assert stored['compute/params'] > stored['compute/params_non_embedding'] > 0
+  assert stored['compute/wall_s'] >= walls[-1]
 
 
 def test_snapshot_steps_end_every_nth_epoch():
