@@ -5,7 +5,6 @@ Multi-host: JAX's distributed runtime is initialised first (auto-detected on TPU
 explicit with --coordinator, --num_processes, --process_id).
 """
 
-
 from absl import flags, logging
 from ml_collections import config_flags
 
