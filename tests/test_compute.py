@@ -47,6 +47,8 @@ def test_wall_time_continues_from_the_last_logged_value_on_resume(tmp_path):
     w.scalars(2, {'loss': 1.0, 'compute/wall_s': 5.0})
     w.scalars(4, {'loss': 1.0, 'compute/wall_s': 9.0})
     w.scalars(6, {'loss': 1.0, 'compute/wall_s': 14.0})  # after the checkpoint: lost work
+  with open(tmp_path / 'metrics.jsonl', 'a') as f:
+    f.write('{"step": 7, "compute/wa')  # torn by a kill mid-write
   example = {'input': jax.ShapeDtypeStruct((2, 9, 17, 3), np.float32)}
   meter = compute.ComputeMeter(params={}, example=example, flops_per_step=None,
                                workdir=str(tmp_path), start_step=4)
