@@ -67,6 +67,7 @@ def _spread(values):
   return float(np.max(values) / np.min(values))
 
 
+@pytest.mark.slow  # compiles 8 programs: ~25 s alone, ~35 s beside the other worker
 def test_coordinate_check():
   """After 4 steps at one lr, muP coordinates stay flat from width 32 to 256; standard ones grow
   with width (measured: muP block 1.14x, output 1.19x; standard block 23x, output 5.1x)."""
