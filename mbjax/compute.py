@@ -25,10 +25,6 @@ import jax
 EMBEDDING_NAMES = ('joints_embed', 'pos_embed', 'temp_embed')
 
 
-def _path_names(path) -> list[str]:
-  return [str(getattr(k, 'key', getattr(k, 'name', k))) for k in path]
-
-
 def parameter_counts(params) -> dict[str, int]:
   """`params` (total parameter count) and `params_non_embedding` (without EMBEDDING_NAMES) of a
   params tree of arrays or shapes."""
@@ -36,7 +32,8 @@ def parameter_counts(params) -> dict[str, int]:
   for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
     size = math.prod(getattr(leaf, 'shape', ()))
     total += size
-    if any(name in EMBEDDING_NAMES for name in _path_names(path)):
+    names = jax.tree_util.keystr(path, simple=True, separator='/').split('/')
+    if any(name in EMBEDDING_NAMES for name in names):
       embedding += size
   return dict(params=int(total), params_non_embedding=int(total - embedding))
 

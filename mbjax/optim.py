@@ -103,17 +103,7 @@ def current_lr(schedule: optax.Schedule, step) -> float:
 
 def param_path_name(path: Sequence[Any]) -> str:
   """A key path of `jax.tree_util` -> 'blocks_st_0/attn_s/qkv/kernel'."""
-  parts = []
-  for key in path:
-    if isinstance(key, jax.tree_util.DictKey):
-      parts.append(str(key.key))
-    elif isinstance(key, jax.tree_util.GetAttrKey):
-      parts.append(key.name)
-    elif isinstance(key, jax.tree_util.SequenceKey):
-      parts.append(str(key.idx))
-    else:
-      parts.append(str(key))
-  return '/'.join(parts)
+  return jax.tree_util.keystr(tuple(path), simple=True, separator='/')
 
 
 def _is_box(x) -> bool:

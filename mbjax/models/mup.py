@@ -90,16 +90,13 @@ def lr_multiplier(name: str, m: float, wrapped: bool = False) -> float:
   return 1.0 / m if _HIDDEN.match(name) else 1.0
 
 
-def _path_name(path) -> str:
-  return '/'.join(str(getattr(k, 'key', getattr(k, 'name', getattr(k, 'idx', k)))) for k in path)
-
-
 def lr_multipliers(params: Any, m: float) -> Any:
   """A tree like (unboxed) `params` of each parameter's learning-rate factor."""
   params = meta.unbox(params)
   wrapped = isinstance(params, Mapping) and 'backbone' in params
   return jax.tree_util.tree_map_with_path(
-      lambda path, _: lr_multiplier(_path_name(path), m, wrapped), params)
+      lambda path, _: lr_multiplier(
+          jax.tree_util.keystr(path, simple=True, separator='/'), m, wrapped), params)
 
 
 def scale_by_lr_multipliers(m: float) -> optax.GradientTransformation:
