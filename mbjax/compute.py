@@ -13,12 +13,13 @@ resumes: a resumed run starts from the last `compute/wall_s` its metrics.jsonl h
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
 
 import jax
+
+from mbjax import metric_writer
 
 # Parameters that hold embeddings rather than computation: the joint (input) projection and the
 # joint and frame position tables. Scaling laws count N without them, as Kaplan et al. (2020).
@@ -44,14 +45,9 @@ def _logged_wall_s(workdir: str, step: int) -> float:
   if not step or not os.path.exists(path):
     return 0.0
   wall = 0.0
-  with open(path) as f:
-    for line in f:
-      try:
-        record = json.loads(line)
-      except ValueError:  # a torn line of a crash mid-write (the writer drops it on resume)
-        continue
-      if record.get('step', 0) <= step and 'compute/wall_s' in record:
-        wall = float(record['compute/wall_s'])
+  for record in metric_writer.read_jsonl(path, skip_torn=True):
+    if record.get('step', 0) <= step and 'compute/wall_s' in record:
+      wall = float(record['compute/wall_s'])
   return wall
 
 

@@ -124,10 +124,20 @@ class JsonlWriter:
     self.close()
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-  """All records of a JSONL metrics file."""
+def read_jsonl(path: str | os.PathLike, *, skip_torn: bool = False) -> list[dict]:
+  """All records of a JSONL metrics file; `skip_torn` leaves out lines that do not parse (a torn
+  last line of a crash mid-write, before a resumed writer drops it)."""
+  records = []
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    for line in f:
+      if not line.strip():
+        continue
+      try:
+        records.append(json.loads(line))
+      except ValueError:
+        if not skip_torn:
+          raise
+  return records
 
 
 def _read(pending):

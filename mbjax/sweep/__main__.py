@@ -18,7 +18,6 @@ apply to every run. Then: python -m mbjax.scaling DIR.
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import flags
 from ml_collections import config_flags
@@ -90,4 +89,4 @@ def main(argv) -> int:
 
 
 if __name__ == '__main__':
-  sys.exit(cli.run(main, program=PROGRAM))
+  cli.run(main, program=PROGRAM)
