@@ -40,8 +40,8 @@ def print_commands(commands: Sequence[list[str]], file=None) -> None:
 
 def _start(argv: list[str], workdir: str, env: dict) -> subprocess.Popen:
   os.makedirs(workdir, exist_ok=True)
-  log = open(os.path.join(workdir, 'sweep.log'), 'a')  # pylint: disable=consider-using-with
-  return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+  with open(os.path.join(workdir, 'sweep.log'), 'a') as log:  # the child keeps its own copy
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
 def run_local(jobs: Sequence[tuple[spec.Run, list[str]]], sweep_dir: str, *, parallel: int = 1,
