@@ -1,7 +1,7 @@
 """Action recognition on your own clips: a dataset built by `python -m data_prep.build actions`.
 
   python -m data_prep.build actions --source my_clips --data_dir data/tfds
-  python -m mbjax.main --config=configs/action_custom.py \\
+  python -m mbjax.train --config=configs/action_custom.py \\
       --config.init_from=checkpoint/pretrain/MB_release/latest_epoch.bin --workdir=runs/my_actions
   python -m mbjax.evaluate --config=configs/action_custom.py --checkpoint=runs/my_actions/best \\
       --evals=test

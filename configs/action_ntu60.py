@@ -1,10 +1,10 @@
 """MotionBERT action recognition on NTU RGB+D 60 (official configs/action/MB_{ft,train}_NTU60_*).
 
   python -m data_prep.build ntu60 --source ntu60_hrnet.pkl --data_dir data/tfds
-  python -m mbjax.main --config=configs/action_ntu60.py:xsub \\
+  python -m mbjax.train --config=configs/action_ntu60.py:xsub \\
       --config.init_from=checkpoint/pretrain/MB_release/latest_epoch.bin --workdir=runs/ntu60_xsub
-  python -m mbjax.main --config=configs/action_ntu60.py:xview,scratch --workdir=runs/ntu60_xview_s
-  python -m mbjax.main --config=configs/action_ntu60.py:xsub,frozen \\
+  python -m mbjax.train --config=configs/action_ntu60.py:xview,scratch --workdir=runs/ntu60_xview_s
+  python -m mbjax.train --config=configs/action_ntu60.py:xsub,frozen \\
       --config.init_from=runs/pretrain_release --workdir=runs/ntu60_xsub_frozen
   python -m mbjax.evaluate --config=configs/action_ntu60.py:xsub --evals=test \\
       --checkpoint=checkpoint/action/FT_MB_release_MB_ft_NTU60_xsub/best_epoch.bin

@@ -1,15 +1,15 @@
 """MotionBERT 3D pose on Human3.6M (official MB_ft_h36m* settings).
 
-  python -m mbjax.main --config=configs/pose3d_h36m.py:ft \
+  python -m mbjax.train --config=configs/pose3d_h36m.py:ft \
       --config.init_from=checkpoint/pretrain/MB_release/latest_epoch.bin --workdir=runs/ft_h36m
-  python -m mbjax.main --config=configs/pose3d_h36m.py:ft --config.init_from=runs/pretrain_release \
+  python -m mbjax.train --config=configs/pose3d_h36m.py:ft --config.init_from=runs/pretrain_release \
       --workdir=runs/ft_h36m
-  python -m mbjax.main --config=configs/pose3d_h36m.py:scratch --workdir=runs/train_h36m
-  python -m mbjax.main --config=configs/pose3d_h36m.py:global \
+  python -m mbjax.train --config=configs/pose3d_h36m.py:scratch --workdir=runs/train_h36m
+  python -m mbjax.train --config=configs/pose3d_h36m.py:global \
       --config.init_from=runs/pretrain_release --workdir=runs/ft_h36m_global
-  python -m mbjax.main --config=configs/pose3d_h36m.py:global_lite \
+  python -m mbjax.train --config=configs/pose3d_h36m.py:global_lite \
       --config.init_from=checkpoint/pretrain/MB_lite/latest_epoch.bin --workdir=runs/ft_global_lite
-  python -m mbjax.main --config=configs/pose3d_h36m.py:lite \
+  python -m mbjax.train --config=configs/pose3d_h36m.py:lite \
       --config.init_from=runs/pretrain_lite --workdir=runs/ft_h36m_lite
 
 Variants (official configs/pose3d/*.yaml named):

@@ -1,9 +1,9 @@
 """MotionBERT pretraining (official MB_pretrain settings).
 
-  python -m mbjax.main --config=configs/pretrain.py:lite --workdir=runs/pretrain_lite
-  python -m mbjax.main --config=configs/pretrain.py:release --workdir=runs/pretrain_release
-  python -m mbjax.main --config=configs/pretrain.py:tiny,runlocal --workdir=/tmp/pretrain_tiny
-  python -m mbjax.main --config=configs/pretrain.py:release,bf16,fsdp=4 --workdir=runs/pretrain_fsdp
+  python -m mbjax.train --config=configs/pretrain.py:lite --workdir=runs/pretrain_lite
+  python -m mbjax.train --config=configs/pretrain.py:release --workdir=runs/pretrain_release
+  python -m mbjax.train --config=configs/pretrain.py:tiny,runlocal --workdir=/tmp/pretrain_tiny
+  python -m mbjax.train --config=configs/pretrain.py:release,bf16,fsdp=4 --workdir=runs/pretrain_fsdp
 
 Variants: `release` (42.5M parameters, the paper's model), `lite` (16.0M), `tiny`
 (`dstformer.TINY`, the one small model of tests, the demo and runlocal). Switches after the

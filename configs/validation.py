@@ -1,7 +1,7 @@
 """The `val=SUBJECTS` config word: hold Human3.6M training subjects out to pick the best checkpoint.
 
-  python -m mbjax.main --config=configs/pretrain.py:lite,val=S8 --workdir=runs/pretrain_lite
-  python -m mbjax.main --config=configs/pose3d_h36m.py:ft,val=S8 \
+  python -m mbjax.train --config=configs/pretrain.py:lite,val=S8 --workdir=runs/pretrain_lite
+  python -m mbjax.train --config=configs/pose3d_h36m.py:ft,val=S8 \
       --config.init_from=runs/pretrain_release --workdir=runs/ft_h36m
   (several subjects: val=S7+S8)
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Several JAX processes on this machine, joined by jax.distributed (multi-process tests, debugging).
 #
-# Usage: launch/local.sh NUM_PROCESSES [mbjax.main flags...]
+# Usage: launch/local.sh NUM_PROCESSES [mbjax.train flags...]
 #   launch/local.sh 2 --config=configs/pretrain.py:tiny,runlocal --workdir=/tmp/pretrain_2proc
 #
-# Starts NUM_PROCESSES copies of `python -m mbjax.main FLAGS --coordinator=localhost:PORT
+# Starts NUM_PROCESSES copies of `python -m mbjax.train FLAGS --coordinator=localhost:PORT
 # --num_processes=N --process_id=i`, waits for all of them and exits with the first non-zero
 # status (the other processes are then stopped: they would otherwise block in a collective).
 # SIGINT/SIGTERM are forwarded, so a preempted launcher lets every process save and exit.
@@ -49,7 +49,7 @@ trap 'stop_all TERM; wait; trap - EXIT; exit 143' INT TERM
 trap 'stop_all KILL' EXIT  # never leave a process behind, whatever happens here
 
 for ((i = 0; i < num_processes; i++)); do
-  cmd=("$PYTHON" -m mbjax.main "$@" "--coordinator=localhost:${PORT}"
+  cmd=("$PYTHON" -m mbjax.train "$@" "--coordinator=localhost:${PORT}"
        "--num_processes=${num_processes}" "--process_id=${i}")
   if [[ -n "${LOG_DIR:-}" ]]; then
     "${cmd[@]}" >"${LOG_DIR}/process_${i}.log" 2>&1 &

@@ -26,7 +26,7 @@ if [[ -z "${SLURM_JOB_ID:-}" ]]; then
   exit 2
 fi
 if [[ $# -eq 0 ]]; then
-  echo "launch/slurm_gpu.sh: expected mbjax.main flags (--config=... --workdir=...)" >&2
+  echo "launch/slurm_gpu.sh: expected mbjax.train flags (--config=... --workdir=...)" >&2
   exit 2
 fi
 TASKS_PER="${TASKS_PER:-gpu}"
@@ -56,4 +56,4 @@ case "$TASKS_PER" in
 esac
 
 # shellcheck disable=SC2086  # SRUN_ARGS is a list of words
-exec srun --kill-on-bad-exit=1 ${SRUN_ARGS:-} "$PYTHON" -m mbjax.main "$@"
+exec srun --kill-on-bad-exit=1 ${SRUN_ARGS:-} "$PYTHON" -m mbjax.train "$@"

@@ -3,7 +3,7 @@
 # `python -m mbjax.sweep --config=... --workdir=DIR --launcher=slurm`).
 #
 # Usage: sbatch --array=0-N launch/slurm_sweep.sh DIR/sweep_commands.txt
-#   Line SLURM_ARRAY_TASK_ID (from 0) of the file holds the `mbjax.main` flags of one run; the
+#   Line SLURM_ARRAY_TASK_ID (from 0) of the file holds the `mbjax.train` flags of one run; the
 #   task runs them through launch/slurm_gpu.sh, so a run may span the GPUs (and nodes) the array
 #   asks for per task (e.g. sbatch --gpus-per-node=8 --ntasks-per-node=8).
 #

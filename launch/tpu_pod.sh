@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Train on every host of a Cloud TPU VM pod slice: one `python -m mbjax.main` per host.
+# Train on every host of a Cloud TPU VM pod slice: one `python -m mbjax.train` per host.
 #
-# Usage: TPU_NAME=NAME ZONE=ZONE launch/tpu_pod.sh [mbjax.main flags...]
+# Usage: TPU_NAME=NAME ZONE=ZONE launch/tpu_pod.sh [mbjax.train flags...]
 #   TPU_NAME=mb-v4-32 ZONE=us-central2-b launch/tpu_pod.sh \
 #     --config=configs/pretrain.py:release --workdir=/mnt/shared/runs/pretrain_release
 #
@@ -27,7 +27,7 @@ if [[ ${#missing[@]} -gt 0 || $# -eq 0 ]]; then
   if [[ ${#missing[@]} -gt 0 ]]; then
     echo "launch/tpu_pod.sh: set ${missing[*]}" >&2
   else
-    echo "launch/tpu_pod.sh: expected mbjax.main flags (--config=... --workdir=...)" >&2
+    echo "launch/tpu_pod.sh: expected mbjax.train flags (--config=... --workdir=...)" >&2
   fi
   exit 2
 fi
@@ -36,7 +36,7 @@ PYTHON="${PYTHON:-.venv/bin/python}"
 
 # Quote every flag for the remote shell; REPO_DIR stays unquoted so that ~ expands there.
 remote_flags="$(printf ' %q' "$@")"
-command="cd ${REPO_DIR} && ${PYTHON} -m mbjax.main${remote_flags}"
+command="cd ${REPO_DIR} && ${PYTHON} -m mbjax.train${remote_flags}"
 
 gcloud_args=(compute tpus tpu-vm ssh "$TPU_NAME" "--zone=$ZONE" --worker=all)
 if [[ -n "${PROJECT:-}" ]]; then

@@ -22,57 +22,67 @@ import json
 from absl import app, flags
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'the action config of an official .bin or convert dir (a workdir has its own)',
-    lock_config=False)
-_CHECKPOINT = flags.DEFINE_string('checkpoint', None,
-                                  'action workdir, official .bin or convert dir')
-_INPUT = flags.DEFINE_string('input', None, 'the clip: a keypoint file or per-frame JSON folder')
-_FORMAT = flags.DEFINE_string('format', None, 'skeleton of .npy / .npz input (coco, halpe, h36m, '
-                              'body25, mediapipe)')
-_SIZE = flags.DEFINE_string('size', None, 'frame size WIDTHxHEIGHT when the file lacks it')
-_TOP_K = flags.DEFINE_integer('top_k', 5, 'labels to print')
-_NUM_CLIPS = flags.DEFINE_integer('num_clips', 1, 'test clips averaged (pyskl multi-clip)')
-_EMBED = flags.DEFINE_string('embed', None, 'write the clip embedding to this .npy file')
-_JSON = flags.DEFINE_string('json', None, 'write the top-k predictions to this JSON file')
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Defines this program's flags: called when it runs, so that importing the module
+  defines none."""
+  config_flags.DEFINE_config_file(
+      'config', None, 'the action config of an official .bin or convert dir (a workdir has its own)',
+      lock_config=False)
+  flags.DEFINE_string('checkpoint', None,
+                      'action workdir, official .bin or convert dir')
+  flags.DEFINE_string('input', None, 'the clip: a keypoint file or per-frame JSON folder')
+  flags.DEFINE_string('format', None, 'skeleton of .npy / .npz input (coco, halpe, h36m, '
+                      'body25, mediapipe)')
+  flags.DEFINE_string('size', None, 'frame size WIDTHxHEIGHT when the file lacks it')
+  flags.DEFINE_integer('top_k', 5, 'labels to print')
+  flags.DEFINE_integer('num_clips', 1, 'test clips averaged (pyskl multi-clip)')
+  flags.DEFINE_string('embed', None, 'write the clip embedding to this .npy file')
+  flags.DEFINE_string('json', None, 'write the top-k predictions to this JSON file')
+
+
 PROGRAM = 'mbjax.predict_action'
 
 
 def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments {argv[1:]}: the clip is --input')
-  missing = [f'--{f.name}' for f in (_CHECKPOINT, _INPUT) if not f.value]
+  missing = [f'--{name}' for name in ('checkpoint', 'input') if not FLAGS[name].value]
   if missing:
     raise app.UsageError(f'{" and ".join(missing)} required')
-  if _TOP_K.value < 1 or _NUM_CLIPS.value < 1:
+  if FLAGS.top_k < 1 or FLAGS.num_clips < 1:
     raise app.UsageError('--top_k and --num_clips must be at least 1')
   import numpy as np
-  from mbjax import log_filter
+  from mbjax.logs import log_filter
   from mbjax.data import action_clips
   from mbjax.infer import action, pipeline
   log_filter.quiet_libraries()
-  keypoint, notes = action_clips.read_clip(_INPUT.value, skeleton=_FORMAT.value,
-                                           size=pipeline.parse_size(_SIZE.value))
-  classifier = action.load(_CHECKPOINT.value, _CONFIG.value)
+  keypoint, notes = action_clips.read_clip(FLAGS.input, skeleton=FLAGS.format,
+                                           size=pipeline.parse_size(FLAGS.size))
+  classifier = action.load(FLAGS.checkpoint, FLAGS.config)
   for note in notes:
     print(f'note: {note}')
-  if _EMBED.value:
-    np.save(_EMBED.value, action.embedding(classifier, keypoint))
-    print(f'wrote the {classifier.version} embedding of {_INPUT.value} to {_EMBED.value}')
+  if FLAGS.embed:
+    np.save(FLAGS.embed, action.embedding(classifier, keypoint))
+    print(f'wrote the {classifier.version} embedding of {FLAGS.input} to {FLAGS.embed}')
   if classifier.version == 'embed':
     return 0
-  log_p = action.log_probs(classifier, keypoint, num_clips=_NUM_CLIPS.value)
-  best = action.top_k(classifier, log_p, _TOP_K.value)
-  print(f'{_INPUT.value}: {keypoint.shape[1]} frames, top {len(best)} of '
+  log_p = action.log_probs(classifier, keypoint, num_clips=FLAGS.num_clips)
+  best = action.top_k(classifier, log_p, FLAGS.top_k)
+  print(f'{FLAGS.input}: {keypoint.shape[1]} frames, top {len(best)} of '
         f'{len(classifier.label_names)} labels')
   for name, p in best:
     print(f'{100 * p:6.2f}%  {name}')
-  if _JSON.value:
-    with open(_JSON.value, 'w') as f:
+  if FLAGS.json:
+    with open(FLAGS.json, 'w') as f:
       json.dump([dict(label=n, probability=p) for n, p in best], f, indent=1)
   return 0
 
 
 if __name__ == '__main__':
+  define_flags()
   from mbjax import cli
   cli.run(main, program=PROGRAM)

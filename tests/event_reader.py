@@ -1,4 +1,4 @@
-"""An independent reader of TensorBoard event files, for tests of mbjax.tensorboard.
+"""An independent reader of TensorBoard event files, for tests of mbjax.logs.tensorboard.
 
 Bitwise CRC-32C (no table) and a generic protobuf decoder: nothing shared with the writer.
 """

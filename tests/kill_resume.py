@@ -15,8 +15,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def main_process(args, workdir):
-  """`python -m mbjax.main ARGS --workdir=WORKDIR` on CPU, output captured."""
-  cmd = [sys.executable, '-m', 'mbjax.main', *args, f'--workdir={workdir}']
+  """`python -m mbjax.train ARGS --workdir=WORKDIR` on CPU, output captured."""
+  cmd = [sys.executable, '-m', 'mbjax.train', *args, f'--workdir={workdir}']
   env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
   return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)

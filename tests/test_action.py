@@ -16,7 +16,9 @@ from scipy.special import softmax
 import data_formats
 import kill_resume
 from data_prep import builder
-from mbjax import checkpoint, convert, metric_writer, train
+from mbjax import checkpoint, models, train
+from mbjax.checkpoint import official
+from mbjax.logs import metric_writer
 from mbjax.data import finetune, holdout, records, transforms
 from mbjax.evaluate import action as action_eval
 from mbjax.evaluate import __main__ as cli
@@ -53,7 +55,7 @@ def pretrained_bin(tmp_path_factory):
   rng = np.random.default_rng(3)
   variables = jax.tree.map(lambda a: rng.normal(0, 0.2, a.shape).astype(np.float32), abstract)
   path = tmp_path_factory.mktemp('pretrained') / 'latest_epoch.bin'
-  convert.save_official(variables, 'pose', path)
+  official.save_official(variables, 'pose', path)
   return path
 
 
@@ -87,7 +89,7 @@ def test_finetune_trains_batchnorm_and_keeps_the_best_on_validation(finetuned, p
   state = checkpoint.read_state(workdir)
   bn = state['model_state']['batch_stats']['head']['bn']
   assert int(bn['num_batches_tracked']) == 8 and float(np.abs(bn['mean']).mean()) > 1e-4
-  pretrained = convert.official_to_variables(convert.load_official(pretrained_bin), 'pose')
+  pretrained = official.official_to_variables(official.load_official(pretrained_bin), 'pose')
   moved = jax.tree.map(lambda a, b: float(np.abs(np.asarray(a) - b).max()),
                        state['params']['backbone'], pretrained['params'])
   assert max(jax.tree.leaves(moved)) > 1e-5  # lr 1e-4 on the backbone: it trains
@@ -111,9 +113,9 @@ def test_step0_evaluation_equals_the_cli_on_the_same_weights(finetuned, tmp_path
   variables, report = s.task.load_pretrained(train.variables_of(state), str(pretrained_bin))
   assert report['fresh'] and all(k.startswith(action.FRESH[0][1:]) or
                                  k.startswith(action.FRESH[1][1:]) for k in report['fresh'])
-  official = tmp_path / 'best_epoch.bin'  # as train_action.py saves it: `model`, module.*
-  convert.save_official(variables, 'action-class', official, epoch=0)
-  result = cli.run(c, str(official), str(tmp_path / 'eval' / 'eval.json'))
+  official_bin = tmp_path / 'best_epoch.bin'  # as train_action.py saves it: `model`, module.*
+  official.save_official(variables, 'action-class', official_bin, epoch=0)
+  result = cli.run(c, str(official_bin), str(tmp_path / 'eval' / 'eval.json'))
   step0 = _logged(workdir)[0]
   for name in ('val', 'test'):
     for metric in METRICS:
@@ -187,7 +189,8 @@ def test_evaluator_numbers_by_hand(tiny_config, data_dir, num_clips):
   c = _config(tiny_config, data_dir)
   w = np.random.default_rng(5).normal(0, 40, (17, 3, 60))
   spec = dict(type='action', split='xsub_val', batch_size=3, num_clips=num_clips)
-  result = action_eval.make_evaluator(c, _LinearModel(w), spec)({'w': jnp.asarray(w, jnp.float32)})
+  run = action_eval.make_evaluator(c, _LinearModel(w), spec, action.evaluator_inputs(c))
+  result = run({'w': jnp.asarray(w, jnp.float32)})
   source = records.load('ntu60', 'xsub_val', data_dir=data_dir)
   top1, top5, mean_class, loss = _by_hand(source, w, num_clips)
   assert 0 < top5 < 100 and result['clips'] == NUM_TEST and result['num_clips'] == num_clips
@@ -287,11 +290,11 @@ def test_config_variants(tiny_config):
 
 
 def test_frozen_and_ft_parameter_groups(tiny_config, data_dir):
-  from mbjax import optim
+  from mbjax.train import optim
   counts = {}
   for mode in ('ft', 'frozen', 'scratch'):
     c = _config(tiny_config, data_dir, mode)
-    params = meta.unbox(train.abstract_variables(action.make_model(c),
+    params = meta.unbox(models.abstract_variables(action.make_model(c),
                                                  action.example_batch(c))['params'])
     counts[mode] = optim.label_counts(params, c)
   head = 17 * 64 * 2048 + 2048 + 2 * 2048 + 2048 * 60 + 60  # fc1, bn scale / bias, fc2
@@ -317,7 +320,7 @@ def test_config_mistakes_fail_clearly(tiny_config, data_dir):
 
 
 def test_flops_count_both_persons(tiny_config, data_dir):
-  from mbjax import flops
+  from mbjax.models import flops
   c = _config(tiny_config, data_dir)
   fields = {k: v for k, v in c.model.items() if k not in ('head', 'maxlen')}
   backbone = flops.dstformer_forward_flops(batch=2 * c.batch_size, frames=9, with_head=False,

@@ -13,11 +13,12 @@ import pytest
 import data_formats
 from configs import action_ntu120_oneshot
 from data_prep import builder, ntu
-from mbjax import metric_writer, train
+from mbjax import train
+from mbjax.logs import metric_writer
 from mbjax.data import finetune, per_class, pipelines, records
 from mbjax.evaluate import __main__ as cli
 from mbjax.evaluate import oneshot
-from mbjax.tasks import action_oneshot
+from mbjax.tasks import action, action_oneshot
 
 AUX_ORIG = (1, 2, 3, 4)  # NTU labels of the auxiliary classes in the file -> one-shot 0..3
 AUX_CLIPS = 3  # per auxiliary class
@@ -141,7 +142,7 @@ class _MeanModel:
 
 def test_evaluator_equals_a_hand_computation(tiny_config, data_dir):
   c = _config(tiny_config, data_dir)
-  run = oneshot.make_evaluator(c, _MeanModel(), c.evals.test)
+  run = oneshot.make_evaluator(c, _MeanModel(), c.evals.test, action.evaluator_inputs(c))
   result = run({})
 
   def embed(split):

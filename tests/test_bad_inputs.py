@@ -16,7 +16,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from mbjax import convert, torch_format
+from mbjax.checkpoint import official
+from mbjax.checkpoint import torch_zip as torch_format
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = 'tests/configs/tiny_pretrain.py'
@@ -67,32 +68,32 @@ CASES = [
     Case('evaluate-config-typo-top', 'mbjax.evaluate',
          ('--config=configs/pretrain.py:lite', '--checkpoint=x', '--config.flip_tset=True'), 2,
          ('unknown config field config.flip_tset', 'fields here: allow_config_change, augment')),
-    # python -m mbjax.main
+    # python -m mbjax.train (the first case through its older name, python -m mbjax.main)
     Case('main-unknown-field', 'mbjax.main',
          (f'--config={TINY}:{{data}}', '--workdir={tmp}/run', '--config.bach_size=3'), 2,
          ('unknown config field config.bach_size', 'nearest: batch_size')),
-    Case('main-unknown-nested-field', 'mbjax.main',
+    Case('main-unknown-nested-field', 'mbjax.train',
          (f'--config={TINY}:{{data}}', '--workdir={tmp}/run', '--config.model.dimfeat=3'), 2,
          ('unknown config field config.model.dimfeat', 'nearest: dim_feat')),
-    Case('main-bad-value', 'mbjax.main',
+    Case('main-bad-value', 'mbjax.train',
          (f'--config={TINY}:{{data}}', '--workdir={tmp}/run', '--config.batch_size=abc'), 2,
          ('--config.batch_size=abc',)),
-    Case('main-unknown-variant', 'mbjax.main',
+    Case('main-unknown-variant', 'mbjax.train',
          ('--config=configs/pretrain.py:huge', '--workdir={tmp}/run'), 2,
          ("configs/pretrain.py: unknown variant 'huge'",)),
-    Case('main-dtype-typo', 'mbjax.main',
+    Case('main-dtype-typo', 'mbjax.train',
          (f'--config={TINY}:{{data}}', '--workdir={tmp}/run', '--config.model.dtype=bfloat17'), 1,
          ("config.model.dtype='bfloat17': unknown dtype, expected one of",)),
-    Case('main-batch-size-0', 'mbjax.main',
+    Case('main-batch-size-0', 'mbjax.train',
          (f'--config={TINY}:{{data}}', '--workdir={tmp}/run', '--config.batch_size=0'), 1,
          ('batch_size',)),
-    Case('main-num-heads', 'mbjax.main',
+    Case('main-num-heads', 'mbjax.train',
          (f'--config={TINY}:{{data}}', '--workdir={tmp}/run', '--config.model.num_heads=5'), 1,
          ('config.model.num_heads=5 does not divide config.model.dim_feat=64',)),
-    Case('main-init-from-missing', 'mbjax.main',
+    Case('main-init-from-missing', 'mbjax.train',
          (f'--config={TINY}:{{data}}', '--workdir={tmp}/run', '--config.init_from={tmp}/nowhere'),
          1, ('nowhere: no such file or directory',)),
-    Case('main-no-data', 'mbjax.main',
+    Case('main-no-data', 'mbjax.train',
          (f'--config={TINY}:{{tmp}}/no_data', '--workdir={tmp}/run'), 1,
          ("no built dataset 'mocap' under", 'python -m data_prep.build mocap')),
     # python -m data_prep.build
@@ -136,7 +137,7 @@ def _write_inputs(folder: pathlib.Path) -> None:
   from mbjax.models import dstformer
   model = models.from_config(dict(dstformer.TINY))
   variables = model.init(jax.random.key(0), jnp.zeros((1, 4, 17, 3)))
-  convert.save_official(variables, 'pose', folder / 'tiny.bin')
+  official.save_official(variables, 'pose', folder / 'tiny.bin')
   good = (folder / 'tiny.bin').read_bytes()
   (folder / 'cut.bin').write_bytes(good[:len(good) // 2])
   (folder / 'legacy.bin').write_bytes(b'\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19.')

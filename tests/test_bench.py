@@ -37,7 +37,7 @@ def test_train_bench_of_the_action_task_counts_both_persons():
   result = json.loads(proc.stdout.strip().splitlines()[-1])
   assert (result['task'], result['kind'], result['batch'], result['sequences']) == (
       'action', 'action', 4, 8)
-  from mbjax.flops import dstformer_forward_flops
+  from mbjax.models.flops import dstformer_forward_flops
   from mbjax.models.dstformer import TINY
   backbone = dstformer_forward_flops(batch=8, frames=9, with_head=False,
                                      **{k: v for k, v in TINY.items() if k != 'maxlen'})

@@ -1,4 +1,4 @@
-"""Compute accounting (mbjax/compute.py): parameter counts, the analytic FLOPs of the trainer's
+"""Compute accounting (mbjax/train/compute.py): parameter counts, the analytic FLOPs of the trainer's
 step against XLA's cost analysis, wall time over a resume (the cumulative counts in a run's
 metrics and summary: tests/test_train.py::test_train_end_to_end)."""
 
@@ -9,7 +9,9 @@ import jax
 import numpy as np
 import pytest
 
-from mbjax import compute, metric_writer, models
+from mbjax import models
+from mbjax.train import compute
+from mbjax.logs import metric_writer
 from mbjax.data import pipelines
 
 

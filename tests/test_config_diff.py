@@ -3,7 +3,7 @@ hold the value the run was trained with."""
 
 import ml_collections
 
-from mbjax import config_diff
+from mbjax.train import config_diff
 
 
 def test_fields_added_later_are_no_change_at_their_neutral_value():

@@ -7,7 +7,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from configs import common
-from mbjax import sharding
+from mbjax.train import sharding
 from mbjax.models.dstformer import TINY
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

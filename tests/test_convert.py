@@ -11,7 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mbjax import convert, torch_format
+from mbjax import convert
+from mbjax.checkpoint import converted, official
+from mbjax.checkpoint import torch_zip as torch_format
 from mbjax.models import dstformer_from_variant
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -56,14 +58,14 @@ def test_official_flax_official_is_identity(reference_dir, tmp_path, section, mo
   sd = _random_state_dict(layout)
   path = tmp_path / 'official.bin'
   torch_format.save({'epoch': 7, 'lr': 2e-4, 'model_pos': sd, 'min_loss': 41.5}, path)
-  loaded = convert.load_official(path)
+  loaded = official.load_official(path)
   _assert_same_state_dict(loaded, sd)
-  variables = convert.official_to_variables(loaded, model)
+  variables = official.official_to_variables(loaded, model)
   variant = 'release' if section == 'MB_release' else 'lite'
-  convert._check_against_module(variables, convert.config_from_state_dict(sd, model, variant), path)
+  converted.check_against_module(variables, converted.config_from_state_dict(sd, model, variant), path)
   back_path = tmp_path / 'back.bin'
-  convert.save_official(variables, model, back_path)
-  _assert_same_state_dict(convert.load_official(back_path), sd)
+  official.save_official(variables, model, back_path)
+  _assert_same_state_dict(official.load_official(back_path), sd)
 
 
 def test_action_class_head_round_trip(reference_dir, tmp_path):
@@ -73,18 +75,18 @@ def test_action_class_head_round_trip(reference_dir, tmp_path):
   sd = _random_state_dict({**backbone, **head}, seed=1)
   path = tmp_path / 'action.bin'
   torch_format.save({'model': sd, 'best_acc': 0.9}, path)
-  variables = convert.official_to_variables(convert.load_official(path), 'action-class')
+  variables = official.official_to_variables(official.load_official(path), 'action-class')
   assert int(variables['batch_stats']['head']['bn']['num_batches_tracked']) == 123
-  config = convert.config_from_state_dict(sd, 'action-class', 'release')
+  config = converted.config_from_state_dict(sd, 'action-class', 'release')
   assert config['head']['num_classes'] == 60
-  convert._check_against_module(variables, config, path)
-  _assert_same_state_dict(convert.variables_to_official(variables, 'action-class'), sd)
+  converted.check_against_module(variables, config, path)
+  _assert_same_state_dict(official.variables_to_official(variables, 'action-class'), sd)
 
 
 def test_flax_init_to_official_layout(reference_dir):
   model = dstformer_from_variant('release')
   variables = jax.jit(lambda: model.init(jax.random.key(0), jnp.zeros((1, 4, 17, 3))))()
-  sd = convert.variables_to_official(variables, 'pose')
+  sd = official.variables_to_official(variables, 'pose')
   layout = _layout(reference_dir, 'MB_release')
   assert {k: v.shape for k, v in sd.items()} == layout
   assert all(v.dtype == np.float32 for v in sd.values())
@@ -94,8 +96,8 @@ def test_module_prefix_is_optional(reference_dir):
   layout = _layout(reference_dir, 'MB_lite')
   sd = _random_state_dict(layout)
   bare = {k[len('module.'):]: v for k, v in sd.items()}
-  a = convert.official_to_variables(sd, 'pose')
-  b = convert.official_to_variables(bare, 'pose')
+  a = official.official_to_variables(sd, 'pose')
+  b = official.official_to_variables(bare, 'pose')
   jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
 
 
@@ -110,13 +112,13 @@ def test_cli_round_trip_and_restore(reference_dir, tmp_path):
   torch_format.save({'model_pos': sd}, src)
   out = tmp_path / 'ckpt'
   assert _cli(str(src), str(out), '--model', 'pose', '--variant', 'lite') == 0
-  module, variables = convert.restore(out)
+  module, variables = converted.restore(out)
   x = np.random.default_rng(0).standard_normal((1, 5, 17, 3)).astype(np.float32)
-  direct = module.apply(convert.official_to_variables(sd, 'pose'), x)
+  direct = module.apply(official.official_to_variables(sd, 'pose'), x)
   np.testing.assert_array_equal(module.apply(variables, x), direct)
   back = tmp_path / 'back.bin'
   assert _cli('--to-official', str(out), str(back)) == 0
-  _assert_same_state_dict(convert.load_official(back), sd)
+  _assert_same_state_dict(official.load_official(back), sd)
 
 
 def _run_cli(*args) -> subprocess.CompletedProcess:
@@ -152,15 +154,15 @@ def test_wrong_variant_and_model_fail_clearly(reference_dir, tmp_path):
   sd = _random_state_dict(_layout(reference_dir, 'MB_lite'))
   with pytest.raises(ValueError, match="does not match variant 'release' .it is a lite "
                      'checkpoint: pass --variant lite'):
-    convert.config_from_state_dict(sd, 'pose', 'release')
+    converted.config_from_state_dict(sd, 'pose', 'release')
   # A pose checkpoint converted as an action model (used to be an IndexError).
   with pytest.raises(ValueError, match='holds an official pose model, not action-class; pass '
                      '--model pose'):
-    convert.config_from_state_dict(sd, 'action-class', 'lite')
+    converted.config_from_state_dict(sd, 'action-class', 'lite')
   with pytest.raises(ValueError, match='not under backbone'):
-    convert.official_to_variables(sd, 'action-class')
+    official.official_to_variables(sd, 'action-class')
   with pytest.raises(ValueError, match='not a DSTformer state dict: no pos_embed'):
-    convert.config_from_state_dict({'fc.weight': np.zeros((2, 2))}, 'pose', 'lite')
+    converted.config_from_state_dict({'fc.weight': np.zeros((2, 2))}, 'pose', 'lite')
 
 
 def _zip_with_bad_crc(path):
@@ -199,7 +201,7 @@ def test_reads_reference_state_dict_through_a_bin(reference_dir, tmp_path):
   import json
   cfg = json.loads(str(data['config']))
   model = DSTformer(**cfg)
-  out = model.apply(convert.official_to_variables(convert.load_official(path), 'pose'), data['x'])
+  out = model.apply(official.official_to_variables(official.load_official(path), 'pose'), data['x'])
   assert float(np.max(np.abs(out - data['out']))) <= 1e-4
 
 
@@ -220,12 +222,12 @@ def test_cli_never_clobbers_an_output_it_was_not_told_to(reference_dir, tmp_path
   monkeypatch.setattr(json, 'dump', real_dump)
   assert sorted(p.relative_to(out) for p in out.rglob('*')) == before
   assert [p.name for p in tmp_path.iterdir() if p.name.startswith('.')] == []
-  convert.restore(out)
+  converted.restore(out)
   assert _cli(str(src), str(out), '--variant', 'lite', '--overwrite') == 0
-  convert.restore(out)
+  converted.restore(out)
 
 
 def test_cli_help_lists_the_mesh_flags():
   result = _run_cli('--help')
   assert '--smpl_dir' in result.stdout and 'mesh' in result.stdout, result.stdout
-  assert convert.official_kind({'module.head.init_pose': np.zeros((1, 144))}) == 'mesh'
+  assert official.official_kind({'module.head.init_pose': np.zeros((1, 144))}) == 'mesh'

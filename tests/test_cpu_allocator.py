@@ -1,4 +1,4 @@
-"""mbjax.cpu_allocator: command lines re-execute once with glibc malloc tunables that keep freed
+"""mbjax.cli.allocator: command lines re-execute once with glibc malloc tunables that keep freed
 memory, which removes the page faults of large buffers allocated again and again."""
 
 import json
@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from mbjax import cpu_allocator
+from mbjax.cli import allocator as cpu_allocator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(
 # 64 MB buffer 20 times (what XLA's temporaries of a training step do).
 PROBE = textwrap.dedent('''
     import json, os, resource, sys
-    from mbjax import cpu_allocator
+    from mbjax.cli import allocator as cpu_allocator
     cpu_allocator.reexec()
     import numpy as np
     np._core.multiarray._set_madvise_hugepage(False)  # 4 kB pages, as XLA's buffers

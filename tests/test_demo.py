@@ -80,8 +80,8 @@ def test_missing_assets_say_what_was_looked_for(tmp_path):
 
 def test_command_line_loads_the_shipped_config_with_overrides(tmp_path):
   code = ('import sys; from absl import flags; from mbjax.demo import __main__ as m; '
-          'flags.FLAGS(sys.argv); c = m._CONFIG.value; '
-          'print(c.epochs, c.lr, c.is_locked, m._ASSETS.value, m._WORKDIR.value)')
+          'm.define_flags(); flags.FLAGS(sys.argv); c = flags.FLAGS.config; '
+          'print(c.epochs, c.lr, c.is_locked, flags.FLAGS.assets, flags.FLAGS.workdir)')
   out = subprocess.run([sys.executable, '-c', code, '--workdir', str(tmp_path),
                         '--config.epochs=3'], cwd=ROOT, capture_output=True, text=True,
                        check=True).stdout.split()

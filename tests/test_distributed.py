@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import param_compare
-from mbjax import checkpoint, metric_writer, train
+from mbjax import checkpoint, train
+from mbjax.logs import metric_writer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = ROOT / 'tests' / 'configs' / 'tiny_pretrain.py'

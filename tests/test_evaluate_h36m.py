@@ -16,7 +16,7 @@ from flax.core import meta
 
 import data_formats
 from data_prep import builder
-from mbjax import convert
+from mbjax.checkpoint import converted, official
 from mbjax.data import h36m as h36m_data
 from mbjax.data.records import load as load_split
 from mbjax.evaluate import h36m
@@ -291,7 +291,7 @@ def tiny_checkpoint(tmp_path_factory):
   rng = np.random.default_rng(4)
   variables = jax.tree.map(lambda a: rng.normal(0, 0.2, a.shape).astype(np.float32), abstract)
   path = tmp_path_factory.mktemp('tiny') / 'tiny.bin'
-  convert.save_official(variables, 'pose', path)
+  official.save_official(variables, 'pose', path)
   return module, variables, path
 
 
@@ -366,7 +366,7 @@ def test_cli_on_a_convert_dir_with_gt_2d_and_no_flip(h36m_test, tiny_checkpoint,
   from mbjax.evaluate import __main__ as cli
   data_dir, records = h36m_test
   module, variables, _ = tiny_checkpoint
-  convert.save(tmp_path / 'converted', variables, {'model': 'pose', 'backbone': TINY})
+  converted.save(tmp_path / 'converted', variables, {'model': 'pose', 'backbone': TINY})
   out = tmp_path / 'eval.json'
   cli.run(_eval_config(tiny_config, data_dir, 'noflip', gt_2d=True), str(tmp_path / 'converted'),
           str(out))

@@ -15,7 +15,8 @@ import pytest
 from flax.core import meta
 
 import mbjax.export
-from mbjax import convert, models
+from mbjax import models
+from mbjax.checkpoint import converted, official
 from mbjax.data import skeletons
 from mbjax.evaluate import h36m
 from mbjax.infer import model as model_lib
@@ -70,13 +71,13 @@ def checkpoints(tmp_path_factory):
   found = {}
   pose = models.from_config(TINY)
   variables = _random_variables(pose, jnp.zeros((1, MAXLEN, 17, 3)))
-  convert.save(root / 'pose', variables, {'model': 'pose', 'backbone': dict(TINY)})
+  converted.save(root / 'pose', variables, {'model': 'pose', 'backbone': dict(TINY)})
   found['pose'] = (str(root / 'pose'), None, jax.jit(lambda x: pose.apply(variables, x)))
   for kind in KINDS[1:]:
     config = _action_config(kind)
     model = models.from_config(config.model)
     v = _random_variables(model, jnp.zeros((1, 2, MAXLEN, 17, 3)))
-    convert.save_official(v, kind, root / f'{kind}.bin')
+    official.save_official(v, kind, root / f'{kind}.bin')
     found[kind] = (str(root / f'{kind}.bin'), config,
                    jax.jit(lambda x, m=model, v=v: m.apply(v, x)))
   return found
@@ -211,7 +212,7 @@ def mesh_checkpoint(tmp_path_factory, reference_dir):
       init_pose=np.asarray(model.smpl.mean_pose, np.float32).reshape(-1),
       init_shape=np.asarray(model.smpl.mean_shape, np.float32).reshape(-1))
   path = tmp_path_factory.mktemp('mesh_ckpt') / 'mesh'
-  convert.save(path, variables, {'model': 'mesh', 'backbone': dict(TINY), 'head': head})
+  converted.save(path, variables, {'model': 'mesh', 'backbone': dict(TINY), 'head': head})
   return str(path), jax.jit(lambda x: model.apply(variables, x)), model, variables
 
 

@@ -20,7 +20,8 @@ import jax
 import numpy as np
 import pytest
 
-from mbjax import checkpoint, metric_writer
+from mbjax import checkpoint
+from mbjax.logs import metric_writer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = ROOT / 'tests' / 'configs' / 'tiny_pretrain.py'
@@ -35,7 +36,7 @@ def compile_cache(tmp_path_factory):
 
 
 def _launch(workdir, data_dir, cache):
-  cmd = [sys.executable, '-m', 'mbjax.main', f'--config={CONFIG}:{data_dir},long',
+  cmd = [sys.executable, '-m', 'mbjax.train', f'--config={CONFIG}:{data_dir},long',
          f'--workdir={workdir}', '--config.checkpoint.keep=100']
   env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='', JAX_COMPILATION_CACHE_DIR=cache,
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',

@@ -10,7 +10,8 @@ import pytest
 
 import data_formats
 from configs import pose3d_h36m, pretrain
-from mbjax import metric_writer, train
+from mbjax import train
+from mbjax.logs import metric_writer
 from mbjax.data import subjects
 from mbjax.data.records import load as load_split
 from mbjax.data.records import load_spec

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from flax.core import meta
 
-from mbjax import convert, models
+from mbjax import models
+from mbjax.checkpoint import converted, official
 from mbjax.data import transforms
 from mbjax.infer import model as model_lib
 from mbjax.infer import pipeline
@@ -45,7 +46,7 @@ def _tiny_variables():
 
 
 def test_cli_end_to_end(tmp_path):
-  convert.save_official(_tiny_variables(), 'pose', tmp_path / 'tiny.bin')
+  official.save_official(_tiny_variables(), 'pose', tmp_path / 'tiny.bin')
   source = write_two_persons(tmp_path / 'two_alphapose-results.json')
   env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
   done = subprocess.run([sys.executable, '-m', 'mbjax.infer', str(source),
@@ -80,7 +81,7 @@ def test_cli_end_to_end(tmp_path):
 
 
 def test_convert_dir_brings_its_model_and_pixel_outputs(tmp_path):
-  convert.save(tmp_path / 'ckpt', _tiny_variables(),
+  converted.save(tmp_path / 'ckpt', _tiny_variables(),
                {'model': 'pose', 'backbone': {k: v for k, v in TINY.items()}})
   config = model_lib.load_config_file(model_lib.DEFAULT_CONFIG)
   lifter = model_lib.load(config, str(tmp_path / 'ckpt'))

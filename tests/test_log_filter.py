@@ -2,7 +2,7 @@
 
 import logging
 
-from mbjax import log_filter
+from mbjax.logs import log_filter
 
 
 def _record(path: str, level: int) -> logging.LogRecord:
@@ -14,7 +14,7 @@ def test_library_info_lines_are_dropped_and_warnings_kept():
   orbax = '/venv/lib/python3.11/site-packages/orbax/checkpoint/checkpoint_manager.py'
   assert not f.filter(_record(orbax, logging.INFO))
   assert f.filter(_record(orbax, logging.WARNING))
-  assert f.filter(_record('/repo/mbjax/train.py', logging.INFO))
+  assert f.filter(_record('/repo/mbjax/train/', logging.INFO))
 
 
 def test_quiet_libraries_installs_one_filter(monkeypatch):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from mbjax import losses
+from mbjax.losses import pose as losses
 
 TOL = 1e-5
 

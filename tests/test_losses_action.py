@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mbjax import losses
+from mbjax.losses import pose as losses
 
 
 @pytest.fixture(scope='module')

@@ -7,7 +7,7 @@ import data_formats
 from data_prep import builder
 from mbjax.data import build_options, mesh, mesh_clips, pipelines, records
 from mbjax.data.report import BuildReport
-from mbjax.models import rotations
+from mbjax.data import rotations
 
 # (source, frames). Train: 4 windows of 16 at stride 8 (+ no tail), a short sequence (resampled),
 # an exact clip, a short last sequence (dropped). Test: stride 16.

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from flax.core import meta
 
-from mbjax import convert, torch_format
+from mbjax import convert
+from mbjax.checkpoint import converted, official
+from mbjax.checkpoint import torch_zip as torch_format
 from mbjax.models import ActionNet, MeshNet, from_config, mesh_flip_test
 from mbjax.models.smpl import SMPL
 
@@ -34,7 +36,7 @@ def mesh_ref(reference_dir):
                       head=dict(version='mesh', hidden_dim=config['hidden_dim'],
                                 dropout_ratio=config['dropout_ratio']))
   model = from_config(model_config, smpl=smpl)
-  variables = convert.official_to_variables(state_dict, 'mesh')
+  variables = official.official_to_variables(state_dict, 'mesh')
   return dict(data=data, config=config, state_dict=state_dict, smpl=smpl, model=model,
               variables=variables, model_config=model_config)
 
@@ -143,29 +145,29 @@ def test_official_flax_official_is_identity_through_a_bin(mesh_ref, tmp_path):
   sd = _released_layout(mesh_ref['state_dict'])
   path = tmp_path / 'mesh.bin'
   torch_format.save({'epoch': 3, 'model': sd, 'best_jpe': 80.5}, path)
-  loaded = convert.load_official(path)
-  assert convert.official_kind(loaded) == 'mesh'
-  variables = convert.official_to_variables(loaded, 'mesh')
+  loaded = official.load_official(path)
+  assert official.official_kind(loaded) == 'mesh'
+  variables = official.official_to_variables(loaded, 'mesh')
   assert sorted(variables) == ['batch_stats', 'constants', 'params']
   assert 'smpl' not in variables['params']['head']  # the SMPL comes from the user's files
   assert int(variables['batch_stats']['head']['bn1']['num_batches_tracked']) == 321
-  convert.check_smpl_buffers(loaded, mesh_ref['smpl'])
+  official.check_smpl_buffers(loaded, mesh_ref['smpl'])
   back = tmp_path / 'back.bin'
-  convert.save_official(variables, 'mesh', back, smpl=mesh_ref['smpl'],
+  official.save_official(variables, 'mesh', back, smpl=mesh_ref['smpl'],
                         vertex_ids=mesh_ref['config']['vertex_ids_smplh'])
-  _assert_same_state_dict(convert.load_official(back), sd)
+  _assert_same_state_dict(official.load_official(back), sd)
 
 
 def test_mesh_conversion_errors_are_clear(mesh_ref):
   variables = mesh_ref['variables']
   with pytest.raises(ValueError, match="pass smpl="):
-    convert.variables_to_official(variables, 'mesh')
+    official.variables_to_official(variables, 'mesh')
   with pytest.raises(ValueError, match='300 vertices .not 6890.: give the vertex ids'):
-    convert.variables_to_official(variables, 'mesh', smpl=mesh_ref['smpl'])
+    official.variables_to_official(variables, 'mesh', smpl=mesh_ref['smpl'])
   sd = dict(mesh_ref['state_dict'])
   sd['module.head.smpl.v_template'] = sd['module.head.smpl.v_template'] + 1e-3
   with pytest.raises(ValueError, match='v_template differs from the given SMPL model'):
-    convert.check_smpl_buffers(sd, mesh_ref['smpl'])
+    official.check_smpl_buffers(sd, mesh_ref['smpl'])
 
 
 def _cli(*args) -> int:
@@ -189,12 +191,12 @@ def test_cli_mesh_round_trip_and_restore(mesh_ref, reference_dir, tmp_path, monk
   with pytest.raises(ValueError, match='--model mesh: pass --smpl_dir'):
     _cli(str(src), str(out), '--model', 'mesh')
   assert _cli(str(src), str(out), '--model', 'mesh', '--smpl_dir', smpl_dir) == 0
-  module, variables = convert.restore(out)
+  module, variables = converted.restore(out)
   assert isinstance(module, MeshNet)
   x = mesh_ref['data']['x']
   assert _max_err(module.apply(variables, x)['verts'], mesh_ref['data']['verts']) <= MM_TOL
   assert _cli('--to-official', str(out), str(back)) == 0  # SMPL from config.json's smpl_dir
-  _assert_same_state_dict(convert.load_official(back), sd)
+  _assert_same_state_dict(official.load_official(back), sd)
 
 
 def test_cli_mesh_without_smpl_dir_says_so_in_one_line(mesh_ref, tmp_path):

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from mbjax import losses, losses_mesh
-from mbjax.evaluate import mesh_metrics, pose_metrics
-from mbjax.models import rotations
+from mbjax.losses import pose as losses
+from mbjax.losses import mesh as losses_mesh
+from mbjax.metrics import mesh as mesh_metrics
+from mbjax.metrics import pose as pose_metrics
+from mbjax.data import rotations
 
 RTOL = 1e-5
 TERMS = ('loss_3d_pos', 'loss_3d_scale', 'loss_3d_velocity', 'loss_lv', 'loss_lg', 'loss_a',

@@ -12,9 +12,10 @@ import pytest
 
 import data_formats
 from data_prep import builder
-from mbjax import metric_writer, train
+from mbjax import train
+from mbjax.logs import metric_writer
 from mbjax.evaluate import mesh as mesh_eval
-from mbjax.evaluate import mesh_metrics
+from mbjax.metrics import mesh as mesh_metrics
 from mbjax.tasks import mesh
 
 CLIP = 4
@@ -78,7 +79,8 @@ def test_evaluator_equals_evaluate_mesh_and_known_offsets(config):
   s = train.setup(config, with_data=False)
   variables = jax.device_get(train.variables_of(s.init_state()))
   source = mesh_eval.split_source(config, dict(config.evals.test))
-  got = mesh_eval.make_evaluator(config, model, dict(config.evals.test, flip=False))(variables)
+  got = mesh_eval.make_evaluator(config, model, dict(config.evals.test, flip=False),
+                                mesh.evaluator_inputs(config))(variables)
   inputs = np.stack([source[i]['joint_2d'] for i in range(len(source))])
   theta = np.stack([np.concatenate([source[i]['smpl_pose'], source[i]['smpl_shape']], -1)
                     for i in range(len(source))]).astype(np.float32)
@@ -132,7 +134,8 @@ def test_evaluate_cli_equals_the_trainer(trained, config, tmp_path):
 def test_an_official_layout_bin_evaluates_as_the_run(trained, config, tmp_path, reference_dir):
   """The trained weights written as an official mesh `.bin` (model: module.backbone.*,
   module.head.* with the SMPL buffers) evaluate through the CLI to the trainer's numbers."""
-  from mbjax import checkpoint, convert
+  from mbjax import checkpoint
+  from mbjax.checkpoint import official
   from mbjax.evaluate import __main__ as cli
   workdir, summary = trained
   model = mesh.make_model(config)
@@ -141,7 +144,7 @@ def test_an_official_layout_bin_evaluates_as_the_run(trained, config, tmp_path, 
   path = tmp_path / 'best_epoch.bin'
   with np.load(reference_dir / 'mesh_head_tiny.npz') as z:  # smplx's extra joints, remapped
     vertex_ids = json.loads(str(z['config']))['vertex_ids_smplh']
-  convert.save_official(variables, 'mesh', path, smpl=model.smpl, vertex_ids=vertex_ids)
+  official.save_official(variables, 'mesh', path, smpl=model.smpl, vertex_ids=vertex_ids)
   result = cli.run(config, str(path), str(tmp_path / 'eval.json'), evals=['test'])
   for k in mesh_eval.METRICS:
     np.testing.assert_allclose(result['test'][k], summary[f'test/{k}'], rtol=1e-5)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import event_reader
-from mbjax import metric_writer
+from mbjax.logs import metric_writer
 
 
 def test_jsonl_converts_scalars_and_resume_drops_later_steps(tmp_path):

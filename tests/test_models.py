@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax.core import meta
 
-from mbjax import convert
+from mbjax.checkpoint import official
 from mbjax.models import ActionNet, DSTformer, count_params, dstformer_from_variant
 
 TOL = 1e-4
@@ -32,7 +32,7 @@ def _backbone_kwargs(config):
 def pose_ref(reference_dir):
   data, config, state_dict = _reference(reference_dir, 'dstformer_tiny.npz')
   model = DSTformer(**_backbone_kwargs(config))
-  return data, model, convert.official_to_variables(state_dict, 'pose'), state_dict
+  return data, model, official.official_to_variables(state_dict, 'pose'), state_dict
 
 
 def _max_err(a, b):
@@ -104,7 +104,7 @@ def test_action_net_matches_official(reference_dir, name):
                     num_classes=config['num_classes'], version=config['version'],
                     hidden_dim=config['hidden_dim'], num_joints=config['num_joints'])
   version = config['version']
-  variables = convert.official_to_variables(state_dict, f'action-{version}')
+  variables = official.official_to_variables(state_dict, f'action-{version}')
   out = model.apply(variables, data['x'])
   assert out.shape == data['out'].shape
   assert _max_err(out, data['out']) <= TOL
@@ -237,10 +237,10 @@ def test_scanned_layers_match_official_and_convert_both_ways(pose_ref):
   assert jax.tree_util.tree_structure(init) == jax.tree_util.tree_structure(params)
   back = unscan_params(params)
   jax.tree_util.tree_map(np.testing.assert_array_equal, back, variables['params'])
-  official = convert.variables_to_official({'params': params}, 'pose')
-  assert sorted(official) == sorted(state_dict)
+  exported = official.variables_to_official({'params': params}, 'pose')
+  assert sorted(exported) == sorted(state_dict)
   for k in state_dict:
-    np.testing.assert_array_equal(official[k], state_dict[k])
+    np.testing.assert_array_equal(exported[k], state_dict[k])
   # Train mode (dropout, drop path) and remat run under scan too.
   train = scanned.clone(drop_path_rate=0.2, drop_rate=0.1, remat_policy='full')
   out = train.apply({'params': params}, data['x'], train=True,

@@ -8,7 +8,7 @@ import optax
 import pytest
 from flax.core import meta
 
-from mbjax import optim
+from mbjax.train import optim
 from mbjax.models import DSTformer, from_config, mup
 
 WIDTHS = (32, 64, 128, 256)

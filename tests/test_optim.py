@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from mbjax import optim
+from mbjax.train import optim
 
 B1, B2, EPS = 0.9, 0.999, 1e-8
 

@@ -13,7 +13,9 @@ from flax.core import meta
 
 import data_formats
 from configs import pose3d_h36m
-from mbjax import convert, metric_writer, train
+from mbjax import train
+from mbjax.checkpoint import official
+from mbjax.logs import metric_writer
 from mbjax.data import pipelines
 from mbjax.data.records import load as load_split
 from mbjax.evaluate import h36m
@@ -56,7 +58,7 @@ def official_bin(tmp_path_factory, config):
   rng = np.random.default_rng(1)
   variables = jax.tree.map(lambda a: rng.normal(0, 0.2, a.shape).astype(np.float32), abstract)
   path = tmp_path_factory.mktemp('pretrained') / 'latest_epoch.bin'
-  convert.save_official(variables, 'pose', path)
+  official.save_official(variables, 'pose', path)
   return variables, path
 
 

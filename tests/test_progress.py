@@ -5,7 +5,7 @@ import io
 import jax.numpy as jnp
 import pytest
 
-from mbjax import progress as progress_lib
+from mbjax.logs import progress as progress_lib
 
 
 class FakeClock:

@@ -17,7 +17,9 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 import param_compare
-from mbjax import metric_writer, sharding, train
+from mbjax import train
+from mbjax.logs import metric_writer
+from mbjax.train import sharding
 
 STEPS = 4
 ATOL = 1e-5  # fp32; observed differences are ~5e-7 (reduction order across devices)

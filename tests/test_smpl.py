@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from mbjax import cli
-from mbjax.models import rotations, smpl
+from mbjax.models import smpl
+from mbjax.data import rotations
 
 TOL_M = 1e-6  # metres, SMPL outputs
 TOL_UTILS = 1e-5

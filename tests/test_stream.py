@@ -11,7 +11,8 @@ import pytest
 from flax.core import meta
 
 import mbjax.infer
-from mbjax import convert, models
+from mbjax import models
+from mbjax.checkpoint import converted
 from mbjax.data import skeletons, transforms
 from mbjax.evaluate import h36m
 from mbjax.infer import lift, stream
@@ -28,7 +29,7 @@ def lifter(tmp_path_factory):
   variables = meta.unbox(models.from_config(TINY).init(jax.random.key(0),
                                                        jnp.zeros((1, 27, 17, 3))))
   path = tmp_path_factory.mktemp('stream') / 'ckpt'
-  convert.save(path, variables, {'model': 'pose', 'backbone': dict(TINY)})
+  converted.save(path, variables, {'model': 'pose', 'backbone': dict(TINY)})
   return stream.StreamLifter(str(path), latency=K, clip_len=CLIP).lifter
 
 

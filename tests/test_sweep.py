@@ -91,7 +91,7 @@ def test_print_then_local_skips_finished_and_resumes_killed_runs(tmp_path, pretr
   printed = _sweep_cli(config, f'--workdir={sweep_dir}', '--launcher=print')
   assert printed.returncode == 0, printed.stderr[-3000:]
   lines = printed.stdout.strip().splitlines()
-  assert len(lines) == 2 and all(' -m mbjax.main ' in line for line in lines)
+  assert len(lines) == 2 and all(' -m mbjax.train ' in line for line in lines)
   # The printed command of run `a` runs as it is.
   env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
   done = subprocess.run(shlex.split(lines[0]), cwd=ROOT, env=env, capture_output=True, text=True)
@@ -99,7 +99,7 @@ def test_print_then_local_skips_finished_and_resumes_killed_runs(tmp_path, pretr
   assert spec.status(str(sweep_dir / 'a')) == 'finished'
   summary_a = (sweep_dir / 'a' / 'summary.json').read_bytes()
   # Run `b` is killed after its first checkpoint.
-  args_b = shlex.split(lines[1])[3:-1]  # after `python -m mbjax.main`, without --workdir
+  args_b = shlex.split(lines[1])[3:-1]  # after `python -m mbjax.train`, without --workdir
   assert kill_resume.kill_after_checkpoint(args_b, str(sweep_dir / 'b'), min_step=2) < 12
   assert spec.status(str(sweep_dir / 'b')) == 'interrupted'
 

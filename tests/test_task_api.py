@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import kill_resume
-from mbjax import convert, models, train
+from mbjax import models, train
+from mbjax.checkpoint import official
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = ROOT / 'tests' / 'configs' / 'toy_action.py'
@@ -88,12 +89,12 @@ def test_pretrained_dstformer_loads_onto_the_backbone(tmp_path, config):
   backbone = models.from_config({k: v for k, v in c.model.items() if k != 'head'})
   pretrained = backbone.init(jax.random.key(7), jnp.zeros((1, 8, 17, 3)))
   path = tmp_path / 'pretrained.bin'
-  convert.save_official(pretrained, 'pose', path)
+  official.save_official(pretrained, 'pose', path)
   s = train.setup(c, with_data=False)
   state = s.init_state()
   variables, report = s.task.load_pretrained(jax.device_get(train.variables_of(state)),
                                              str(path))
-  want = convert.official_to_variables(convert.load_official(path), 'pose')['params']
+  want = official.official_to_variables(official.load_official(path), 'pose')['params']
   _assert_equal(variables['params']['backbone'], want)
   # The fresh head and its BatchNorm statistics stay as initialised; all of the file is used.
   assert report['fresh'] and all(k.startswith(('params/head/', 'batch_stats/head/'))

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import event_reader
-from mbjax import tensorboard
+from mbjax.logs import tensorboard
 
 
 def test_crc32c_known_answers():

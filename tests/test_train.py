@@ -14,7 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mbjax import checkpoint, convert, metric_writer, models
+from mbjax import checkpoint, convert, models
+from mbjax.checkpoint import official
+from mbjax.logs import metric_writer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = ROOT / 'tests' / 'configs' / 'tiny_pretrain.py'
@@ -29,7 +31,7 @@ def config(tiny_config, pretrain_data_dir):
 
 def _main(workdir, pretrain_data_dir, *flags, overrides=(), **popen):
   arg = ','.join([pretrain_data_dir, *flags])
-  cmd = [sys.executable, '-m', 'mbjax.main', f'--config={CONFIG}:{arg}', f'--workdir={workdir}',
+  cmd = [sys.executable, '-m', 'mbjax.train', f'--config={CONFIG}:{arg}', f'--workdir={workdir}',
          *overrides]
   env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
   return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -81,9 +83,9 @@ def test_train_end_to_end(tmp_path, config):
   first = checkpoint.read_state(os.path.join(workdir, 'snapshots'), ends[0])
   assert int(first['step']) == ends[0]
   # The trained weights in the official format (convert --to-official on a workdir).
-  official = tmp_path / 'trained.bin'
-  convert.to_official(workdir, str(official))  # what `python -m mbjax.convert --to-official` runs
-  back = convert.official_to_variables(convert.load_official(official), 'pose')['params']
+  official_bin = tmp_path / 'trained.bin'
+  convert.to_official(workdir, str(official_bin))  # what `python -m mbjax.convert --to-official` runs
+  back = official.official_to_variables(official.load_official(official_bin), 'pose')['params']
   _assert_trees_equal(back, params)
   # Restarting a finished run trains no step and leaves every artefact as it was.
   before = {name: (pathlib.Path(workdir) / name).read_bytes()
@@ -98,9 +100,9 @@ def test_train_end_to_end(tmp_path, config):
 
 def _assert_compute_accounting(config, rows, summary, workdir):
   """Cumulative clips, frames, FLOPs and wall time at every step; counts in the summary."""
-  from mbjax import train
+  from mbjax.tasks import base
   B, T = config.batch_size, config.model.maxlen
-  flops = train.get_task(config).flops_per_step(config)
+  flops = base.get_task(config).flops_per_step(config)
   rows = [r for r in rows if 'loss' in r]
   for r in rows:
     assert (r['compute/clips'], r['compute/frames']) == (r['step'] * B, r['step'] * B * T)
@@ -175,8 +177,8 @@ def test_init_from_official_bin(tmp_path, config):
   model = models.from_config(config.model)
   variables = model.init(jax.random.key(42), jnp.zeros((1, 9, 17, 3)))
   path = tmp_path / 'official.bin'
-  convert.save_official(variables, 'pose', path, epoch=3)
-  want = convert.official_to_variables(convert.load_official(path), 'pose')['params']
+  official.save_official(variables, 'pose', path, epoch=3)
+  want = official.official_to_variables(official.load_official(path), 'pose')['params']
   fresh = jax.device_get(model.init(jax.random.key(0), jnp.zeros((1, 9, 17, 3))))
   loaded, report = checkpoint.load_pretrained(fresh, str(path))
   _assert_trees_equal(loaded['params'], want)
@@ -196,7 +198,7 @@ def test_init_from_official_bin(tmp_path, config):
   # The trainer's restore path puts exactly the file's weights into the sharded state (training
   # from init_from end to end: test_pose3d, test_action).
   s = train.setup(config, with_data=False)
-  state = train._init_from(s, s.init_state(), str(path))
+  state = train.loop._init_from(s, s.init_state(), str(path))
   _assert_trees_equal(unscan_params(jax.device_get(state['params'])), want)
 
 
@@ -206,7 +208,7 @@ def test_init_from_a_checkpoint_of_another_size_fails_listing_the_tensors(tmp_pa
   dim = config.model.dim_feat
   other = models.from_config(dict(config.model, dim_feat=2 * dim, dim_rep=2 * dim))
   path = tmp_path / 'other.bin'
-  convert.save_official(other.init(jax.random.key(0), jnp.zeros((1, 9, 17, 3))), 'pose', path)
+  official.save_official(other.init(jax.random.key(0), jnp.zeros((1, 9, 17, 3))), 'pose', path)
   with config.unlocked():
     config.init_from = str(path)
   wrong = (rf'(?s)\d+ of \d+ model variables .*blocks_st_0/attn_s/proj/kernel: stored '

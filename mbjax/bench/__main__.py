@@ -54,11 +54,12 @@ def parse(argv: list[str]):
 
 def main(argv=None) -> int:
   if argv is None:  # MBJAX_ALLOCATOR=system measures with malloc as the system sets it
-    from mbjax import cpu_allocator  # see mbjax/cpu_allocator.py
+    from mbjax.cli import allocator as cpu_allocator  # see mbjax/cli/allocator.py
     cpu_allocator.reexec()
   argv = list(sys.argv if argv is None else ['mbjax.bench', *argv])
   module, fv = parse(argv)
-  from mbjax import cli, cpu_allocator
+  from mbjax import cli
+  from mbjax.cli import allocator as cpu_allocator
   result = cli.call(f'mbjax.bench {argv[1]}', module.run, fv)
   result['allocator'] = cpu_allocator.active()
   print(json.dumps(result))

@@ -6,7 +6,7 @@
 For each remat policy (`--remat`, most memory-saving first) the `train` bench times the
 trainer's own step of configs/pretrain.py at `--variant`, `--batch`, `--frames`, `--dtype`, with
 cuDNN attention on GPU ('xla', jax.nn.dot_product_attention, elsewhere): step time, TFLOP/s,
-MFU against the device's peak (mbjax/peak_flops.py) and peak memory. Then a doubling search
+MFU against the device's peak (mbjax/train/peak_flops.py) and peak memory. Then a doubling search
 from `--batch` up to `--max_batch` finds the largest batch whose step compiles and runs; the
 backend's out-of-memory error (`jax.errors.JaxRuntimeError`, RESOURCE_EXHAUSTED) ends it.
 Peak memory is the device allocator's high-water mark of the process (max RSS on CPU): a

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mbjax.flops import dstformer_forward_flops, xla_flops
+from mbjax.models.flops import dstformer_forward_flops, xla_flops
 from mbjax.models import dstformer_from_variant
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}

@@ -11,7 +11,7 @@ JSON with `step_s`, `clips_per_s` and `frames_per_s` (global, frames of every pe
 sequence), per-device `tflops_per_s_xla` (XLA's cost analysis
 of the compiled step) and `tflops_per_s_analytic` (the task's `flops_per_step` at its own clip
 length, else 3x the backbone's analytic forward FLOPs: `analytic_source`), `mfu`
-(analytic over the per-device peak of mbjax/peak_flops.py) and `peak_memory_bytes`.
+(analytic over the per-device peak of mbjax/train/peak_flops.py) and `peak_memory_bytes`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import jax
 import numpy as np
 
 from mbjax import train as trainer
-from mbjax import peak_flops as peak
-from mbjax.flops import dstformer_forward_flops, xla_flops
+from mbjax.train import peak_flops as peak
+from mbjax.models.flops import dstformer_forward_flops, xla_flops
 from mbjax.models import DSTformer
 from mbjax.data import pipelines
 
@@ -135,7 +135,7 @@ def run(args) -> dict:
 
 
 def define_flags(fv) -> None:
-  """This bench's flags, in their own absl FlagValues `fv`: `--config` as `mbjax.main` reads it
+  """This bench's flags, in their own absl FlagValues `fv`: `--config` as `mbjax.train` reads it
   (path:variant, `--config.key=value` overrides)."""
   from absl import flags
   from ml_collections import config_flags

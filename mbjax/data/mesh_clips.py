@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mbjax.data import pipelines, transforms
-from mbjax.models.rotations import SMPL_FLIP_PAIRS
+from mbjax.data.rotations import SMPL_FLIP_PAIRS
 
 Example = pipelines.Example
 
@@ -39,7 +39,7 @@ _AXIS_SIGN = np.array([1.0, -1.0, -1.0])
 def flip_smpl_pose(pose: np.ndarray) -> np.ndarray:
   """(..., 72) axis-angles mirrored left-right, in numpy (official `flip_thetas`).
 
-  The same map as `mbjax.models.rotations.flip_thetas_batch` (swap SMPL_FLIP_PAIRS, negate y
+  The same map as `mbjax.data.rotations.flip_thetas_batch` (swap SMPL_FLIP_PAIRS, negate y
   and z of every axis-angle), without jax so that it runs cheaply in grain workers.
   """
   pose = np.asarray(pose)

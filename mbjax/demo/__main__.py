@@ -6,7 +6,7 @@
   python -m mbjax.demo --workdir /tmp/demo --assets path/to/assets   # holding mocap/ and wild/
 
 The config is the task's (mbjax/demo/config.py, mbjax/demo/action_config.py) unless --config
-names another file; --config.key=value overrides a field, as for python -m mbjax.main.
+names another file; --config.key=value overrides a field, as for python -m mbjax.train.
 """
 
 import pathlib
@@ -30,18 +30,24 @@ def task_in(argv) -> str:
   return 'pose'
 
 
-_TASK = flags.DEFINE_enum('task', 'pose', list(TASKS), 'pose: pretraining and 3D lifting; '
-                          'action: action recognition on the shipped recordings')
-_CONFIG = cli.define_config_file(
-    'config', str(pathlib.Path(__file__).with_name(TASKS.get(task_in(sys.argv), 'config.py'))),
-    "Demo config file (default: the task's, mbjax/demo/config.py or action_config.py).",
-    program='mbjax.demo')
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder: datasets, checkpoints, pictures.')
-_ASSETS = flags.DEFINE_string(
-    'assets', str(shipped.CHECKOUT_ASSETS),
-    'Folder with the shipped recordings: mocap/ (BVH, ASF/AMC) and wild/ (AlphaPose json); '
-    "default: the checkout's data_prep/assets.")
-flags.mark_flags_as_required(['workdir'])
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Defines this program's flags: called when it runs, so that importing the module
+  defines none."""
+  flags.DEFINE_enum('task', 'pose', list(TASKS), 'pose: pretraining and 3D lifting; '
+                    'action: action recognition on the shipped recordings')
+  cli.define_config_file(
+      'config', str(pathlib.Path(__file__).with_name(TASKS.get(task_in(sys.argv), 'config.py'))),
+      "Demo config file (default: the task's, mbjax/demo/config.py or action_config.py).",
+      program='mbjax.demo')
+  flags.DEFINE_string('workdir', None, 'Run folder: datasets, checkpoints, pictures.')
+  flags.DEFINE_string(
+      'assets', str(shipped.CHECKOUT_ASSETS),
+      'Folder with the shipped recordings: mocap/ (BVH, ASF/AMC) and wild/ (AlphaPose json); '
+      "default: the checkout's data_prep/assets.")
+  flags.mark_flags_as_required(['workdir'])
 
 
 def main(argv) -> int:
@@ -49,19 +55,20 @@ def main(argv) -> int:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   try:  # before anything is built: a clear message, not a traceback
     for kind in shipped.CONTENTS:
-      shipped.assets_dir(kind, _ASSETS.value)
+      shipped.assets_dir(kind, FLAGS.assets)
   except FileNotFoundError as e:
     raise app.UsageError(str(e)) from e
-  from mbjax import log_filter
+  from mbjax.logs import log_filter
   from mbjax.demo import action_job, job
   log_filter.quiet_libraries()
-  chosen = action_job if _TASK.value == 'action' else job
-  if _CONFIG.value.task != ('action' if _TASK.value == 'action' else 'pretrain'):
-    raise app.UsageError(f'--task={_TASK.value} with a config of task {_CONFIG.value.task!r}')
-  summary = chosen.run(_WORKDIR.value, config=_CONFIG.value, assets=_ASSETS.value)
-  print(chosen.describe(summary, _WORKDIR.value))
+  chosen = action_job if FLAGS.task == 'action' else job
+  if FLAGS.config.task != ('action' if FLAGS.task == 'action' else 'pretrain'):
+    raise app.UsageError(f'--task={FLAGS.task} with a config of task {FLAGS.config.task!r}')
+  summary = chosen.run(FLAGS.workdir, config=FLAGS.config, assets=FLAGS.assets)
+  print(chosen.describe(summary, FLAGS.workdir))
   return 0
 
 
 if __name__ == '__main__':
+  define_flags()
   cli.run(main, program='mbjax.demo')

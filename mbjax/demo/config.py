@@ -100,5 +100,5 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.best_metric = ''
   c.log_every_steps = 10
   c.init_from = ''
-  c.allow_config_change = False  # resuming with a run-changing config stops (mbjax/config_diff.py)
+  c.allow_config_change = False  # resuming with a run-changing config stops (mbjax/train/config_diff.py)
   return c

@@ -17,17 +17,26 @@ import time
 from absl import app, flags
 from ml_collections import config_flags
 
-from mbjax.evaluate.loading import load_model
+from mbjax.tasks.loading import load_model
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (path:variant).',
-                                          lock_config=True)
-_CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'official .bin, convert dir or workdir')
-_OUT = flags.DEFINE_string('out', 'eval.json', 'where to write the results (JSON)')
-_EVALS = flags.DEFINE_list('evals', None, 'names of the config.evals entries to run (default: all)')
-_SAVE_SMPL = flags.DEFINE_bool('save_smpl', False, 'mesh evaluators: also write the predicted '
-                               'theta, betas and kp_3d per clip (smpl_<name>.npz beside --out)')
-# Required flags are checked in main, not with mark_flags_as_required: tests import this module
-# beside other programs' flags, and absl would then demand these of every parse.
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Defines this program's flags: called when it runs, so that importing the module
+  defines none."""
+  config_flags.DEFINE_config_file('config', None, 'Config file (path:variant).',
+                                  lock_config=True)
+  flags.DEFINE_string('checkpoint', None, 'official .bin, convert dir or workdir')
+  flags.DEFINE_string('out', 'eval.json', 'where to write the results (JSON)')
+  flags.DEFINE_list('evals', None, 'names of the config.evals entries to run (default: all)')
+  flags.DEFINE_bool('save_smpl', False, 'mesh evaluators: also write the predicted '
+                    'theta, betas and kp_3d per clip (smpl_<name>.npz beside --out)')
+
+
+# Required flags are checked in main, not with mark_flags_as_required: tests define them beside
+# other programs' flags, and absl would then demand these of every parse.
 
 
 def _chosen(evaluators: dict, names, config) -> dict:
@@ -85,17 +94,17 @@ def run(config, checkpoint: str, out: str, evals=None, *, save_smpl: bool = Fals
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments {argv[1:]}')
-  missing = [f'--{name}' for name, holder in (('config', _CONFIG), ('checkpoint', _CHECKPOINT))
-             if not holder.value]
+  missing = [f'--{name}' for name in ('config', 'checkpoint') if not FLAGS[name].value]
   if missing:
     raise app.UsageError(f'{" and ".join(missing)} required (see --help)')
-  from mbjax import log_filter
+  from mbjax.logs import log_filter
   log_filter.quiet_libraries()
-  run(_CONFIG.value, _CHECKPOINT.value, _OUT.value, _EVALS.value,  # mistakes: cli prints 1 line
-      save_smpl=_SAVE_SMPL.value)
+  run(FLAGS.config, FLAGS.checkpoint, FLAGS.out, FLAGS.evals,  # mistakes: cli prints 1 line
+      save_smpl=FLAGS.save_smpl)
   return 0
 
 
 if __name__ == '__main__':
+  define_flags()
   from mbjax import cli
   cli.run(main, program='mbjax.evaluate')

@@ -142,20 +142,20 @@ def save_artifacts(result: dict, directory: str, name: str, step: int | None = N
                              title=title, labels=tuple(result.get('label_names') or ()))]
 
 
-def make_evaluator(config, model, spec):
+def make_evaluator(config, model, spec, inputs):
   """fn(variables) -> `classification_metrics` on `spec.split` (default `config.data.test_split`,
   e.g. NTU's official test split), `spec.part` ('all' or 'val'), `spec.num_clips` (1),
   `spec.batch_size`; with the config's `label_names` for the confusion picture."""
-  from mbjax.tasks import action  # the task knows the dataset, the holdout and the clip length
+  split_source = inputs.need('split_source', 'action')
   split = spec.get('split') or config.data.get('test_split')
   if not split:
     raise ValueError('action evaluator: give its split (config.evals.<name>.split) or '
                      'config.data.test_split')
-  source = action.split_source(config, split, part=spec.get('part', 'all'))
+  source = split_source(split, spec.get('part', 'all'))
   if len(source) == 0:
     raise ValueError(f'action evaluator: {source!r} has no records')
   num_clips = int(spec.get('num_clips', 1))
-  options = dict(n_frames=action.clip_len(config), batch_size=int(spec.get('batch_size', 32)),
+  options = dict(n_frames=inputs.need('clip_len', 'action'), batch_size=int(spec.get('batch_size', 32)),
                  scale_range=tuple(config.augment.scale_range_test), num_clips=num_clips)
   apply = jax.jit(model.apply)
   names = list(config.get('label_names') or ())

@@ -41,7 +41,7 @@ from mbjax.data import h36m as h36m_data
 from mbjax.data import records as records_lib
 from mbjax.data import transforms
 from mbjax.evaluate import batching
-from mbjax.evaluate import pose_metrics as metrics
+from mbjax.metrics import pose as metrics
 
 NUM_JOINTS = 17
 # Takes the official evaluation leaves out (source names without the `_ca_XX` camera suffix).
@@ -270,7 +270,7 @@ def test_inputs(source, *, gt_2d: bool = False) -> tuple[np.ndarray, list[dict]]
   return np.stack(inputs).astype(np.float32), records
 
 
-def make_evaluator(config, model, spec):
+def make_evaluator(config, model, spec, inputs=None):
   """fn(variables) -> the `evaluate` result (mm) on the `h36m` split `spec.split` (test).
 
   Test-time options follow the official evaluation, from the spec or else the task config: flip
@@ -279,6 +279,7 @@ def make_evaluator(config, model, spec):
   `config.gt_2d`); x, y only with `config.no_conf`. Errors are always root-relative, as the
   official protocol computes them.
   """
+  del inputs  # these evaluators read their data from the config alone
   source = records_lib.load('h36m', spec.get('split', 'test'),
                             data_dir=spec.get('data_dir') or config.data.data_dir)
   gt_2d = bool(spec.get('gt_2d', config.get('gt_2d', False)))

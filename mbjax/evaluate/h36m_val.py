@@ -30,7 +30,7 @@ import numpy as np
 
 from mbjax.data import records as records_lib
 from mbjax.evaluate import h36m
-from mbjax.evaluate import pose_metrics as metrics
+from mbjax.metrics import pose as metrics
 
 _CHUNK = 64  # clips per error computation (float64 Procrustes on all clips at once is large)
 
@@ -93,7 +93,7 @@ def evaluate(predictions: np.ndarray, gt: np.ndarray, res_w: np.ndarray) -> dict
           'frames': int(len(e1))}
 
 
-def make_evaluator(config, model, spec):
+def make_evaluator(config, model, spec, inputs=None):
   """fn(variables) -> `evaluate` metrics on the train-split clips of `spec.subjects`.
 
   spec: `subjects` (required, e.g. ('S8',)), `name` (default 'h36m'), `split` (default 'train';
@@ -101,6 +101,7 @@ def make_evaluator(config, model, spec):
   (else `config.flip_test`), `rootrel` (else `config.rootrel`), `gt_2d` (else `config.gt_2d`),
   x, y only with `config.no_conf`.
   """
+  del inputs  # these evaluators read their data from the config alone
   if not spec.get('subjects'):
     raise ValueError("h36m_val evaluator: give the held-out training subjects, e.g. "
                      "subjects=('S8',)")

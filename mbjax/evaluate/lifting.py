@@ -20,7 +20,7 @@ import numpy as np
 
 from mbjax.data import pipelines, records, transforms
 from mbjax.evaluate import batching
-from mbjax.evaluate import pose_metrics as metrics
+from mbjax.metrics import pose as metrics
 
 AMASS_UNITS_PER_METRE = 0.298
 
@@ -80,7 +80,7 @@ def _stack(source, key: str) -> np.ndarray:
   return np.stack([source[i][key] for i in range(len(source))]).astype(np.float32)
 
 
-def make_evaluator(config, model, spec):
+def make_evaluator(config, model, spec, inputs=None):
   """The registry's `lifting` evaluator: fn(variables) -> `evaluate_lifting` metrics.
 
   spec: `name`, `split` (default 'train'), `key` (default 'joints3d') and optional `data_dir` of
@@ -88,6 +88,7 @@ def make_evaluator(config, model, spec):
   `config.data.sources_3d` with the same key. Clips are crop-scaled when training's are
   (`config.augment.scale_range_3d` set).
   """
+  del inputs  # these evaluators read their data from the config alone
   crop_scale = bool((config.get('augment') or {}).get('scale_range_3d'))
   channels = 2 if config.get('no_conf') else 3  # no_conf: the model takes x, y only
   key = spec.get('key', 'joints3d')

@@ -5,7 +5,7 @@
 As the official `validate` of train_mesh.py: every clip of the split (`mesh_example` without
 flip), the model in eval mode, with `flip` (default True, official `flip`) the flip test of
 `mbjax.models.mesh_head.mesh_flip_test`; the ground truth through SMPL from the stored theta
-(`mbjax.tasks.mesh.ground_truth`). Metrics (`mbjax.evaluate.mesh_metrics.evaluate_mesh`, mm):
+(the task's `ground_truth`). Metrics (`mbjax.metrics.mesh.evaluate_mesh`, mm):
 `mpve` (vertices, each mesh centred on its own regressed pelvis), `mpjpe`, `pa_mpjpe` (14 joints,
 per-frame Umeyama alignment), `mpjpe_17j`, `pa_mpjpe_17j`; all are means over frames, so they
 are accumulated batch by batch (the official code keeps every vertex of the split in memory).
@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from mbjax.data import finetune, holdout, mesh_clips, records
-from mbjax.evaluate import mesh_metrics
+from mbjax.metrics import mesh as mesh_metrics
 
 METRICS = ('mpve', 'mpjpe', 'pa_mpjpe', 'mpjpe_17j', 'pa_mpjpe_17j')
 
@@ -55,10 +55,10 @@ def save_predictions(path: str, kept: list[dict], source) -> str:
   return path
 
 
-def make_evaluator(config, model, spec):
+def make_evaluator(config, model, spec, inputs):
   """fn(variables) -> {metric: mm} plus `frames`, over every clip of `split_source`."""
   from mbjax.models import mesh_head
-  from mbjax.tasks import mesh as mesh_task
+  ground_truth = inputs.need('ground_truth', 'mesh')
   source = split_source(config, spec)
   if len(source) == 0:
     raise ValueError(f'mesh evaluator: {source!r} has no records')
@@ -72,7 +72,7 @@ def make_evaluator(config, model, spec):
     x = x[..., :channels]
     pred = (mesh_head.mesh_flip_test(model, variables, x) if flip
             else model.apply(variables, x))
-    return pred, mesh_task.ground_truth(model.smpl, theta)
+    return pred, ground_truth(model.smpl, theta)
 
   save = spec.get('save_smpl')
 

@@ -66,16 +66,16 @@ def nearest_exemplar_metrics(queries: np.ndarray, query_labels: np.ndarray,
   return result
 
 
-def make_evaluator(config, model, spec):
+def make_evaluator(config, model, spec, inputs):
   """fn(variables) -> `nearest_exemplar_metrics` of `spec.split` (default 'oneshot_eval') against
   `spec.exemplar_split` (default 'oneshot_exemplar'); `spec.batch_size` (32)."""
-  from mbjax.tasks import action  # the dataset and the clip length
-  queries = action.split_source(config, spec.get('split') or 'oneshot_eval')
-  exemplars = action.split_source(config, spec.get('exemplar_split') or 'oneshot_exemplar')
+  split_source = inputs.need('split_source', 'oneshot')
+  queries = split_source(spec.get('split') or 'oneshot_eval', 'all')
+  exemplars = split_source(spec.get('exemplar_split') or 'oneshot_exemplar', 'all')
   for source in (queries, exemplars):
     if len(source) == 0:
       raise ValueError(f'oneshot evaluator: {source!r} has no records')
-  options = dict(n_frames=action.clip_len(config), batch_size=int(spec.get('batch_size', 32)),
+  options = dict(n_frames=inputs.need('clip_len', 'oneshot'), batch_size=int(spec.get('batch_size', 32)),
                  scale_range=tuple(config.augment.scale_range_test))
   apply = jax.jit(model.apply)
 

@@ -1,6 +1,7 @@
 """The evaluator registry: `config.evals.<name> = dict(type=..., every_steps=..., ...)`.
 
-Each type names a module with `make_evaluator(config, model, spec) -> fn(variables) -> metrics`
+Each type names a module with `make_evaluator(config, model, spec, inputs) -> fn(variables) ->
+metrics` (`inputs`: the `TaskInputs` the task hands its evaluators)
 (and optionally `save_artifacts(result, directory, name, step) -> paths`, pictures of a result);
 `type` defaults to the entry's name (`config.evals.h36m` is an `h36m` evaluator). The trainer runs
 every evaluator at step 0, every `every_steps` steps (0: never in between) and at the last step;
@@ -18,7 +19,7 @@ import importlib
 from typing import Callable, Sequence
 
 from mbjax.data import subjects
-from mbjax.tasks import base
+from mbjax.evaluate.inputs import TaskInputs
 
 EVALUATORS = {
     'lifting': 'mbjax.evaluate.lifting',  # 2D-to-3D lifting of held-out 3D clips, mm, baselines
@@ -31,13 +32,14 @@ EVALUATORS = {
 DEFAULT_SPLITS = {'h36m': 'test'}  # the split of an evaluator type whose spec names none
 
 
-def make_evaluator(config, model, name: str, spec):
-  """fn(variables) -> metrics of the evaluator `config.evals.<name>` = `spec`."""
+def make_evaluator(config, model, name: str, spec, inputs: TaskInputs = TaskInputs()):
+  """fn(variables) -> metrics of the evaluator `config.evals.<name>` = `spec`, given what the
+  task hands its evaluators (`inputs`)."""
   kind = spec.get('type', name)
   if kind not in EVALUATORS:
     raise ValueError(f'config.evals.{name}: unknown evaluator type {kind!r}; known types: '
                      f'{sorted(EVALUATORS)}')
-  return importlib.import_module(EVALUATORS[kind]).make_evaluator(config, model, spec)
+  return importlib.import_module(EVALUATORS[kind]).make_evaluator(config, model, spec, inputs)
 
 
 def save_artifacts(config, name: str, result: dict, directory: str, step: int | None = None
@@ -113,8 +115,9 @@ def _every(name: str, spec, steps_per_epoch: Callable[[], int] | None) -> int:
   return epochs * steps_per_epoch()
 
 
-def make_evaluators(config, model, *, train_specs: Sequence = (),
-                    steps_per_epoch: Callable[[], int] | None = None) -> base.Evaluators:
+def make_evaluators(config, model, *, inputs: TaskInputs = TaskInputs(),
+                    train_specs: Sequence = (),
+                    steps_per_epoch: Callable[[], int] | None = None) -> dict:
   """name -> (every_steps, fn(variables) -> metrics) for every entry of `config.evals`.
 
   An entry with `part='val'` (a seeded validation slice of a training split,
@@ -123,6 +126,7 @@ def make_evaluators(config, model, *, train_specs: Sequence = (),
   Args:
     config: the run's config.
     model: the model every evaluator runs.
+    inputs: what the task hands its evaluators (its dataset's records, clip length, ...).
     train_specs: the dataset specs the task trains on (for `check_held_out`).
     steps_per_epoch: fn() -> steps of the first epoch, for `every_epochs` entries (called only
       when one is configured).
@@ -130,6 +134,7 @@ def make_evaluators(config, model, *, train_specs: Sequence = (),
   check_best_metric(config)
   check_held_out(config, train_specs)
   no_slice = not float((config.get('data') or {}).get('val_fraction', 0.0) or 0.0)
-  return {name: (_every(name, spec, steps_per_epoch), make_evaluator(config, model, name, spec))
+  return {name: (_every(name, spec, steps_per_epoch),
+                 make_evaluator(config, model, name, spec, inputs))
           for name, spec in config.get('evals', {}).items()
           if not (no_slice and spec.get('part', 'all') == 'val')}

@@ -13,31 +13,39 @@ import json
 from absl import flags
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'config file (path:variant) of an official .bin; a workdir or convert '
-    'checkpoint brings its own model', lock_config=True)
-_CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'official .bin, convert dir or workdir')
-_FORMAT = flags.DEFINE_enum('format', 'stablehlo', ['stablehlo', 'onnx'], 'what to write')
-_OUT = flags.DEFINE_string('out', None, 'the file to write (and FILE.json beside it)')
-_DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'compute dtype')
-_FLIP = flags.DEFINE_bool('flip_test', False, 'average with the mirrored prediction (pose, mesh)')
-_ROOTREL = flags.DEFINE_bool('rootrel', False, 'set the root joint to 0 (pose)')
-flags.mark_flags_as_required(['checkpoint', 'out'])
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Defines this program's flags: called when it runs, so that importing the module
+  defines none."""
+  config_flags.DEFINE_config_file(
+      'config', None, 'config file (path:variant) of an official .bin; a workdir or convert '
+      'checkpoint brings its own model', lock_config=True)
+  flags.DEFINE_string('checkpoint', None, 'official .bin, convert dir or workdir')
+  flags.DEFINE_enum('format', 'stablehlo', ['stablehlo', 'onnx'], 'what to write')
+  flags.DEFINE_string('out', None, 'the file to write (and FILE.json beside it)')
+  flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'compute dtype')
+  flags.DEFINE_bool('flip_test', False, 'average with the mirrored prediction (pose, mesh)')
+  flags.DEFINE_bool('rootrel', False, 'set the root joint to 0 (pose)')
+  flags.mark_flags_as_required(['checkpoint', 'out'])
 
 
 def main(argv) -> None:
   del argv
   import mbjax.export
-  config = _CONFIG.value
+  config = FLAGS.config
   if config is not None:
     import ml_collections
     config = ml_collections.ConfigDict(config.to_dict())  # unlocked: the loader sets fields
-  meta = mbjax.export.export(_CHECKPOINT.value, _OUT.value, _FORMAT.value, config,
-                             dtype=_DTYPE.value, flip_test=_FLIP.value, rootrel=_ROOTREL.value)
+  meta = mbjax.export.export(FLAGS.checkpoint, FLAGS.out, FLAGS.format, config,
+                             dtype=FLAGS.dtype, flip_test=FLAGS.flip_test, rootrel=FLAGS.rootrel)
   summary = {k: meta[k] for k in ('format', 'kind', 'inputs', 'outputs', 'max_frames')}
-  print(f'wrote {_OUT.value} and {_OUT.value}.json: {json.dumps(summary)}')
+  print(f'wrote {FLAGS.out} and {FLAGS.out}.json: {json.dumps(summary)}')
 
 
 if __name__ == '__main__':
+  define_flags()
   from mbjax import cli
   cli.run(main, program='mbjax.export')

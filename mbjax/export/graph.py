@@ -1,7 +1,7 @@
 """The model of a checkpoint as one jnp function of its input, and the description of that input.
 
 What goes into an exported file (`mbjax.export`): the weights of `--checkpoint`, loaded by the one
-loader (`mbjax.evaluate.loading.load_model`) under the config the checkpoint records (the same
+loader (`mbjax.tasks.loading.load_model`) under the config the checkpoint records (the same
 resolution as `mbjax.infer`: a workdir's `config.json`, a convert directory's backbone, an official
 `.bin` with `--config`), closed over as constants.
 
@@ -183,7 +183,7 @@ def _check_options(checkpoint: str, kind: str, flip_test: bool, rootrel: bool) -
 def build(checkpoint: str, config: ml_collections.ConfigDict | None = None, *,
           dtype: str = 'float32', flip_test: bool = False, rootrel: bool = False) -> Exportable:
   """The model of `checkpoint` (module docstring) as an `Exportable`."""
-  from mbjax.evaluate.loading import load_model
+  from mbjax.tasks.loading import load_model
   if dtype not in DTYPES:
     raise ValueError(f'--dtype={dtype!r}: expected one of {DTYPES}')
   checkpoint = model_lib.checkpoint_dir(checkpoint)

@@ -21,68 +21,75 @@ from ml_collections import config_flags
 
 from mbjax.data import keypoint_files
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Config file (path:variant) for the model and test-time options; default '
-    'configs/pose3d_h36m.py:global_lite. A workdir or convert checkpoint brings its own model.',
-    lock_config=True)
-_CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'official .bin, convert dir or workdir')
-_OUT = flags.DEFINE_string('out', None, 'output folder: results.npz, results.json')
-_FORMAT = flags.DEFINE_enum('format', None, list(keypoint_files.ARRAY_FORMATS),
-                            'skeleton of the keypoints (default: from the joint count; needed '
-                            'for 17-joint arrays)')
-_SIZE = flags.DEFINE_string('size', None, 'frame size WIDTHxHEIGHT (for --pixel and MediaPipe)')
-_PIXEL = flags.DEFINE_bool('pixel', False, 'official --pixel normalisation (needs the frame size)')
-_FOCUS = flags.DEFINE_integer('focus', None, 'lift only this track id (official --focus)')
-_CLIP_LEN = flags.DEFINE_integer('clip_len', None, 'frames per window (default: model maxlen)')
-_STRIDE = flags.DEFINE_integer('stride', None, 'frames between window starts (default: clip_len '
-                               '// 3, blended; = clip_len: official non-overlapping windows)')
-_MIN_FRAMES = flags.DEFINE_integer('min_frames', 1, 'skip (and report) shorter tracks')
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', 32, 'windows per model call')
-_TRACK_METRIC = flags.DEFINE_enum('track_metric', 'oks', ['oks', 'iou'], 'similarity that links '
-                                  'detections of a file without track ids into tracks')
-_TRACK_THRESHOLD = flags.DEFINE_float('track_threshold', None, 'least similarity of a match '
-                                      '(default 0.3); below it a detection starts a new track')
-_MAX_GAP = flags.DEFINE_integer('max_gap', 10, 'frames a track may go undetected; longer: a new '
-                                'track id')
-_BVH = flags.DEFINE_bool('bvh', False,
-                         'also write DIR/track_<id>.bvh (H36M-17 skeleton, cm, Y up)')
-_FPS = flags.DEFINE_float('fps', 30.0, 'frame rate of the input (BVH Frame Time, --render speed)')
-_RENDER = flags.DEFINE_bool('render', False, 'also write DIR/render.mp4 (GIF without '
-                            'imageio-ffmpeg): 2D input beside the 3D from two views')
-_VIDEO = flags.DEFINE_string('video', None, 'with --render: the input video, frame i under the '
-                             '2D of keypoint frame i')
-_ACTION = flags.DEFINE_string('action', None, 'an action checkpoint (workdir of an action run): '
-                              'the top-5 labels of each track in results.json')
-_MESH = flags.DEFINE_string('mesh', None, 'a mesh checkpoint (workdir of a mesh run): SMPL pose '
-                            'and shape of each track per frame in results')
-_TRAJECTORY = flags.DEFINE_bool('trajectory', False, 'also the root trajectory and pose in metres '
-                                 '(camera frame; needs the frame size; mbjax/infer/trajectory.py)')
-_FOV = flags.DEFINE_float('fov', 60.0, '--trajectory: assumed horizontal field of view, degrees')
-_PERSON_HEIGHT = flags.DEFINE_float('person_height', 1.7,
-                                    '--trajectory: assumed standing height, metres')
-flags.mark_flags_as_required(['checkpoint', 'out'])
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Defines this program's flags: called when it runs, so that importing the module
+  defines none."""
+  config_flags.DEFINE_config_file(
+      'config', None, 'Config file (path:variant) for the model and test-time options; default '
+      'configs/pose3d_h36m.py:global_lite. A workdir or convert checkpoint brings its own model.',
+      lock_config=True)
+  flags.DEFINE_string('checkpoint', None, 'official .bin, convert dir or workdir')
+  flags.DEFINE_string('out', None, 'output folder: results.npz, results.json')
+  flags.DEFINE_enum('format', None, list(keypoint_files.ARRAY_FORMATS),
+                    'skeleton of the keypoints (default: from the joint count; needed '
+                    'for 17-joint arrays)')
+  flags.DEFINE_string('size', None, 'frame size WIDTHxHEIGHT (for --pixel and MediaPipe)')
+  flags.DEFINE_bool('pixel', False, 'official --pixel normalisation (needs the frame size)')
+  flags.DEFINE_integer('focus', None, 'lift only this track id (official --focus)')
+  flags.DEFINE_integer('clip_len', None, 'frames per window (default: model maxlen)')
+  flags.DEFINE_integer('stride', None, 'frames between window starts (default: clip_len '
+                       '// 3, blended; = clip_len: official non-overlapping windows)')
+  flags.DEFINE_integer('min_frames', 1, 'skip (and report) shorter tracks')
+  flags.DEFINE_integer('batch_size', 32, 'windows per model call')
+  flags.DEFINE_enum('track_metric', 'oks', ['oks', 'iou'], 'similarity that links '
+                    'detections of a file without track ids into tracks')
+  flags.DEFINE_float('track_threshold', None, 'least similarity of a match '
+                     '(default 0.3); below it a detection starts a new track')
+  flags.DEFINE_integer('max_gap', 10, 'frames a track may go undetected; longer: a new '
+                       'track id')
+  flags.DEFINE_bool('bvh', False,
+                    'also write DIR/track_<id>.bvh (H36M-17 skeleton, cm, Y up)')
+  flags.DEFINE_float('fps', 30.0, 'frame rate of the input (BVH Frame Time, --render speed)')
+  flags.DEFINE_bool('render', False, 'also write DIR/render.mp4 (GIF without '
+                    'imageio-ffmpeg): 2D input beside the 3D from two views')
+  flags.DEFINE_string('video', None, 'with --render: the input video, frame i under the '
+                      '2D of keypoint frame i')
+  flags.DEFINE_string('action', None, 'an action checkpoint (workdir of an action run): '
+                      'the top-5 labels of each track in results.json')
+  flags.DEFINE_string('mesh', None, 'a mesh checkpoint (workdir of a mesh run): SMPL pose '
+                      'and shape of each track per frame in results')
+  flags.DEFINE_bool('trajectory', False, 'also the root trajectory and pose in metres '
+                     '(camera frame; needs the frame size; mbjax/infer/trajectory.py)')
+  flags.DEFINE_float('fov', 60.0, '--trajectory: assumed horizontal field of view, degrees')
+  flags.DEFINE_float('person_height', 1.7,
+                     '--trajectory: assumed standing height, metres')
+  flags.mark_flags_as_required(['checkpoint', 'out'])
 
 
 def main(argv) -> int:
   if len(argv) != 2:
     raise app.UsageError('expected one INPUT (a keypoint file or folder)' if len(argv) < 2 else
                          f'expected one INPUT, got {argv[1:]}')
-  from mbjax import log_filter
+  from mbjax.logs import log_filter
   from mbjax.infer import model, pipeline
   log_filter.quiet_libraries()
   request = pipeline.Request(
-      input=argv[1], skeleton=_FORMAT.value, size=pipeline.parse_size(_SIZE.value),
-      pixel=_PIXEL.value, focus=_FOCUS.value, clip_len=_CLIP_LEN.value, stride=_STRIDE.value,
-      min_frames=_MIN_FRAMES.value, batch_size=_BATCH_SIZE.value,
-      track_metric=_TRACK_METRIC.value, track_threshold=_TRACK_THRESHOLD.value,
-      max_gap=_MAX_GAP.value, bvh=_BVH.value, fps=_FPS.value, render=_RENDER.value,
-      video=_VIDEO.value, action=_ACTION.value, mesh=_MESH.value, trajectory=_TRAJECTORY.value,
-      fov=_FOV.value,
-      person_height=_PERSON_HEIGHT.value)
+      input=argv[1], skeleton=FLAGS.format, size=pipeline.parse_size(FLAGS.size),
+      pixel=FLAGS.pixel, focus=FLAGS.focus, clip_len=FLAGS.clip_len, stride=FLAGS.stride,
+      min_frames=FLAGS.min_frames, batch_size=FLAGS.batch_size,
+      track_metric=FLAGS.track_metric, track_threshold=FLAGS.track_threshold,
+      max_gap=FLAGS.max_gap, bvh=FLAGS.bvh, fps=FLAGS.fps, render=FLAGS.render,
+      video=FLAGS.video, action=FLAGS.action, mesh=FLAGS.mesh, trajectory=FLAGS.trajectory,
+      fov=FLAGS.fov,
+      person_height=FLAGS.person_height)
   prepared = pipeline.prepare(request)  # input mistakes before the (slower) model load
-  config = _CONFIG.value or model.load_config_file(model.DEFAULT_CONFIG)
-  lifter = model.load(config, _CHECKPOINT.value)
-  summary = pipeline.run(prepared, lifter, _OUT.value)
+  config = FLAGS.config or model.load_config_file(model.DEFAULT_CONFIG)
+  lifter = model.load(config, FLAGS.checkpoint)
+  summary = pipeline.run(prepared, lifter, FLAGS.out)
   skipped = f', skipped {len(summary["skipped"])}' if summary['skipped'] else ''
   print(f'lifted tracks {summary["tracks"]} ({summary["format"]}, {summary["normalisation"]}, '
         f'clip_len {summary["options"]["clip_len"]} stride {summary["options"]["stride"]}'
@@ -96,5 +103,6 @@ def main(argv) -> int:
 
 
 if __name__ == '__main__':
+  define_flags()
   from mbjax import cli
   cli.run(main, program='mbjax.infer')

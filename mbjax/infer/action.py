@@ -64,7 +64,7 @@ def resolve_config(checkpoint: str, config: ml_collections.ConfigDict | None
 def load(checkpoint: str, config: ml_collections.ConfigDict | None = None) -> Classifier:
   """The action model of `checkpoint` (see `resolve_config`) with its weights."""
   import jax
-  from mbjax.evaluate.loading import load_model
+  from mbjax.tasks.loading import load_model
   from mbjax.tasks import action as action_task
   config = resolve_config(checkpoint, config)
   _, model, variables = load_model(config, model_lib.checkpoint_dir(checkpoint))

@@ -37,7 +37,7 @@ class MeshPredictor:
 def load(checkpoint: str) -> MeshPredictor:
   """The mesh model of a trainer workdir (its config.json), jitted."""
   import jax
-  from mbjax.evaluate.loading import load_model
+  from mbjax.tasks.loading import load_model
   stored = action_lib.run_config(checkpoint)
   if stored is None or stored.get('task') != 'mesh':
     raise ValueError(f'--mesh={checkpoint}: expected the workdir of a mesh run (config.json with '

@@ -118,7 +118,7 @@ class Lifter:
 def load(config: ml_collections.ConfigDict, checkpoint: str) -> Lifter:
   """The model of `config` / `checkpoint` (module docstring) with its weights, jitted."""
   import jax
-  from mbjax.evaluate.loading import load_model
+  from mbjax.tasks.loading import load_model
   checkpoint = checkpoint_dir(checkpoint)
   config, source = model_config(config, checkpoint)
   config.task = 'pose3d'  # the DSTformer with its 3D head, whatever task trained it

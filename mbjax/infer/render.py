@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from mbjax.data import skeletons
 
-# H36M-17 bones (as mbjax.losses.LIMBS; repeated so drawing needs no JAX import).
+# H36M-17 bones (as mbjax.losses.pose.LIMBS; repeated so drawing needs no JAX import).
 BONES = ((0, 1), (1, 2), (2, 3), (0, 4), (4, 5), (5, 6), (0, 7), (7, 8), (8, 9), (9, 10),
          (8, 11), (11, 12), (12, 13), (8, 14), (14, 15), (15, 16))
 _LEFT = frozenset(i for i, n in enumerate(skeletons.H36M_JOINTS) if n.startswith('l'))

@@ -15,12 +15,19 @@ import json
 from absl import app, flags
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (see mbjax.infer)',
-                                          lock_config=True)
-_CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'official .bin, convert dir or workdir')
-_STRIDE = flags.DEFINE_integer('stride', None, 'stride of the blended run')
-_CLIP_LEN = flags.DEFINE_integer('clip_len', None, 'frames per window (default: model maxlen)')
-flags.mark_flags_as_required(['checkpoint'])
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Defines this program's flags: called when it runs, so that importing the module
+  defines none."""
+  config_flags.DEFINE_config_file('config', None, 'Config file (see mbjax.infer)',
+                                  lock_config=True)
+  flags.DEFINE_string('checkpoint', None, 'official .bin, convert dir or workdir')
+  flags.DEFINE_integer('stride', None, 'stride of the blended run')
+  flags.DEFINE_integer('clip_len', None, 'frames per window (default: model maxlen)')
+  flags.mark_flags_as_required(['checkpoint'])
 
 
 def compare(request, lifter) -> dict:
@@ -51,17 +58,18 @@ def compare(request, lifter) -> dict:
 def main(argv) -> int:
   if len(argv) != 2:
     raise app.UsageError('expected one INPUT (a keypoint file or folder)')
-  from mbjax import log_filter
+  from mbjax.logs import log_filter
   from mbjax.infer import model, pipeline
   log_filter.quiet_libraries()
-  request = pipeline.Request(input=argv[1], clip_len=_CLIP_LEN.value, stride=_STRIDE.value)
-  config = _CONFIG.value or model.load_config_file(model.DEFAULT_CONFIG)
-  lifter = model.load(config, _CHECKPOINT.value)
+  request = pipeline.Request(input=argv[1], clip_len=FLAGS.clip_len, stride=FLAGS.stride)
+  config = FLAGS.config or model.load_config_file(model.DEFAULT_CONFIG)
+  lifter = model.load(config, FLAGS.checkpoint)
   for k, r in compare(request, lifter).items():
     print(json.dumps(dict(track=k, **r)))
   return 0
 
 
 if __name__ == '__main__':
+  define_flags()
   from mbjax import cli
   cli.run(main, program='mbjax.infer.seams')

@@ -2,7 +2,7 @@
 
 from mbjax.models.dstformer import DSTformer, dstformer_from_variant, count_params, VARIANTS
 from mbjax.models.heads import ActionNet
-from mbjax.models.factory import from_config
+from mbjax.models.factory import abstract_variables, from_config, init_input
 
 # SMPL is imported on first use: `python -m mbjax.models.smpl` (its --to-npz tool) must find it
 # not yet imported by this package.

@@ -15,6 +15,7 @@ import dataclasses
 from typing import Any, Mapping
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from mbjax.models import mup
@@ -91,3 +92,14 @@ def from_config(model_config: Mapping[str, Any], *, smpl=None) -> nn.Module:
   head.setdefault('dim_rep', backbone.dim_rep)
   head.setdefault('num_joints', backbone.num_joints)
   return ActionNet(backbone=backbone, **head)
+
+
+def init_input(example) -> jnp.ndarray:
+  """Zeros of one example of a task's example batch (`input`), to initialise a model with."""
+  x = example['input']
+  return jnp.zeros((1,) + tuple(x.shape[1:]), x.dtype)
+
+
+def abstract_variables(model, example):
+  """The model's (boxed, logically partitioned) variable shapes, without computing them."""
+  return jax.eval_shape(lambda rng: model.init(rng, init_input(example)), jax.random.key(0))

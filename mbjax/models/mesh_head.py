@@ -23,7 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mbjax.models import rotations
+from mbjax.data import rotations
 from mbjax.models.dstformer import DSTformer
 from mbjax.models.heads import TorchBatchNorm, torch_linear
 from mbjax.models.smpl import NUM_BETAS, NUM_JOINTS, SMPL, smpl_forward, smpl_from_axis_angle

@@ -19,7 +19,7 @@ std(B) is the init scheme's std at base width: constant .02 for init_scheme='off
 is muP's hidden rule). Attention logits are q.k * sqrt(B / H) / d_head, i.e. 1/sqrt(d_head) at
 base width and 1/d_head scaling beyond it. The learning-rate factors multiply the whole AdamW
 update of a parameter, weight decay included (torch AdamW decays by lr * wd, so this is the
-parameter's learning rate scaled); `mbjax.optim.make_optimizer` chains them after the AdamW
+parameter's learning rate scaled); `mbjax.train.optim.make_optimizer` chains them after the AdamW
 groups when the model config asks for muP, so the trainer has no special case.
 
 Width is varied at fixed num_heads (d_head grows with m) and with dim_rep scaling along with

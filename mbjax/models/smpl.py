@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from mbjax.models import rotations
+from mbjax.data import rotations
 
 NUM_JOINTS = 24
 NUM_BETAS = 10

@@ -24,14 +24,23 @@ from absl import flags  # noqa: E402
 
 from mbjax import cli  # noqa: E402
 
-_BUDGET = flags.DEFINE_float('budget', 1e20, 'compute budget C (FLOPs) for the compute-optimal '
-                             'N and D')
-_BOOTSTRAP = flags.DEFINE_integer('bootstrap', 200, 'bootstrap refits for the 5-95% intervals '
-                                  '(0: none)')
-_OUT = flags.DEFINE_string('out', None, 'folder for runs.csv, scaling_fit.json and the PNGs '
-                           '(default: DIR)')
-_SEED = flags.DEFINE_integer('seed', 0, 'seed of the bootstrap resampling')
-_TITLE_SUFFIX = flags.DEFINE_string('title_suffix', '', 'added to the plot titles, e.g. "toy"')
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Defines this program's flags: called when it runs, so that importing the module
+  defines none."""
+  flags.DEFINE_float('budget', 1e20, 'compute budget C (FLOPs) for the compute-optimal '
+                     'N and D')
+  flags.DEFINE_integer('bootstrap', 200, 'bootstrap refits for the 5-95% intervals '
+                       '(0: none)')
+  flags.DEFINE_string('out', None, 'folder for runs.csv, scaling_fit.json and the PNGs '
+                      '(default: DIR)')
+  flags.DEFINE_integer('seed', 0, 'seed of the bootstrap resampling')
+  flags.DEFINE_string('title_suffix', '', 'added to the plot titles, e.g. "toy"')
+
+
 PROGRAM = 'mbjax.scaling'
 USAGE = 'usage: python -m mbjax.scaling DIR [--budget 1e20] [--bootstrap 200] [--out DIR]'
 
@@ -41,10 +50,10 @@ def _check_flags(argv) -> str:
   from mbjax.scaling.collect import ScalingError
   if len(argv) != 2:
     raise ScalingError(f'expected one sweep directory, got {len(argv) - 1} arguments ({USAGE})')
-  if not _BUDGET.value > 0:
-    raise ScalingError(f'--budget should be a positive number of FLOPs, got {_BUDGET.value}')
-  if _BOOTSTRAP.value < 0:
-    raise ScalingError(f'--bootstrap should be >= 0, got {_BOOTSTRAP.value}')
+  if not FLAGS.budget > 0:
+    raise ScalingError(f'--budget should be a positive number of FLOPs, got {FLAGS.budget}')
+  if FLAGS.bootstrap < 0:
+    raise ScalingError(f'--bootstrap should be >= 0, got {FLAGS.bootstrap}')
   return argv[1]
 
 
@@ -58,9 +67,9 @@ def analyse_sweep(sweep_dir: str, out_dir: str):
   collect.write_csv(rows, csv_path)
   yield collect.summary_line(rows)
   yield f'wrote {csv_path}'
-  result = report.analyse(rows, budget=_BUDGET.value, num_boot=_BOOTSTRAP.value,
-                          seed=_SEED.value)
-  paths = plots.write_all(report.arrays(rows), result, out_dir, _TITLE_SUFFIX.value)
+  result = report.analyse(rows, budget=FLAGS.budget, num_boot=FLAGS.bootstrap,
+                          seed=FLAGS.seed)
+  paths = plots.write_all(report.arrays(rows), result, out_dir, FLAGS.title_suffix)
   json_path = os.path.join(out_dir, 'scaling_fit.json')
   result['paths'] = dict(runs_csv=csv_path, scaling_fit_json=json_path, **paths)
   with open(json_path, 'w') as f:
@@ -73,7 +82,7 @@ def main(argv) -> int:
   from mbjax.scaling.collect import ScalingError
   try:
     sweep_dir = _check_flags(argv)
-    for line in analyse_sweep(sweep_dir, _OUT.value or sweep_dir):
+    for line in analyse_sweep(sweep_dir, FLAGS.out or sweep_dir):
       print(line, flush=True)
   except ScalingError as e:  # a user's mistake: one line, status 2
     if cli.show_tracebacks():
@@ -83,4 +92,5 @@ def main(argv) -> int:
 
 
 if __name__ == '__main__':
+  define_flags()
   cli.run(main, program=PROGRAM)

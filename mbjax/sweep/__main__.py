@@ -24,16 +24,25 @@ from ml_collections import config_flags
 
 from mbjax import cli
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Sweep file (path:arg).',
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Sweep folder: one trainer workdir per run.')
-_LAUNCHER = flags.DEFINE_enum('launcher', 'local', ['local', 'slurm', 'print'],
-                              'where the runs go')
-_PARALLEL = flags.DEFINE_integer('parallel', None, 'runs at a time: here (local; default 1), or '
-                                 'the job array\'s limit of running tasks (slurm; default none)')
-_SBATCH_ARGS = flags.DEFINE_string('sbatch_args', '', 'extra sbatch arguments (slurm)')
-_DRY_RUN = flags.DEFINE_bool('dry_run', False, 'slurm: write the job array, do not submit')
-flags.mark_flags_as_required(['config', 'workdir'])
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Defines this program's flags: called when it runs, so that importing the module
+  defines none."""
+  config_flags.DEFINE_config_file('config', None, 'Sweep file (path:arg).',
+                                  lock_config=True)
+  flags.DEFINE_string('workdir', None, 'Sweep folder: one trainer workdir per run.')
+  flags.DEFINE_enum('launcher', 'local', ['local', 'slurm', 'print'],
+                    'where the runs go')
+  flags.DEFINE_integer('parallel', None, 'runs at a time: here (local; default 1), or '
+                       'the job array\'s limit of running tasks (slurm; default none)')
+  flags.DEFINE_string('sbatch_args', '', 'extra sbatch arguments (slurm)')
+  flags.DEFINE_bool('dry_run', False, 'slurm: write the job array, do not submit')
+  flags.mark_flags_as_required(['config', 'workdir'])
+
+
 PROGRAM = 'mbjax.sweep'
 
 
@@ -46,21 +55,21 @@ def _plan(sweep_dir: str):
   runs = spec.runs_of(module, arg)
   common = dict(config_flags.get_override_values(flags.FLAGS['config']))
   prepare = getattr(module, 'prepare', None)
-  if callable(prepare) and _LAUNCHER.value != 'print':
+  if callable(prepare) and FLAGS.launcher != 'print':
     common.update(prepare(arg, sweep_dir) or {})
   return config, runs, common
 
 
 def main(argv) -> int:
   del argv
-  from mbjax import log_filter
+  from mbjax.logs import log_filter
   from mbjax.sweep import launchers, spec
   log_filter.quiet_libraries()
-  sweep_dir = os.path.abspath(_WORKDIR.value)
+  sweep_dir = os.path.abspath(FLAGS.workdir)
   config, runs, common = _plan(sweep_dir)
   todo = launchers.pending(runs, sweep_dir)
   commands = [spec.train_command(config, run, sweep_dir, common) for run, _ in todo]
-  if _LAUNCHER.value == 'print':
+  if FLAGS.launcher == 'print':
     launchers.print_commands(commands)
     return 0
   finished = len(runs) - len(todo)
@@ -69,17 +78,17 @@ def main(argv) -> int:
         f'{interrupted} interrupted (resumed), {len(todo) - interrupted} new', flush=True)
   if not todo:
     return 0
-  if _LAUNCHER.value == 'slurm':
-    path, sbatch = launchers.slurm_files(commands, sweep_dir, max_parallel=_PARALLEL.value or 0,
-                                         sbatch_args=_SBATCH_ARGS.value)
+  if FLAGS.launcher == 'slurm':
+    path, sbatch = launchers.slurm_files(commands, sweep_dir, max_parallel=FLAGS.parallel or 0,
+                                         sbatch_args=FLAGS.sbatch_args)
     print(f'wrote {path}')
-    if _DRY_RUN.value:
+    if FLAGS.dry_run:
       print(spec.shell_line(sbatch))
     else:
       print(launchers.submit(sbatch))
     return 0
   failed = launchers.run_local([(run, argv) for (run, _), argv in zip(todo, commands)],
-                               sweep_dir, parallel=_PARALLEL.value or 1, total=len(runs),
+                               sweep_dir, parallel=FLAGS.parallel or 1, total=len(runs),
                                env=launchers.local_env(sweep_dir))
   if failed:
     cli.fail(PROGRAM, f'{len(failed)} runs failed: {", ".join(failed)} (see each run\'s '
@@ -89,4 +98,5 @@ def main(argv) -> int:
 
 
 if __name__ == '__main__':
+  define_flags()
   cli.run(main, program=PROGRAM)

@@ -94,7 +94,7 @@ def slurm_files(commands: Sequence[list[str]], sweep_dir: str, *, max_parallel: 
   path = os.path.join(os.path.abspath(sweep_dir), 'sweep_commands.txt')
   with open(path, 'w') as f:
     for argv in commands:
-      f.write(spec.shell_line(argv[3:]) + '\n')  # after `python -m mbjax.main`
+      f.write(spec.shell_line(argv[3:]) + '\n')  # after `python -m mbjax.train`
   array = f'0-{len(commands) - 1}' + (f'%{max_parallel}' if max_parallel > 0 else '')
   logs = os.path.join(os.path.abspath(sweep_dir), 'slurm-%A_%a.out')
   argv = ['sbatch', f'--array={array}', f'--output={logs}', '--job-name=mbjax-sweep',

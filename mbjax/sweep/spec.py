@@ -5,7 +5,7 @@ A sweep file (e.g. configs/scaling.py) is an ordinary trainer config file plus:
       `overrides` ({'model.dim_feat': 128, 'total_steps': 400, ...}) set as `--config.` flags;
   prepare(arg, sweep_dir) -> {dotted key: value} (optional): run once before launching (e.g. to
       build the datasets of a demo); the overrides it returns apply to every run.
-Every run is then `python -m mbjax.main --config=FILE:ARG --config.k=v ... --workdir=DIR/NAME`:
+Every run is then `python -m mbjax.train --config=FILE:ARG --config.k=v ... --workdir=DIR/NAME`:
 an ordinary workdir (config.json, metrics.jsonl, checkpoints, summary.json).
 """
 
@@ -86,7 +86,7 @@ def train_command(config: str, run: Run, sweep_dir: str, common: Mapping[str, An
   """argv of one run: the trainer on `config` ('FILE:ARG') with the common then the run's own
   overrides, in the run's folder."""
   overrides = {**dict(common), **dict(run.overrides)}
-  return [python or sys.executable, '-m', 'mbjax.main', f'--config={config}',
+  return [python or sys.executable, '-m', 'mbjax.train', f'--config={config}',
           *(f'--config.{k}={flag_value(v)}' for k, v in overrides.items()),
           f'--workdir={os.path.join(sweep_dir, run.name)}']
 

@@ -15,9 +15,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mbjax import checkpoint, flops, losses, models
+from mbjax import checkpoint, models
+from mbjax.models import flops
+from mbjax.losses import pose as losses
 from mbjax.data import finetune, holdout, pipelines, records
 from mbjax.evaluate import registry
+from mbjax.evaluate.inputs import TaskInputs
 from mbjax.models.heads import CLASS_HIDDEN
 from mbjax.tasks import base
 
@@ -118,7 +121,14 @@ def make_evaluators(config, model) -> base.Evaluators:
   """`config.evals` through the registry (`action` evaluators): without a validation slice
   (`data.val_fraction` 0) the `part='val'` ones are left out, and the best checkpoint is never
   selected on a whole split while a slice is configured."""
-  return registry.make_evaluators(config, model)
+  return registry.make_evaluators(config, model, inputs=evaluator_inputs(config))
+
+
+def evaluator_inputs(config) -> TaskInputs:
+  """What the action evaluators need of this task: the records of a split (and part) of
+  `config.data.dataset`, and the clip length."""
+  return TaskInputs(split_source=lambda split, part: split_source(config, split, part=part),
+                    clip_len=clip_len(config))
 
 
 def load_pretrained(variables, path):

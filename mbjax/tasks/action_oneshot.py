@@ -22,7 +22,9 @@ import functools
 
 import jax.numpy as jnp
 
-from mbjax import flops, losses, models
+from mbjax import models
+from mbjax.models import flops
+from mbjax.losses import pose as losses
 from mbjax.data import finetune, per_class, pipelines
 from mbjax.evaluate import registry
 from mbjax.tasks import action, base
@@ -83,7 +85,7 @@ def _masked_mean(x, mask):
 
 def make_evaluators(config, model) -> base.Evaluators:
   """`config.evals` through the registry (`oneshot` evaluators)."""
-  return registry.make_evaluators(config, model)
+  return registry.make_evaluators(config, model, inputs=action.evaluator_inputs(config))
 
 
 def flops_per_step(config) -> float:

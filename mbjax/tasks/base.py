@@ -16,6 +16,8 @@ Conventions every task keeps:
 
 from __future__ import annotations
 
+import importlib
+import os
 from typing import Any, Callable, Mapping, Protocol
 
 import flax.linen as nn
@@ -77,6 +79,27 @@ OPTIONAL_FUNCTIONS = ('configure',)
 
 TASK_FUNCTIONS = ('make_model', 'example_batch', 'make_curriculum', 'loss_fn', 'make_evaluators',
                   'load_pretrained', 'flops_per_step')
+
+
+def get_task(config):
+  """The task module of `config.task`: a name under mbjax/tasks/ or a dotted module path."""
+  name = config.task
+  module_name = name if '.' in name else f'mbjax.tasks.{name}'
+  try:
+    task = importlib.import_module(module_name)
+  except ModuleNotFoundError as e:
+    if e.name != module_name:
+      raise
+    tasks_dir = os.path.dirname(__file__)
+    known = sorted(f[:-3] for f in os.listdir(tasks_dir)
+                   if f.endswith('.py') and f not in ('__init__.py', 'base.py', 'loading.py'))
+    raise ValueError(f'config.task={name!r}: no module {module_name}; tasks: {known} '
+                     '(or a dotted module path)') from None
+  missing = [f for f in TASK_FUNCTIONS if not callable(getattr(task, f, None))]
+  if missing:
+    raise TypeError(f'task module {module_name} lacks {missing} of the task protocol '
+                    '(mbjax/tasks/base.py)')
+  return task
 
 
 def configure(task, config) -> None:

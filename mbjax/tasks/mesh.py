@@ -16,9 +16,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mbjax import checkpoint, flops, losses_mesh, models
+from mbjax import checkpoint, models
+from mbjax.models import flops
+from mbjax.losses import mesh as losses_mesh
 from mbjax.data import holdout, mesh_clips, records
 from mbjax.evaluate import registry
+from mbjax.evaluate.inputs import TaskInputs
 from mbjax.models import mesh_head
 from mbjax.models.smpl import NUM_BETAS, NUM_JOINTS, smpl_from_axis_angle
 from mbjax.tasks import base
@@ -113,7 +116,13 @@ def loss_fn(model, variables, batch, rng, kind: str, config):
 def make_evaluators(config, model) -> base.Evaluators:
   """`config.evals` through the registry (`mesh` evaluators; the `part='val'` ones only with a
   validation slice)."""
-  return registry.make_evaluators(config, model)
+  return registry.make_evaluators(config, model, inputs=evaluator_inputs(config))
+
+
+def evaluator_inputs(config) -> TaskInputs:
+  """What the mesh evaluators need of this task: its ground truth through SMPL."""
+  del config  # the same for every mesh config
+  return TaskInputs(ground_truth=ground_truth)
 
 
 def load_pretrained(variables, path):

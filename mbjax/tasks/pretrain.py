@@ -13,7 +13,9 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from mbjax import checkpoint, flops, losses, models
+from mbjax import checkpoint, models
+from mbjax.models import flops
+from mbjax.losses import pose as losses
 from mbjax.data import pipelines, records, transforms
 from mbjax.evaluate import registry
 from mbjax.tasks import base

@@ -17,7 +17,7 @@ from typing import Mapping
 
 import numpy as np
 
-from mbjax.evaluate.pose_metrics import mpjpe
+from mbjax.metrics.pose import mpjpe
 
 __all__ = ['SMPL_NUM_VERTS', 'H36M_17_TO_14', 'compute_error', 'compute_error_frames',
            'evaluate_mesh', 'rigid_transform_3D', 'rigid_align']

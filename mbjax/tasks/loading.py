@@ -1,9 +1,14 @@
-"""A config's model with its weights from a checkpoint: the one loader evaluators and CLIs share.
-
-Library code (no absl flags), so that any command line (`mbjax.evaluate`, `mbjax.infer`) can use it.
-"""
+"""A config's trained model with its weights from a checkpoint: the one loader that the
+evaluate, infer and export command lines share."""
 
 from __future__ import annotations
+
+import jax
+import numpy as np
+from flax.core import meta
+
+from mbjax import models
+from mbjax.tasks import base
 
 
 def load_model(config, checkpoint: str):
@@ -13,15 +18,10 @@ def load_model(config, checkpoint: str):
     config: a task config (`config.task`, `config.model`, `config.batch_size`).
     checkpoint: an official `.bin`, an `mbjax.convert` directory or a trainer workdir.
   """
-  import jax
-  import numpy as np
-  from flax.core import meta
-  from mbjax import train
-  from mbjax.tasks import base
-  task = train.get_task(config)
+  task = base.get_task(config)
   base.configure(task, config)
   model = task.make_model(config)
-  abstract = meta.unbox(train.abstract_variables(model, task.example_batch(config)))
+  abstract = meta.unbox(models.abstract_variables(model, task.example_batch(config)))
   target = jax.tree_util.tree_map(lambda a: np.zeros(a.shape, a.dtype), abstract)
   variables, report = task.load_pretrained(target, checkpoint)
   if report.get('fresh'):  # a task may start a new head fresh when training, never when evaluating

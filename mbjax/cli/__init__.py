@@ -128,8 +128,8 @@ def parse_flags(argv: Sequence[str], *, program: str) -> list[str]:
 def run(main: Callable[[list[str]], int | None], *, program: str,
         flags_parser: Callable[[list[str]], list[str]] | None = None) -> None:
   """`app.run(main)` with mistakes reported as described in the module docstring; on CPU hosts
-  first re-executed with malloc tuned for XLA (`mbjax.cpu_allocator`)."""
-  from mbjax import cpu_allocator
+  first re-executed with malloc tuned for XLA (`mbjax.cli.allocator`)."""
+  from mbjax.cli import allocator as cpu_allocator
   cpu_allocator.reexec()
 
   def parser(argv):

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mbjax.evaluate.pose_metrics import (mpjpe, mpjpe_jax, p_mpjpe, p_mpjpe_jax, procrustes_align,
+from mbjax.metrics.pose import (mpjpe, mpjpe_jax, p_mpjpe, p_mpjpe_jax, procrustes_align,
                                          procrustes_align_jax)
 
 __all__ = [

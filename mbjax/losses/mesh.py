@@ -17,11 +17,11 @@ from typing import Mapping
 
 import jax.numpy as jnp
 
-from mbjax import losses
-from mbjax.models import rotations
+from mbjax.losses import pose as losses
+from mbjax.data import rotations
 # Private helpers shared on purpose: the same zero-safe norm and per-clip weighted mean as the
 # pose losses, so that a padding clip (weight 0) contributes nothing to any mesh term either.
-from mbjax.losses import _norm, _reduce
+from mbjax.losses.pose import _norm, _reduce
 
 __all__ = ['MESH_TERMS', 'PW3D_LAMBDAS', 'mesh_loss', 'mesh_total_loss', 'mesh_objective']
 

@@ -1,5 +1,5 @@
-"""The one trainer: setup (mesh -> data -> model/optimizer -> shard -> step) -> restore -> evals
--> loop.
+"""The training loop: restore (workdir latest -> init_from -> scratch) -> evaluators -> steps,
+with metrics, saves, evaluations and snapshots at their steps.
 
 The trainer knows no task: `config.task` names a module implementing `mbjax.tasks.base.Task`,
 and everything task-specific (model, batch keys, data, loss, evaluators, pretrained weights,
@@ -10,61 +10,28 @@ uninterrupted run on CPU. SIGTERM saves and exits 0.
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
 import json
 import os
 import signal
 import time
-from typing import Any
 
-import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 from absl import logging
-from flax.core import meta
 
 from mbjax import checkpoint as ckpt_lib
-from mbjax import compute, cpu_allocator
-from mbjax import config_diff
-from mbjax import metric_writer
-from mbjax import optim, peak_flops, sharding
-from mbjax import progress as progress_lib
+from mbjax.cli import allocator as cpu_allocator
 from mbjax.data import pipelines
 from mbjax.evaluate import registry
-from mbjax.tasks import base
+from mbjax.logs import metric_writer
+from mbjax.logs import progress as progress_lib
+from mbjax.train import compute, config_diff, peak_flops, sharding
+from mbjax.train.build import Setup, setup
+from mbjax.train.state import variables_of
 
 
 class NonFiniteLossError(RuntimeError):
   pass
-
-
-def get_task(config):
-  """The task module of `config.task`: a name under mbjax/tasks/ or a dotted module path."""
-  name = config.task
-  module_name = name if '.' in name else f'mbjax.tasks.{name}'
-  try:
-    task = importlib.import_module(module_name)
-  except ModuleNotFoundError as e:
-    if e.name != module_name:
-      raise
-    tasks_dir = os.path.dirname(base.__file__)
-    known = sorted(f[:-3] for f in os.listdir(tasks_dir)
-                   if f.endswith('.py') and f not in ('__init__.py', 'base.py'))
-    raise ValueError(f'config.task={name!r}: no module {module_name}; tasks: {known} '
-                     '(or a dotted module path)') from None
-  missing = [f for f in base.TASK_FUNCTIONS if not callable(getattr(task, f, None))]
-  if missing:
-    raise TypeError(f'task module {module_name} lacks {missing} of the task protocol '
-                    '(mbjax/tasks/base.py)')
-  return task
-
-
-def _tree_norm(tree):
-  return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32)))
-                      for x in jax.tree_util.tree_leaves(tree)))
 
 
 class _Preemption:
@@ -82,61 +49,6 @@ class _Preemption:
     signal.signal(signal.SIGTERM, self._previous)
 
 
-# ------------------------------------------------------------------------------------ state
-
-
-def _init_input(example) -> jnp.ndarray:
-  x = example['input']
-  return jnp.zeros((1,) + tuple(x.shape[1:]), x.dtype)
-
-
-def abstract_variables(model, example):
-  """The model's (boxed, logically partitioned) variable shapes, without computing them."""
-  return jax.eval_shape(lambda rng: model.init(rng, _init_input(example)), jax.random.key(0))
-
-
-@dataclasses.dataclass
-class StateLayout:
-  """How the train state dict(step, params, model_state, opt_state, rng) is built and sharded."""
-
-  init: Any  # rng -> state (jit it with out_shardings=shardings)
-  abstract: Any  # eval_shape of `init`
-  shardings: Any  # NamedShardings matching `abstract`
-  batch_shardings: dict  # one per key of the task's example batch
-
-
-def state_layout(model, tx, example, mesh, rules, seed: int) -> StateLayout:
-  """Partitioned init: shapes by eval_shape, shardings from the logical axis names. The model
-  state (e.g. BatchNorm statistics) is small and replicated."""
-  x = _init_input(example)
-
-  def init_state(rng):
-    variables = dict(meta.unbox(model.init(rng, x)))
-    params = variables.pop('params')
-    return dict(step=jnp.zeros((), jnp.int32), params=params, model_state=variables,
-                opt_state=tx.init(params), rng=jax.random.key_data(jax.random.fold_in(rng, 1)))
-
-  with mesh, nn.logical_axis_rules(rules):
-    param_sh = sharding.param_shardings(abstract_variables(model, example)['params'], mesh, rules)
-  abstract = jax.eval_shape(init_state, jax.random.key(seed))
-  replicated = sharding.replicated(mesh)
-  opt_sh = sharding.opt_state_shardings(tx, abstract['opt_state'], param_sh, replicated)
-  shardings = dict(step=replicated, params=param_sh,
-                   model_state=jax.tree_util.tree_map(lambda _: replicated,
-                                                      abstract['model_state']),
-                   opt_state=opt_sh, rng=replicated)
-  batch_sh = {k: sharding.batch_sharding(mesh, len(v.shape)) for k, v in example.items()}
-  return StateLayout(init_state, abstract, shardings, batch_sh)
-
-
-def variables_of(state) -> dict:
-  """The model's full variables (params and model state) in a train state."""
-  return {'params': state['params'], **state['model_state']}
-
-
-# ------------------------------------------------------------------------------------- step
-
-
 def log_due(step: int, total_steps: int, every: int, kind_of) -> bool:
   """Whether the metrics of the `step`-th completed step (index step - 1) are written: every
   `every` steps, at the end, and at the last step of each curriculum phase, so that short phases
@@ -144,177 +56,6 @@ def log_due(step: int, total_steps: int, every: int, kind_of) -> bool:
   if step % every == 0 or step == total_steps:
     return True
   return kind_of(step) != kind_of(step - 1)
-
-
-class MeshStep:
-  """A jitted step that is traced and dispatched with `mesh` set (`jax.set_mesh`), so that the
-  model's `activation_*` sharding constraints reach XLA; outside a mesh Flax drops them."""
-
-  def __init__(self, jitted, mesh):
-    self.jitted, self.mesh = jitted, mesh
-
-  def __call__(self, *args):
-    with jax.set_mesh(self.mesh):
-      return self.jitted(*args)
-
-  def lower(self, *args):
-    with jax.set_mesh(self.mesh):
-      return self.jitted.lower(*args)
-
-
-def jit_train_step(train_step, layout: StateLayout, mesh) -> MeshStep:
-  """`make_train_step`'s step, jitted with the layout's shardings and the state donated."""
-  return MeshStep(jax.jit(train_step, static_argnums=2, donate_argnums=0,
-                          in_shardings=(layout.shardings, layout.batch_shardings),
-                          out_shardings=(layout.shardings, sharding.replicated(mesh))), mesh)
-
-
-def _without_frozen_grads(params, config):
-  """`params` with the frozen ones (optim.FROZEN: freeze_patterns, partial_train) behind
-  stop_gradient: the optimizer never updates them, so their backward pass is not computed (a
-  frozen backbone under a trained head costs a forward pass only)."""
-  labels = optim.param_labels(params, config)
-  return jax.tree_util.tree_map(
-      lambda p, label: jax.lax.stop_gradient(p) if label == optim.FROZEN else p, params, labels)
-
-
-def make_train_step(task, model, tx, schedule, rules, config):
-  """The pure step `train_step(state, batch, kind) -> (state, metrics)`, jitted by the caller.
-
-  state: dict(step, params, model_state, opt_state, rng); batch: the task's example-batch keys;
-  `kind` (static) picks the task's loss. Shared by the trainer and mbjax.bench.
-  """
-  accum = int(config.get('grad_accum_steps', 1) or 1)
-
-  def grads_of(params, model_state, batch, rng, kind):
-    def loss(params):
-      return task.loss_fn(model, {'params': _without_frozen_grads(params, config),
-                                  **model_state}, batch, rng, kind, config)
-
-    with nn.logical_axis_rules(rules):
-      (total, (metrics, new_state)), grads = jax.value_and_grad(loss, has_aux=True)(params)
-    if (jax.tree_util.tree_structure(dict(new_state)) !=
-        jax.tree_util.tree_structure(dict(model_state))):
-      raise ValueError(f'task {config.task}: loss_fn returned a model state with collections '
-                       f'{sorted(new_state)}, the model has {sorted(model_state)}')
-    return grads, dict(metrics, loss=total), dict(new_state)
-
-  def accumulated(state, batch, rng, kind):
-    # `accum` equal micro-batches, scanned; the mean of their gradients is the full batch's
-    # gradient (losses are batch means), with 1/accum of the activations. The model state (BatchNorm
-    # statistics) is updated micro-batch after micro-batch.
-    micro = jax.tree_util.tree_map(
-        lambda x: x.reshape(accum, x.shape[0] // accum, *x.shape[1:]), batch)
-
-    def body(carry, xs):
-      grads, metrics, model_state = carry
-      i, mb = xs
-      g, m, model_state = grads_of(state['params'], model_state, mb, jax.random.fold_in(rng, i),
-                                   kind)
-      return (*jax.tree_util.tree_map(jnp.add, (grads, metrics), (g, m)), model_state), None
-
-    shapes = jax.eval_shape(lambda p, ms, mb, r: grads_of(p, ms, mb, r, kind)[:2],
-                            state['params'], state['model_state'],
-                            jax.tree_util.tree_map(lambda x: x[0], micro), rng)
-    zeros = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
-    (grads, metrics, model_state), _ = jax.lax.scan(
-        body, (*zeros, state['model_state']), (jnp.arange(accum), micro))
-    grads, metrics = jax.tree_util.tree_map(lambda x: x / accum, (grads, metrics))
-    return grads, metrics, model_state
-
-  def train_step(state, batch, kind):
-    rng = jax.random.fold_in(jax.random.wrap_key_data(state['rng']), state['step'])
-    if accum == 1:
-      grads, metrics, model_state = grads_of(state['params'], state['model_state'], batch, rng,
-                                             kind)
-    else:
-      grads, metrics, model_state = accumulated(state, batch, rng, kind)
-    total = metrics.pop('loss')
-    updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
-    params = optax.apply_updates(state['params'], updates)
-    metrics.update(loss=total, grad_norm=_tree_norm(grads), param_norm=_tree_norm(params),
-                   update_norm=_tree_norm(updates), lr=schedule(state['step']))
-    return dict(step=state['step'] + 1, params=params, model_state=model_state,
-                opt_state=opt_state, rng=state['rng']), metrics
-
-  return train_step
-
-
-# ------------------------------------------------------------------------------------ setup
-
-
-@dataclasses.dataclass
-class Setup:
-  """Everything a run is built from: used by the trainer, the train bench, export and sweeps."""
-
-  config: Any
-  mesh: jax.sharding.Mesh
-  rules: tuple
-  task: Any  # the task module (mbjax.tasks.base.Task)
-  model: nn.Module
-  example: dict  # the task's example batch: key -> ShapeDtypeStruct
-  curriculum: pipelines.Curriculum | None  # None when built without data (benches)
-  total_steps: int
-  tx: optax.GradientTransformation
-  schedule: Any
-  layout: StateLayout
-  train_step: MeshStep
-
-  def init_state(self):
-    """A freshly initialised, sharded train state."""
-    return jax.jit(self.layout.init, out_shardings=self.layout.shardings)(
-        jax.random.key(self.config.seed))
-
-  def abstract_state(self):
-    """The train state's shapes with their shardings (a restore target)."""
-    return jax.tree_util.tree_map(
-        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), self.layout.abstract,
-        self.layout.shardings)
-
-
-def make_mesh(config):
-  """The config's mesh and logical rules; the batch must split over its batch shards."""
-  # `mesh_devices` > 0 uses only the first N devices (tests compare meshes of 1 and 8 fake CPUs).
-  devices = jax.devices()[:config.mesh_devices] if config.get('mesh_devices', 0) else None
-  mesh = sharding.make_mesh(dict(config.mesh), devices=devices)
-  fsdp, tensor = config.get('fsdp', False), config.get('tensor_parallel', False)
-  sharding.check_parallelism(mesh, fsdp=fsdp, tensor=tensor)
-  rules = sharding.logical_rules(fsdp=fsdp, tensor=tensor)
-  if config.batch_size < 1:
-    raise ValueError(f'config.batch_size={config.batch_size}: must be a positive integer')
-  batch_ways = mesh.shape['data'] * mesh.shape['fsdp']
-  if config.batch_size % batch_ways:
-    raise ValueError(f'config.batch_size={config.batch_size} does not split over the mesh\'s '
-                     f'{batch_ways} batch shards (data x fsdp of {dict(mesh.shape)}); use a '
-                     f'multiple of {batch_ways}, or set config.mesh / config.mesh_devices')
-  return mesh, rules
-
-
-def setup(config, *, with_data: bool = True) -> Setup:
-  """Mesh, task, model, curriculum, optimizer, state layout and jitted step of a config.
-
-  `with_data=False` skips the curriculum (benches on synthetic batches): one epoch from step 0.
-  """
-  mesh, rules = make_mesh(config)
-  task = get_task(config)
-  base.configure(task, config)
-  curriculum = task.make_curriculum(config) if with_data else None
-  epoch_starts = curriculum.epoch_starts if curriculum else [0]
-  total_steps = curriculum.total_steps if curriculum else 0
-  if config.get('total_steps', -1) > 0:
-    total_steps = min(total_steps, config.total_steps) if curriculum else config.total_steps
-
-  model = task.make_model(config)
-  example = dict(task.example_batch(config))
-  if 'input' not in example:
-    raise ValueError(f'task {config.task}: example_batch has no `input` key ({sorted(example)})')
-  boxed = abstract_variables(model, example)
-  tx = optim.make_optimizer(config, params=meta.unbox(boxed['params']), epoch_starts=epoch_starts)
-  schedule = optim.schedules(config, epoch_starts=epoch_starts)['lr']
-  layout = state_layout(model, tx, example, mesh, rules, config.seed)
-  step = jit_train_step(make_train_step(task, model, tx, schedule, rules, config), layout, mesh)
-  return Setup(config, mesh, rules, task, model, example, curriculum, total_steps, tx, schedule,
-               layout, step)
 
 
 # ---------------------------------------------------------------------------------- restore
@@ -384,7 +125,7 @@ def _throughput(s: Setup):
 
 
 def _allocator_tags() -> tuple[str, ...]:
-  """('malloc glibc-retain',) or ('malloc system',) on CPU (mbjax/cpu_allocator.py), else ()."""
+  """('malloc glibc-retain',) or ('malloc system',) on CPU (mbjax/cli/allocator.py), else ()."""
   return (f'malloc {cpu_allocator.active()}',) if jax.default_backend() == 'cpu' else ()
 
 

@@ -19,7 +19,7 @@ import time
 
 import jax
 
-from mbjax import metric_writer
+from mbjax.logs import metric_writer
 
 # Parameters that hold embeddings rather than computation: the joint (input) projection and the
 # joint and frame position tables. Scaling laws count N without them, as Kaplan et al. (2020).

@@ -93,7 +93,7 @@ def peak_flops_per_device(dtype: str = 'bfloat16',
     return flops, f'measured {dtype} matmul / {cpus} CPU devices'
   name = accelerator_name(device.device_kind)
   if name is None:
-    raise KeyError(f'mbjax/peak_flops.py: no peak FLOP/s for device_kind '
+    raise KeyError(f'mbjax/train/peak_flops.py: no peak FLOP/s for device_kind '
                    f'{device.device_kind!r}; add it to PEAKS (known: {sorted(PEAKS)})')
   column = _precision_column(dtype)
   return PEAKS[name][1][column], f'table {name} {column}'

@@ -14,7 +14,7 @@ import os
 import time
 from typing import Any
 
-from mbjax import metric_writer
+from mbjax.logs import metric_writer
 
 # Fields whose changes leave every step's computation as it was.
 # Dotted keys, or namespaces of them ('checkpoint' covers 'checkpoint.every_steps').

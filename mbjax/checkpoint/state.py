@@ -1,32 +1,21 @@
-"""Checkpoints: the trainer's orbax manager, and the one loader of trained or released weights.
+"""The trainer's checkpoints: one orbax manager for the train state and the grain iterator.
 
-`Checkpointer`: one orbax CheckpointManager for the train state and the grain iterator, saved
-together. `load_variables` / `load_pretrained`: weights from an official `.bin`, an
-`mbjax.convert` directory or a trainer workdir, fitted onto a model (a pretrained DSTformer onto
-the `backbone/` of a head model), with a report of what was taken and what was kept.
-
-Layout under the workdir: `checkpoints/<step>/{state,data}` (latest, keep-N, async),
-`best/<step>/state` (best validation metric, keep 1) and `snapshots/<step>/state` (the end of
-every N-th epoch with `checkpoint.snapshot_every_epochs`, all kept). Restore order in the
-trainer: workdir latest -> `init_from` (an mbjax checkpoint or an official .bin) -> scratch.
+`Checkpointer` saves them together under `checkpoints/<step>/{state,data}` (latest, keep-N,
+async), `best/<step>/state` (best validation metric, keep 1) and `snapshots/<step>/state` (the
+end of every N-th epoch with `checkpoint.snapshot_every_epochs`, all kept). `read_state` reads a
+whole train state back onto this process's first device, whatever mesh saved it.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
 import grain
 import jax
-import jax.numpy as jnp
-import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
-from flax.core import meta
 
-from mbjax import convert
-from mbjax.models.dstformer import scan_params, unscan_params
 
 
 class Checkpointer:
@@ -160,7 +149,7 @@ def check_same_shapes(stored: Any, wanted: Any, where: str) -> None:
   """A ValueError listing each (path, stored shape, requested shape) where two train states
   differ: parameters and model state by name, the optimizer state by its array shapes."""
   def shapes(tree):
-    return {k: tuple(getattr(v, 'shape', ())) for k, v in _flat(tree).items()}
+    return {k: tuple(getattr(v, 'shape', ())) for k, v in flat_paths(tree).items()}
 
   lines = []
   for part in ('params', 'model_state'):
@@ -190,10 +179,6 @@ def restore_state_only(directory: str, abstract_state: Any, step: int | None = N
         state=ocp.args.StandardRestore(abstract_state))).state
 
 
-# ------------------------------------------------------------------------------------------
-# Weights: the one loader for every place that reads trained or released weights.
-
-
 def read_state(path: str, step: int | None = None) -> dict:
   """The whole train state (step, params, model_state, opt_state, rng) of checkpoint `step`
   (default: the latest) of a trainer workdir, on this process's first device whatever mesh it
@@ -214,133 +199,7 @@ def read_state(path: str, step: int | None = None) -> dict:
     return ckptr.restore(os.path.join(directory, str(step), 'state'), target)
 
 
-def _restore_workdir(path: str) -> dict:
-  """Variables (params + model state) of the latest checkpoint of a trainer workdir."""
-  state = read_state(path)
-  return {'params': state['params'], **(state.get('model_state') or {})}
-
-
-def load_variables(path: str) -> dict:
-  """Flax variables (`params` and any `batch_stats`) from an official `.bin`, an
-  `mbjax.convert` directory, or a trainer workdir (its latest checkpoint)."""
-  path = os.fspath(path)
-  if os.path.isfile(path):
-    state_dict = convert.load_official(path)
-    return convert.official_to_variables(state_dict, convert.official_kind(state_dict))
-  if not os.path.isdir(path):
-    raise FileNotFoundError(f'{path}: no such file or directory (expected an official .bin, an '
-                            'mbjax.convert directory or a trainer workdir)')
-  if os.path.exists(os.path.join(path, 'config.json')) and os.path.isdir(
-      os.path.join(path, 'variables')):
-    return dict(meta.unbox(convert.restore(path)[1]))
-  return _restore_workdir(path)
-
-
-def _is_dstformer(params) -> bool:
-  return isinstance(params, dict) and 'pos_embed' in params
-
-
-def _align_source(target: dict, source: dict) -> dict:
-  """`source` laid out like `target`: a bare DSTformer under `backbone/` (or the reverse), and
-  scanned or unscanned layers as the target has them."""
-  t_params, s_params = target.get('params', {}), source.get('params', {})
-  if 'backbone' in t_params and _is_dstformer(s_params):
-    source = {'params': {'backbone': s_params}}
-  elif _is_dstformer(t_params) and 'backbone' in s_params:
-    source = {'params': s_params['backbone']}
-
-  def fit_layers(t, s):
-    if 'layers' in t and 'layers' not in s:
-      return scan_params(s, jax.tree_util.tree_leaves(t['layers'])[0].shape[0])
-    if 'layers' in s and 'layers' not in t:
-      return unscan_params(s)
-    return s
-
-  t_params, s_params = target.get('params', {}), source.get('params', {})
-  if _is_dstformer(t_params):
-    s_params = fit_layers(t_params, s_params)
-  elif 'backbone' in t_params and 'backbone' in s_params:
-    s_params = dict(s_params, backbone=fit_layers(t_params['backbone'], s_params['backbone']))
-  return dict(source, params=s_params)
-
-
-def _flat(tree) -> dict:
+def flat_paths(tree) -> dict:
   """{'a/b/c': leaf} of a nested tree (dict keys by name; other nodes as jax prints them)."""
   return {'/'.join(str(getattr(k, 'key', k)) for k in path): v
           for path, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
-def _shape(x) -> tuple:
-  return tuple(x.shape) if hasattr(x, 'shape') else np.shape(x)
-
-
-def dstformer_size(variables: dict) -> str | None:
-  """'lite (dim_feat 256, depth 5, ...)': the DSTformer size of `variables` (bare or under
-  `backbone/`, scanned or not), named after its variant when one matches; None if no DSTformer."""
-  params = variables.get('params', {})
-  params = params.get('backbone', params) if isinstance(params, dict) else {}
-  if not _is_dstformer(params):
-    return None
-  if 'layers' in params:
-    params = unscan_params(params)
-  depth = len([k for k in params if re.fullmatch(r'blocks_st_\d+', k)])
-  if not depth or 'pre_logits' not in params:
-    return None
-  dim = int(_shape(params['pos_embed'])[-1])
-  dims = dict(dim_feat=dim, depth=depth,
-              mlp_ratio=_shape(params['blocks_st_0']['mlp_s']['fc1']['kernel'])[-1] / dim,
-              dim_rep=int(_shape(params['pre_logits']['kernel'])[-1]),
-              maxlen=int(_shape(params['temp_embed'])[0]))
-  text = ', '.join(f'{k} {v:g}' for k, v in dims.items())
-  variant = convert.variant_of(dims)
-  return f'{variant} ({text})' if variant else f'{text}, no named variant'
-
-
-def fit_pretrained(target: dict, source: dict, *, fresh=(), what: str = 'pretrained weights'
-                   ) -> tuple[dict, dict]:
-  """(target with every variable of `source` that has its path and shape, report).
-
-  `fresh`: regular expressions (searched in 'collection/path') of the variables allowed to keep
-  their initial value (a new head). Any other variable of `target` that `source` lacks or has in
-  another shape is an error listing each (path, stored shape, wanted shape).
-  """
-  target = meta.unbox(target)
-  flat_src = _flat(_align_source(target, source))
-  taken, kept, wrong = [], [], []
-
-  def pick(keypath, value):
-    key = '/'.join(str(getattr(k, 'key', k)) for k in keypath)
-    stored = flat_src.get(key)
-    if stored is not None and tuple(np.shape(stored)) == tuple(value.shape):
-      taken.append(key)
-      return jnp.asarray(stored, value.dtype)
-    (wrong if stored is not None else kept).append(key)
-    return value
-
-  variables = jax.tree_util.tree_map_with_path(pick, target)
-  allowed = lambda key: any(re.search(p, key) for p in fresh)
-  bad = [k for k in kept + wrong if not allowed(k)]
-  if bad:
-    wanted = _flat(target)
-    lines = [f'  {k}: stored {tuple(np.shape(flat_src[k]))}, model wants '
-             f'{tuple(wanted[k].shape)}' if k in flat_src else f'  {k}: missing'
-             for k in bad[:20]]
-    more = f'\n  ... and {len(bad) - 20} more' if len(bad) > 20 else ''
-    stored_size, wanted_size = dstformer_size(source), dstformer_size(target)
-    sizes = (f'the file holds a DSTformer {stored_size}; the config asks for {wanted_size}'
-             if stored_size and wanted_size and stored_size != wanted_size
-             else 'is it the same model size?')
-    raise ValueError(f'{what}: {len(bad)} of {len(taken) + len(kept) + len(wrong)} model '
-                     f'variables are missing or have another shape ({sizes}):\n'
-                     + '\n'.join(lines) + more)
-  unused = sorted(set(flat_src) - set(taken) - set(wrong))
-  report = dict(taken=len(taken), fresh=sorted(kept + wrong), unused=unused)
-  logging.info('%s: %d variables loaded, %d kept from init %s, %d in the file unused %s', what,
-               len(taken), len(report['fresh']), report['fresh'][:10], len(unused), unused[:10])
-  return variables, report
-
-
-def load_pretrained(variables: dict, path: str, *, fresh=()) -> tuple[dict, dict]:
-  """`fit_pretrained(variables, load_variables(path))`: the task protocol's usual loader."""
-  return fit_pretrained(variables, load_variables(path), fresh=fresh,
-                        what=f'pretrained weights {path}')

@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 
 import jax
 
-from mbjax.metric_writer import to_float_dict
+from mbjax.logs.metric_writer import to_float_dict
 
 
 def _format_duration(seconds: float) -> str:

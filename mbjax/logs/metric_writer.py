@@ -1,4 +1,4 @@
-"""Metric writers of a run: JSONL, TensorBoard (mbjax.tensorboard), and both together.
+"""Metric writers of a run: JSONL, TensorBoard (mbjax.logs.tensorboard), and both together.
 
 * `JsonlWriter` appends one JSON object per step; on resume it drops the steps a crashed run wrote
   past the restored checkpoint, so the file never holds a step twice. `read_jsonl` reads it back.
@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
-from mbjax.tensorboard import TensorBoardWriter
+from mbjax.logs.tensorboard import TensorBoardWriter
 
 # ---------------------------------------------------------------------------------------------
 # Conversions.

@@ -1,0 +1,2 @@
+"""Pure numeric metrics (MPJPE, P-MPJPE, Procrustes, mesh errors): a leaf that losses and
+evaluators both import."""

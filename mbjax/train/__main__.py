@@ -1,0 +1,59 @@
+"""Train from a config: python -m mbjax.train --config=configs/pretrain.py:lite --workdir=DIR.
+
+(`python -m mbjax.main`, the older name, runs the same program.)
+
+Overrides: --config.key=value (e.g. --config.batch_size=32 --config.model.dtype=bfloat16).
+Multi-host: JAX's distributed runtime is initialised first (auto-detected on TPU VMs and SLURM;
+explicit with --coordinator, --num_processes, --process_id).
+"""
+
+from absl import flags, logging
+from ml_collections import config_flags
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Defines this program's flags: called when it runs, so that importing the module
+  defines none."""
+  config_flags.DEFINE_config_file('config', None, 'Config file (path:variant).',
+                                  lock_config=True)
+  flags.DEFINE_string('workdir', None, 'Run folder: checkpoints, metrics, summary.')
+  flags.DEFINE_string('coordinator', None, 'host:port of process 0 (multi-host).')
+  flags.DEFINE_integer('num_processes', None, 'Number of processes.')
+  flags.DEFINE_integer('process_id', None, 'This process (0..num_processes-1).')
+  flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def initialize_distributed() -> None:
+  import jax
+  if FLAGS.coordinator:
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator,
+                               num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+  else:
+    try:  # TPU VM pods and SLURM are detected by JAX itself
+      jax.distributed.initialize()
+    except (ValueError, RuntimeError) as e:
+      logging.info('single process (%s)', e)
+
+
+def main(argv):
+  del argv
+  from mbjax.logs import log_filter
+  log_filter.quiet_libraries()
+  initialize_distributed()
+  from mbjax import train
+  summary = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  logging.info('done: %s', {k: v for k, v in summary.items() if k not in ('state', 'model')})
+
+
+def start(program: str = 'mbjax.train') -> None:
+  """Defines the flags and runs the program (one-line mistakes, see mbjax.cli)."""
+  from mbjax import cli
+  define_flags()
+  cli.run(main, program=program)
+
+
+if __name__ == '__main__':
+  start()
