@@ -1,4 +1,4 @@
-"""MotionBERT mesh recovery (official train_mesh.py, configs/mesh/MB_ft_{pw3d,h36m}.yaml).
+"""MotionBERT mesh recovery (official train_mesh.py, configs/mesh/MB_{ft,train}_{pw3d,h36m}.yaml).
 
   python -m data_prep.build mesh_h36m --source data/mesh/mesh_det_h36m.pkl --data_dir data/tfds
   python -m data_prep.build mesh_coco --source data/mesh/mesh_det_coco.pkl --data_dir data/tfds
