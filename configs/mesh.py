@@ -1,4 +1,4 @@
-"""MotionBERT mesh recovery (official train_mesh.py, configs/mesh/MB_ft_{pw3d,h36m}.yaml).
+"""MotionBERT mesh recovery (official train_mesh.py, configs/mesh/MB_{ft,train}_{pw3d,h36m}.yaml).
 
   python -m data_prep.build mesh_h36m --source data/mesh/mesh_det_h36m.pkl --data_dir data/tfds
   python -m data_prep.build mesh_coco --source data/mesh/mesh_det_coco.pkl --data_dir data/tfds
@@ -11,14 +11,15 @@
 `model.head.smpl_dir` (default data/mesh, the official data_root) holds SMPL_NEUTRAL.pkl with
 J_regressor_h36m_correct.npy, J_regressor_extra.npy and smpl_mean_params.npz (README, "Mesh").
 
-Variants: `pw3d` (train on H36M + COCO + 3DPW, as MB_ft_pw3d.yaml with train_pw3d; evaluate 3DPW)
-or `h36m` (H36M + COCO, evaluate H36M), then at most one of `ft` (default: finetune
---config.init_from, lr 5e-5 backbone / 5e-4 head), `scratch` (random init), `frozen` (the
-pretrained backbone frozen, head only), and the switches of every config (configs/common.py).
+Variants: `pw3d` (MB_{ft,train}_pw3d.yaml: H36M + COCO + 3DPW, evaluate 3DPW) or `h36m`
+(MB_{ft,train}_h36m.yaml: H36M only, every epoch; evaluate H36M), then at most one of `ft`
+(default, MB_ft_*: finetune --config.init_from, lr 5e-5 backbone / 5e-4 head, 60 epochs),
+`scratch` (MB_train_*: random init, lr 1e-4 everywhere, 60 epochs for pw3d and 100 for h36m),
+`frozen` (no official file: `ft` with the pretrained backbone frozen, head only), and the
+switches of every config (configs/common.py).
 
-The loss weights are MB_ft_pw3d.yaml's (checked: the reference vectors' config); loss_type L1,
-the epochs, batch sizes, learning rates and warmups are the official file's values as we read
-them, not checked against reference vectors. Differences from the official script: the best
+Every value with an mbjax counterpart equals the official file's (tests/test_config_parity.py
+checks them against the official yaml). Differences from the official script: the best
 checkpoint is kept on a seeded 5 % of the evaluated dataset's training split (official: the best
 test epoch); COCO uses the same global batch as the video datasets (official: batch_size_img).
 """
@@ -30,6 +31,14 @@ from mbjax.models.dstformer import RELEASE
 
 VARIANTS = ('pw3d', 'h36m')
 MODES = ('ft', 'scratch', 'frozen')
+# Variant -> what its official files (MB_ft_<variant>.yaml, MB_train_<variant>.yaml) set apart:
+# the training datasets ('' for none: the h36m files have no dt_file_coco), the warmups (the
+# epochs below which H36M / COCO train) and the epochs of MB_train_<variant>.
+OFFICIAL = {
+    'pw3d': dict(coco='mesh_coco', pw3d='mesh_pw3d', warmup_h36m=20, warmup_coco=100,
+                 scratch_epochs=60),
+    'h36m': dict(coco='', pw3d='', warmup_h36m=100, scratch_epochs=100),
+}
 LOSS = dict(loss_type='L1', lambda_3d=0.5, lambda_scale=0.0, lambda_3dv=10.0, lambda_lv=0.0,
             lambda_lg=0.0, lambda_a=0.0, lambda_av=0.0, lambda_pose=1000.0, lambda_shape=1.0,
             lambda_norm=20.0)
@@ -53,7 +62,12 @@ def get_config(arg: str = 'pw3d') -> ml_collections.ConfigDict:
                            smpl_dir='data/mesh'))
   c.clip_len = 16
   c.smpl_vertices = 6890  # for the FLOP count
-  common.add_optimizer(c, epochs=60, batch_size=128, lr=5e-5, lr_decay=0.98)
+  official = OFFICIAL[variant]
+  if mode == 'scratch':  # MB_train_*: lr_backbone = lr_head = 1e-4 (one group)
+    common.add_optimizer(c, epochs=official['scratch_epochs'], batch_size=128, lr=1e-4,
+                         lr_decay=0.98)
+  else:  # MB_ft_* (and `frozen`, which trains only the head)
+    common.add_optimizer(c, epochs=60, batch_size=128, lr=5e-5, lr_decay=0.98)
   if mode != 'scratch':
     c.lr_head = 5e-4
     c.head_patterns = (r'^head/',)
@@ -61,12 +75,13 @@ def get_config(arg: str = 'pw3d') -> ml_collections.ConfigDict:
     c.freeze_patterns = (r'^backbone/',)
   c.flip = True
   c.no_conf = False
-  c.warmup_h36m = 20  # H36M trains in epochs below this
-  c.warmup_coco = 100  # COCO likewise (official: every epoch of 60)
+  c.warmup_h36m = official['warmup_h36m']  # H36M trains in epochs below this
+  if official['coco']:
+    c.warmup_coco = official['warmup_coco']  # COCO likewise
   c.loss = dict(LOSS)
   val_dataset = f'mesh_{variant}'
-  c.data = dict(data_dir='data/tfds', h36m='mesh_h36m', coco='mesh_coco',
-                pw3d='mesh_pw3d' if variant == 'pw3d' else '', val_dataset=val_dataset,
+  c.data = dict(data_dir='data/tfds', h36m='mesh_h36m', coco=official['coco'],
+                pw3d=official['pw3d'], val_dataset=val_dataset,
                 val_fraction=0.05, val_seed=0, num_workers=0, prefetch=2)
   c.evals = ml_collections.ConfigDict()
   c.evals.val = dict(type='mesh', dataset=val_dataset, part='val', every_steps=1000,

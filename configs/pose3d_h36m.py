@@ -15,8 +15,7 @@
 Variants (official configs/pose3d/*.yaml named):
   ft           MB_ft_h36m: release model finetuned from a pretrained checkpoint (an official .bin,
                an `mbjax.convert` directory or a pretraining workdir, via --config.init_from)
-  scratch      the release model from random init, 120 epochs at lr 2e-4 (no official config:
-               MB_train_h36m_wide is this at lr 5e-4, MB_train_h36m the Lite model at 5e-4)
+  scratch      MB_train_h36m: the release model from random init, 120 epochs at lr 2e-4
   global       MB_ft_h36m_global: `ft` without root-relative targets (official rootrel=False)
   global_lite  MB_ft_h36m_global_lite: the Lite model, lr 5e-4, rootrel=False (the model of the
                official in-the-wild inference)
@@ -50,7 +49,8 @@ def get_config(arg: str = 'ft') -> ml_collections.ConfigDict:
   c.model = common.model(LITE if variant in LITE_VARIANTS else RELEASE)
 
   # Official MB_ft_h36m: 60 epochs, batch 32, AdamW lr 2e-4 wd 0.01 on every parameter (one
-  # group), lr x0.99 per epoch; `scratch` the same with 120 epochs. The Lite configs: lr 5e-4.
+  # group), lr x0.99 per epoch; MB_train_h36m (`scratch`) the same with 120 epochs. The Lite
+  # configs: lr 5e-4.
   common.add_optimizer(c, epochs=120 if variant == 'scratch' else 60, batch_size=32,
                        lr=5e-4 if variant in LITE_VARIANTS else 2e-4, lr_decay=0.99)
 

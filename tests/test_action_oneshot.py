@@ -186,7 +186,7 @@ def test_config_variants(tiny_config, data_dir):
   assert (ft.temperature, ft.base_temperature) == (0.1, 0.07) and ft.model.maxlen == 243
   assert ft.evals.test.type == 'oneshot' and not ft.best_metric
   scratch = action_ntu120_oneshot.get_config('scratch,runlocal')
-  assert not scratch.finetune and scratch.lr_head is None and scratch.batch_size == 8
+  assert not scratch.finetune and scratch.lr_head == 1e-3 and scratch.batch_size == 8
   with pytest.raises(ValueError, match="unknown variant 'xsub'"):
     action_ntu120_oneshot.get_config('xsub')
   c = _config(tiny_config, data_dir)
