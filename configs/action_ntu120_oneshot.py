@@ -2,9 +2,9 @@
 configs/action/MB_{ft,train}_NTU120_oneshot.yaml with train_action_1shot.py).
 
   python -m data_prep.build ntu120 --source ntu120_hrnet.pkl --data_dir data/tfds
-  python -m mbjax.main --config=configs/action_ntu120_oneshot.py \\
+  python -m mbjax.train --config=configs/action_ntu120_oneshot.py \\
       --config.init_from=checkpoint/pretrain/MB_release/latest_epoch.bin --workdir=runs/oneshot
-  python -m mbjax.main --config=configs/action_ntu120_oneshot.py:scratch --workdir=runs/oneshot_s
+  python -m mbjax.train --config=configs/action_ntu120_oneshot.py:scratch --workdir=runs/oneshot_s
   python -m mbjax.evaluate --config=configs/action_ntu120_oneshot.py --checkpoint=runs/oneshot
 
 Variants (the first word, optional): `ft` (default, MB_ft_NTU120_oneshot) finetunes a

@@ -3,7 +3,7 @@
   python -m data_prep.build mesh_h36m --source data/mesh/mesh_det_h36m.pkl --data_dir data/tfds
   python -m data_prep.build mesh_coco --source data/mesh/mesh_det_coco.pkl --data_dir data/tfds
   python -m data_prep.build mesh_pw3d --source data/mesh/mesh_det_pw3d.pkl --data_dir data/tfds
-  python -m mbjax.main --config=configs/mesh.py:pw3d --workdir=runs/mesh_pw3d \\
+  python -m mbjax.train --config=configs/mesh.py:pw3d --workdir=runs/mesh_pw3d \\
       --config.init_from=checkpoint/pretrain/MB_release/latest_epoch.bin
   python -m mbjax.evaluate --config=configs/mesh.py:pw3d --evals=test \\
       --checkpoint=runs/mesh_pw3d/best
