@@ -104,6 +104,25 @@ def test_demo_runs_end_to_end(tmp_path):
   for kind in ('png', 'gif', 'losses'):
     assert os.path.getsize(summary['pictures'][kind]) > 1000, kind
   assert os.listdir(summary['checkpoint'])
+  # The workdir as the README uses it: evaluate and check find its run, config and data in
+  # train/, report the step, agree with the demo, and loading its weights warns of nothing.
+  evaluated = _program('mbjax.evaluate', f'--checkpoint={tmp_path}')
+  result = json.loads((tmp_path / 'train' / 'eval.json').read_text())
+  assert result['step'] == 4 and 'at step 4' in evaluated.stdout
+  assert abs(result['mpjpe_mm'] - summary['mpjpe_mm']) < 1e-3
+  checked = json.loads(_program('mbjax.checkpoint', 'check', str(tmp_path), '--json').stdout)
+  assert checked['kind'] == 'pose' and checked['step'] == 4 and checked['maxlen'] == 27
+  assert checked['task'] == 'pretrain' and checked['parameters'] > 0
+
+
+def _program(name: str, *args: str) -> subprocess.CompletedProcess:
+  """`python -m name args` from the checkout, which must exit 0 with no warning on stderr."""
+  done = subprocess.run([sys.executable, '-m', name, *args], cwd=ROOT, capture_output=True,
+                        text=True, timeout=600)
+  assert done.returncode == 0, done.stderr
+  warnings = [line for line in done.stderr.splitlines() if line[:1] in 'WE' and line[1:5].isdigit()]
+  assert not warnings, done.stderr
+  return done
 
 
 def test_batch_that_does_not_split_over_the_mesh_fails_clearly(tmp_path):
