@@ -14,6 +14,8 @@ import json
 import math
 import os
 
+import jax
+
 from mbjax.checkpoint import converted, official
 
 SIZE_FIELDS = ('dim_feat', 'depth', 'mlp_ratio', 'dim_rep')  # maxlen is reported on its own
@@ -23,12 +25,17 @@ _EVAL_CONFIG = {'pose': 'configs/pose3d_h36m.py:ft', 'action-class': 'configs/ac
                 'action-embed': 'configs/action_ntu120_oneshot.py', 'mesh': 'configs/mesh.py:pw3d'}
 
 
+def _steps_dir(path: str) -> str:
+  """A workdir's `checkpoints/`, or `path` itself when it is a folder of steps (`RUN/best`)."""
+  directory = os.path.join(path, 'checkpoints')
+  return directory if os.path.isdir(directory) else path
+
+
 def latest_step(path: str) -> int | None:
   """The step whose weights `load_variables(path)` reads from a trainer workdir (its latest
-  checkpoint under `checkpoints/`) or from a folder of steps (`RUN/best`, `RUN/snapshots`)."""
-  directory = os.path.join(path, 'checkpoints')
-  directory = directory if os.path.isdir(directory) else path
-  steps = [int(name) for name in os.listdir(directory) if name.isdigit()]
+  checkpoint under `checkpoints/`) or from a folder of steps (`RUN/best`, `RUN/snapshots`); a
+  save still in progress (`<step>.orbax-checkpoint-tmp-*`) is not one."""
+  steps = [int(name) for name in os.listdir(_steps_dir(path)) if name.isdigit()]
   return max(steps) if steps else None
 
 
@@ -46,7 +53,6 @@ def _describe_bin(path: str) -> dict:
   state_dict = official.load_official(path)
   kind = official.official_kind(state_dict)
   params = official.official_to_variables(state_dict, kind)['params']
-  import jax
   pos_embed = next(v for k, v in state_dict.items() if k.endswith('pos_embed'))
   return dict(container='official .bin', kind=kind, joints=int(pos_embed.shape[-2]),
               parameters=_count(x.shape for x in jax.tree_util.tree_leaves(params)),
@@ -55,7 +61,6 @@ def _describe_bin(path: str) -> dict:
 
 def _item_shapes(item_dir: str) -> dict:
   """{'params': [shape, ...], ...} of an orbax item, from its metadata (no arrays read)."""
-  import jax
   import orbax.checkpoint as ocp
   with ocp.StandardCheckpointer() as ckptr:
     tree = ckptr.metadata(item_dir).item_metadata
@@ -77,9 +82,7 @@ def _describe_workdir(path: str, config: dict) -> dict:
   step = latest_step(path)
   if step is None:
     raise FileNotFoundError(f'{path}: a trainer workdir with no checkpoint yet')
-  steps_dir = os.path.join(path, 'checkpoints')
-  steps_dir = steps_dir if os.path.isdir(steps_dir) else path
-  shapes = _item_shapes(os.path.join(steps_dir, str(step), 'state'))
+  shapes = _item_shapes(os.path.join(_steps_dir(path), str(step), 'state'))
   return dict(kind=converted.model_kind(config),
               task=config.get('task'), step=step, joints=int(model.get('num_joints', 17)),
               parameters=_count(shapes['params']), **_size(model))
