@@ -129,3 +129,10 @@ def test_batch_that_does_not_split_over_the_mesh_fails_clearly(tmp_path):
   # conftest gives 8 fake devices: the default mesh puts all of them on the batch axis.
   with pytest.raises(ValueError, match='batch_size=4 does not split over the mesh'):
     job.run(str(tmp_path), overrides={'total_steps': 1, 'batch_size': 4})
+
+
+def test_a_stopped_demo_says_how_to_resume_not_stale_numbers():
+  line = job.describe(dict(preempted=True, steps=96, checkpoint='runs/demo/train/checkpoints'),
+                      'runs/demo')
+  assert line == ('stopped by SIGTERM at step 96, saved in runs/demo/train/checkpoints; the same '
+                  'command resumes and finishes the demo')
