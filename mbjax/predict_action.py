@@ -1,6 +1,7 @@
 """Predicts the action of one clip with a trained action model: the top-5 labels and probabilities.
 
   python -m mbjax.predict_action --checkpoint=runs/my_actions --input=clip.json
+  python -m mbjax.predict_action clip.json --checkpoint=runs/my_actions   # the same
   python -m mbjax.predict_action --checkpoint=runs/my_actions --input=clip.npy --format=coco \\
       --embed=clip_embedding.npy
   python -m mbjax.predict_action --config=configs/action_ntu60.py:xsub \\
@@ -48,6 +49,8 @@ PROGRAM = 'mbjax.predict_action'
 
 
 def main(argv) -> int:
+  if len(argv) == 2 and not FLAGS.input:  # the clip as INPUT, as python -m mbjax.infer takes it
+    FLAGS.input, argv = argv[1], argv[:1]
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments {argv[1:]}: the clip is --input')
   missing = [f'--{name}' for name in ('checkpoint', 'input') if not FLAGS[name].value]

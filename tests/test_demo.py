@@ -104,9 +104,35 @@ def test_demo_runs_end_to_end(tmp_path):
   for kind in ('png', 'gif', 'losses'):
     assert os.path.getsize(summary['pictures'][kind]) > 1000, kind
   assert os.listdir(summary['checkpoint'])
+  # The workdir as the README uses it: evaluate and check find its run, config and data in
+  # train/, report the step, agree with the demo, and loading its weights warns of nothing.
+  evaluated = _program('mbjax.evaluate', f'--checkpoint={tmp_path}')
+  result = json.loads((tmp_path / 'train' / 'eval.json').read_text())
+  assert result['step'] == 4 and 'at step 4' in evaluated.stdout
+  assert abs(result['mpjpe_mm'] - summary['mpjpe_mm']) < 1e-3
+  checked = json.loads(_program('mbjax.checkpoint', 'check', str(tmp_path), '--json').stdout)
+  assert checked['kind'] == 'pose' and checked['step'] == 4 and checked['maxlen'] == 27
+  assert checked['task'] == 'pretrain' and checked['parameters'] > 0
+
+
+def _program(name: str, *args: str) -> subprocess.CompletedProcess:
+  """`python -m name args` from the checkout, which must exit 0 with no warning on stderr."""
+  done = subprocess.run([sys.executable, '-m', name, *args], cwd=ROOT, capture_output=True,
+                        text=True, timeout=600)
+  assert done.returncode == 0, done.stderr
+  warnings = [line for line in done.stderr.splitlines() if line[:1] in 'WE' and line[1:5].isdigit()]
+  assert not warnings, done.stderr
+  return done
 
 
 def test_batch_that_does_not_split_over_the_mesh_fails_clearly(tmp_path):
   # conftest gives 8 fake devices: the default mesh puts all of them on the batch axis.
   with pytest.raises(ValueError, match='batch_size=4 does not split over the mesh'):
     job.run(str(tmp_path), overrides={'total_steps': 1, 'batch_size': 4})
+
+
+def test_a_stopped_demo_says_how_to_resume_not_stale_numbers():
+  line = job.describe(dict(preempted=True, steps=96, checkpoint='runs/demo/train/checkpoints'),
+                      'runs/demo')
+  assert line == ('stopped by SIGTERM at step 96, saved in runs/demo/train/checkpoints; the same '
+                  'command resumes and finishes the demo')

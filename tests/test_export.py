@@ -3,7 +3,6 @@ StableHLO and ONNX of a tiny mesh model, called back at two (B, T) shapes and co
 with the model itself; their sidecars and mistakes."""
 
 import hashlib
-import importlib.util
 import pathlib
 import subprocess
 import sys
@@ -27,11 +26,9 @@ MAXLEN = 9
 TINY = dict(dstformer.TINY, maxlen=MAXLEN)
 SHAPES = ((2, MAXLEN), (3, 5))  # (B, T): two shapes from one file
 KINDS = ('pose', 'action-class', 'action-embed')
-# jax2onnx is installed apart (requirements.txt: --no-deps); .ci/run installs it, so CI tests ONNX.
-HAVE_ONNX = importlib.util.find_spec('jax2onnx') is not None
-FORMATS = ('stablehlo', 'onnx') if HAVE_ONNX else ('stablehlo',)
-NEEDS_ONNX = pytest.mark.skipif(not HAVE_ONNX, reason='jax2onnx not installed: pip install '
-                                '--no-deps jax2onnx==0.17.1')
+# jax2onnx comes with the README's install (requirements-no-deps.txt), so ONNX is tested, never
+# skipped; tests/test_install.py names a missing pin.
+FORMATS = ('stablehlo', 'onnx')
 
 
 def _action_config(kind):
@@ -96,7 +93,7 @@ def exported(checkpoints, tmp_path_factory):
 
 
 @pytest.mark.parametrize('fmt,tol', [('stablehlo', 1e-6),
-                                     pytest.param('onnx', 1e-4, marks=NEEDS_ONNX)])
+                                     ('onnx', 1e-4)])
 @pytest.mark.parametrize('kind', KINDS)
 def test_round_trip_equals_the_model(checkpoints, exported, kind, fmt, tol):
   predict = mbjax.export.load(exported[kind, fmt][0])
@@ -109,7 +106,7 @@ def test_round_trip_equals_the_model(checkpoints, exported, kind, fmt, tol):
     np.testing.assert_allclose(got, want, rtol=0, atol=tol)
 
 
-@pytest.mark.parametrize('fmt', ['stablehlo', pytest.param('onnx', marks=NEEDS_ONNX)])
+@pytest.mark.parametrize('fmt', ['stablehlo', 'onnx'])
 def test_longer_than_maxlen_is_rejected(exported, fmt):
   predict = mbjax.export.load(exported['pose', fmt][0])
   with pytest.raises(ValueError, match=f"t={MAXLEN + 1} frames is longer than the model's "
@@ -140,8 +137,7 @@ def test_sidecar_fields(checkpoints, exported):
   pose = exported['pose', 'stablehlo'][1]['checkpoint_sha256']
   assert 'config.json' in pose and len(pose) > 1  # every file of the convert directory
   assert exported['pose', 'stablehlo'][1]['platforms'] == ['cpu', 'cuda', 'tpu']
-  if HAVE_ONNX:
-    assert exported['pose', 'onnx'][1]['opset'] == 23
+  assert exported['pose', 'onnx'][1]['opset'] == 23
 
 
 def test_flip_test_and_rootrel_in_the_graph_equal_predict_clips(checkpoints, tmp_path):
@@ -175,7 +171,6 @@ def test_bfloat16_stablehlo_and_mistakes(checkpoints, tmp_path):
 
 
 @pytest.mark.slow
-@NEEDS_ONNX
 def test_cli_writes_a_file_load_calls_back(checkpoints, tmp_path):
   path, _, reference = checkpoints['pose']
   out = tmp_path / 'pose.onnx'
@@ -263,7 +258,6 @@ def test_mesh_flip_test_in_the_graph_and_rootrel_refused(mesh_checkpoint, tmp_pa
     mbjax.export.export(path, str(tmp_path / 'r.hlo'), 'stablehlo', rootrel=True)
 
 
-@NEEDS_ONNX
 def test_mesh_onnx_round_trip_equals_the_model(mesh_checkpoint, tmp_path):
   file = str(tmp_path / 'mesh.onnx')
   assert mbjax.export.export(mesh_checkpoint[0], file, 'onnx')['kind'] == 'mesh'

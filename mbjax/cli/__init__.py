@@ -24,6 +24,7 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryErro
                IsADirectoryError, PermissionError)
 TRACEBACK_ENV = 'MBJAX_TRACEBACK'
 _PARSE_ERRORS = (flags.Error, AttributeError, KeyError, ValueError, TypeError)
+_HELP = {'help', '?', 'helpshort', 'helpfull', 'helpxml'}  # absl's help flags
 
 
 def show_tracebacks() -> bool:
@@ -127,22 +128,32 @@ def parse_flags(argv: Sequence[str], *, program: str) -> list[str]:
 
 def run(main: Callable[[list[str]], int | None], *, program: str,
         flags_parser: Callable[[list[str]], list[str]] | None = None) -> None:
-  """`app.run(main)` with mistakes reported as described in the module docstring; on CPU hosts
-  first re-executed with malloc tuned for XLA (`mbjax.cli.allocator`)."""
+  """`app.run(main)` with mistakes reported as described in the module docstring, `--help` exiting
+  0, and library log chatter kept at debug level (`mbjax.logs.log_filter`); on CPU hosts first
+  re-executed with malloc tuned for XLA (`mbjax.cli.allocator`)."""
   from mbjax.cli import allocator as cpu_allocator
   cpu_allocator.reexec()
 
   def parser(argv):
-    if flags_parser is None:
-      return parse_flags(argv, program=program)
     try:
+      if flags_parser is None:
+        return parse_flags(argv, program=program)
       return flags_parser(argv)
     except _PARSE_ERRORS as e:
       if show_tracebacks():
         raise
       fail(program, f'{_final_exception_line(str(e))} (see --help)', 2)
+    except SystemExit as e:  # absl's --help and --helpfull exit 1 after printing the help
+      if e.code == 1 and _HELP.intersection(a.lstrip('-').split('=', 1)[0] for a in argv[1:]):
+        sys.exit(0)
+      raise
 
-  app.run(lambda argv: call(program, main, argv), flags_parser=parser)
+  def start(argv):
+    from mbjax.logs import log_filter
+    log_filter.quiet_libraries()  # library chatter at debug level (mbjax/logs/log_filter.py)
+    return call(program, main, argv)
+
+  app.run(start, flags_parser=parser)
 
 
 def call(program: str, fn: Callable, *args):

@@ -20,6 +20,10 @@ from mbjax.data import subjects
 def dataset_dir(name: str, *, data_dir: str | pathlib.Path, version: str | None = None
                 ) -> pathlib.Path:
   """`data_dir/name/version` of a built dataset; the highest built version if None."""
+  if not str(data_dir):  # pathlib would read '' as the current directory
+    raise FileNotFoundError(f'dataset {name!r}: its data_dir is empty; set the config field '
+                            'that names the folder holding the built datasets (e.g. '
+                            '--config.data.data_dir=data/tfds)')
   root = pathlib.Path(data_dir) / name
   if version is None:
     built = [p for p in root.glob('*') if (p / 'dataset_info.json').is_file()]

@@ -214,6 +214,10 @@ def make_builder(module, *, data_dir: str | pathlib.Path,
         _info=_info,
         _split_generators=_split_generators,
         _generate_examples=_generate_examples,
+        # TFDS prints "Downloading and preparing dataset Unknown size ..." and "... downloaded and
+        # prepared" for every build; nothing is downloaded, and `build` prints its own report.
+        _log_download_bytes=lambda self: logging.debug('building %s in %s', name, self.data_dir),
+        _log_download_done=lambda self: None,
     )
 
   # skip_registration: builders are made per build and read back from their directory.

@@ -60,7 +60,7 @@ def main(argv) -> int:
     raise app.UsageError(str(e)) from e
   from mbjax.logs import log_filter
   from mbjax.demo import action_job, job
-  log_filter.quiet_libraries()
+  log_filter.quiet_libraries(also=('mbjax/data',))  # per-file reader lines: the reports say it
   chosen = action_job if FLAGS.task == 'action' else job
   if FLAGS.config.task != ('action' if FLAGS.task == 'action' else 'pretrain'):
     raise app.UsageError(f'--task={FLAGS.task} with a config of task {FLAGS.config.task!r}')

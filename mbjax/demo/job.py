@@ -64,7 +64,8 @@ def _apply_overrides(config, overrides: dict) -> None:
 
 def run(workdir: str, overrides: dict | None = None, *, config=None,
         assets: str | pathlib.Path | None = None) -> dict:
-  """Runs the demo in `workdir` and returns its summary (also written to summary.json).
+  """Runs the demo in `workdir` and returns its summary (also written to summary.json); after a
+  SIGTERM, which saves and stops training, only {preempted, steps, checkpoint}.
 
   Args:
     workdir: the run folder.
@@ -87,6 +88,9 @@ def run(workdir: str, overrides: dict | None = None, *, config=None,
   reports = build_datasets(workdir, config, assets)
   build_s = time.time() - t0
   result = train.train_and_evaluate(config, os.path.join(workdir, 'train'))
+  if result.get('preempted'):  # SIGTERM: saved, and the evaluations are step 0's, not this step's
+    return dict(preempted=True, steps=result['step'],
+                checkpoint=os.path.join(workdir, 'train', 'checkpoints'))
   lifting = {k.split('/', 1)[1]: v for k, v in result.items() if k.startswith('lifting/')}
   summary = dict(
       mpjpe_mm=lifting['mpjpe_mm'], p_mpjpe_mm=lifting['p_mpjpe_mm'],
@@ -109,6 +113,9 @@ def run(workdir: str, overrides: dict | None = None, *, config=None,
 
 def describe(summary: dict, workdir: str) -> str:
   """The lines the demo prints at the end: errors, baselines and where the outputs are."""
+  if summary.get('preempted'):
+    return (f'stopped by SIGTERM at step {summary["steps"]}, saved in {summary["checkpoint"]}; '
+            'the same command resumes and finishes the demo')
   lines = [f'{k:>22s}: {summary[k]:.1f}' for k in _SUMMARY_KEYS]
   ratio = summary['baseline_mpjpe_mm'] / summary['mpjpe_mm']
   margin = summary['zero_depth_mpjpe_mm'] - summary['mpjpe_mm']

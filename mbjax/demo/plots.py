@@ -1,5 +1,7 @@
 """Pictures for the demo (mbjax.infer.render's drawing): input 2D | front | side, predicted over
-ground truth, as demo.png (the frames that differ most) and demo.gif; losses.png (matplotlib)."""
+ground truth, of the held-out hop where it moves: demo.png (the frames that differ most in the
+clip with the most motion, and the frame of largest error) and demo.gif (that clip and its
+neighbours); losses.png (matplotlib)."""
 
 from __future__ import annotations
 
@@ -62,32 +64,100 @@ def _loss_curves(metrics_path: str, out_path: str) -> None:
   plt.close(fig)
 
 
-def write_pictures(workdir: str, config, model, params, metrics_path: str) -> dict[str, str]:
-  """demo.png (STILLS frames), demo.gif (the clip), losses.png; returns their paths."""
-  from mbjax.data import records
-  from mbjax.evaluate import lifting
+def pose_spread(poses: np.ndarray) -> float:
+  """How much (N, 17, 3) poses differ: the mean joint distance of each root-relative pose from
+  their mean pose, averaged over the poses (in the poses' unit)."""
+  rel = poses - poses[:, :1]
+  return float(np.linalg.norm(rel - rel.mean(axis=0), axis=-1).mean())
 
-  spec = config.evals.lifting
+
+def pick_frames(gt_mm: np.ndarray, err_mm: np.ndarray, n: int = STILLS) -> dict:
+  """What the pictures show of the held-out clips (C, T, 17, 3) with per-frame errors (C, T):
+
+  `clip`, the clip with the most motion (largest `pose_spread`); `stills`, (clip, frame) pairs:
+  n - 1 frames of that clip that differ most (`motion_frames`) and the frame of largest error,
+  wherever it is (a frame already chosen is replaced by the next most different one).
+  """
+  clip = int(np.argmax([pose_spread(c) for c in gt_mm]))
+  worst = tuple(int(i) for i in np.unravel_index(np.argmax(err_mm), err_mm.shape))
+  frames = motion_frames(gt_mm[clip], n)
+  stills = [(clip, t) for t in frames if (clip, t) != worst][:n - 1]
+  return dict(clip=clip, stills=stills + [worst], worst=worst)
+
+
+def _held_out(spec: dict) -> dict:
+  """The held-out clips of the lifting evaluator, in time order per camera yaw."""
+  from mbjax.data import records
   source = records.load(spec['name'], spec['split'], data_dir=spec['data_dir'])
-  clip = np.asarray(source[0][spec['key']], np.float32)[None]
-  norm, mm = lifting.normalise_clips(clip)
+  rows = [source[i] for i in range(len(source))]
+  order = sorted(range(len(rows)), key=lambda i: (float(rows[i]['yaw']),
+                                                  int(rows[i]['start_frame'])))
+  return dict(clips=np.stack([np.asarray(rows[i][spec['key']], np.float32) for i in order]),
+              yaws=np.asarray([float(rows[i]['yaw']) for i in order]),
+              starts=np.asarray([int(rows[i]['start_frame']) for i in order]))
+
+
+def _predict(model, params, clips: np.ndarray) -> tuple:
+  """(model input (C, T, 17, 3), truth and prediction in mm (C, T, 17, 3), error (C, T) mm).
+
+  The model predicts root-relative 3D from each clip's crop-normalised 2D; both skeletons ride
+  the true root, in mm, so the hop shows (the error is root-relative, as MPJPE)."""
+  import jax
+  from mbjax.evaluate import lifting
+  norm, mm = lifting.normalise_clips(clips)
   x = np.concatenate([norm[..., :2], np.ones_like(norm[..., :1])], axis=-1)
-  pred = np.asarray(model.apply({'params': params}, x))[0]
-  pred = pred - pred[:, :1]
-  gt = norm[0] - norm[0, :, :1]
-  err = np.linalg.norm(pred - gt, axis=-1).mean(axis=-1) * mm[0]
-  # The model predicts root-relative 3D; both skeletons ride the true root so the hop shows
-  # (the errors are root-relative, as MPJPE).
-  pred, gt = pred + norm[0, :, :1], gt + norm[0, :, :1]
-  paths = {}
-  chosen = motion_frames(gt)
-  captions = {t: f'held-out frame {t}: MPJPE {err[t]:.0f} mm' for t in range(len(gt))}
-  rows = list(_frames(x[0], pred, gt, chosen, captions, size=384))
-  paths['png'] = os.path.join(workdir, 'demo.png')
-  Image.fromarray(np.concatenate(rows, axis=0)).save(paths['png'])
-  paths['gif'] = render.write_video(
-      os.path.join(workdir, 'demo.gif'),
-      _frames(x[0], pred, gt, range(0, len(gt), 2), captions, size=256), fps=12)
-  paths['losses'] = os.path.join(workdir, 'losses.png')
+  pred = np.asarray(jax.jit(model.apply)({'params': params}, x))
+  pred_rel = (pred - pred[..., :1, :]) * mm[:, None, None, None]
+  gt_rel = (norm - norm[..., :1, :]) * mm[:, None, None, None]
+  err = np.linalg.norm(pred_rel - gt_rel, axis=-1).mean(axis=-1)
+  gt = clips * (1000.0 / lifting.AMASS_UNITS_PER_METRE)
+  return x, gt, pred_rel + gt[..., :1, :], err
+
+
+def _stills(gt, pred, err, yaws, starts, chosen) -> np.ndarray:
+  """demo.png: one row (2D input | front | side) per chosen (clip, frame), each less the mean
+  root of its clip (rows of several clips share one view; the hop still lifts the root)."""
+  stills = chosen['stills']
+  root = {c: gt[c, :, 0].mean(axis=0) for c, _ in stills}
+  g = np.stack([gt[c, t] - root[c] for c, t in stills])
+  p = np.stack([pred[c, t] - root[c] for c, t in stills])
+  captions = {i: f'yaw {yaws[c]:g}, frame {starts[c] + t}: MPJPE {err[c, t]:.0f} mm '
+                 f'({"largest error" if (c, t) == chosen["worst"] else "most motion"})'
+              for i, (c, t) in enumerate(stills)}
+  return np.concatenate(list(_frames(g, p, g, range(len(g)), captions, size=384)), axis=0)
+
+
+def _clip_window(yaws, clip: int, n: int = 3) -> list[int]:
+  """`clip` and its neighbours in time from the same yaw: n consecutive clips when there are."""
+  same = [c for c in range(len(yaws)) if yaws[c] == yaws[clip]]
+  i = same.index(clip)
+  lo = max(0, min(i - n // 2, len(same) - n))
+  return same[lo:lo + n]
+
+
+def _animation(gt, pred, err, yaws, starts, clip: int):
+  """demo.gif frames: the clip with the most motion and its neighbours, every second frame."""
+  window = _clip_window(yaws, clip)
+  root = gt[window, :, 0].mean(axis=(0, 1))
+  g, p = np.concatenate(gt[window]) - root, np.concatenate(pred[window]) - root
+  e = np.concatenate(err[window])
+  frame = np.concatenate([starts[c] + np.arange(gt.shape[1]) for c in window])
+  captions = {i: f'yaw {yaws[clip]:g}, frame {frame[i]}: MPJPE {e[i]:.0f} mm'
+              for i in range(len(g))}
+  return _frames(g, p, g, range(0, len(g), 2), captions, size=256)
+
+
+def write_pictures(workdir: str, config, model, params, metrics_path: str) -> dict[str, str]:
+  """demo.png (STILLS frames), demo.gif (the clips with the most motion), losses.png; returns
+  their paths."""
+  held = _held_out(config.evals.lifting)
+  _, gt, pred, err = _predict(model, params, held['clips'])
+  chosen = pick_frames(gt, err)
+  yaws, starts = held['yaws'], held['starts']
+  paths = {'png': os.path.join(workdir, 'demo.png'), 'gif': os.path.join(workdir, 'demo.gif'),
+           'losses': os.path.join(workdir, 'losses.png')}
+  Image.fromarray(_stills(gt, pred, err, yaws, starts, chosen)).save(paths['png'])
+  paths['gif'] = render.write_video(paths['gif'],
+                                    _animation(gt, pred, err, yaws, starts, chosen['clip']), fps=12)
   _loss_curves(metrics_path, paths['losses'])
   return paths
