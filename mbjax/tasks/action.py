@@ -92,10 +92,7 @@ def split_source(config, split: str, *, part: str = 'all'):
 
 def make_curriculum(config) -> pipelines.Curriculum:
   """One 'action' phase over `config.data.train_split` without its validation slice."""
-  if config.get('finetune') and not config.get('init_from'):
-    raise ValueError('this config finetunes a pretrained backbone (finetune=True) but '
-                     'config.init_from is empty: give --config.init_from=<official pretrained '
-                     '.bin, convert dir or pretraining workdir>, or train from scratch')
+  base.check_init_from(config)
   source = split_source(config, config.data.train_split, part='train')
   aug = config.augment
   return finetune.make_action_curriculum(source, epochs=config.epochs,

@@ -47,10 +47,7 @@ def make_model(config):
 
 def make_curriculum(config) -> pipelines.Curriculum:
   """One 'action' phase over `oneshot_aux` whose epochs are class-paired batch orders."""
-  if config.get('finetune') and not config.get('init_from'):
-    raise ValueError('this config finetunes a pretrained backbone (finetune=True) but '
-                     'config.init_from is empty: give --config.init_from=<official pretrained '
-                     '.bin, convert dir or pretraining workdir>, or use the scratch variant')
+  base.check_init_from(config)
   source = action.split_source(config, config.data.get('train_split', TRAIN_SPLIT))
   aug = config.augment
   make = functools.partial(finetune.action_example, n_frames=action.clip_len(config), train=True,
