@@ -70,12 +70,7 @@ def h36m_example(record: dict, rng: np.random.Generator, *, flip: bool = True,
   if flip and rng.random() < 0.5:
     x = transforms.flip_pose(x)
     gt = transforms.flip_pose(gt)
-  if rootrel:
-    target = gt - gt[:, :1]
-  else:
-    target = gt.copy()
-    target[..., 2] -= gt[0, 0, 2]
-  return {'input': x, 'target': target.astype(np.float32),
+  return {'input': x, 'target': pipelines.target_3d(gt, rootrel).astype(np.float32),
           'conf': np.ones(gt.shape[:2] + (1,), np.float32)}
 
 

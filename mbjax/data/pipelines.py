@@ -77,6 +77,20 @@ class FieldSource:
 # processes can pickle them.
 
 
+def target_3d(motion: np.ndarray, rootrel: bool) -> np.ndarray:
+  """The 3D training target of a (T, 17, 3) clip, as official train.py makes every batch's.
+
+  `rootrel`: every frame minus its root joint. Otherwise only the depth moves, so that the first
+  frame's root is at depth 0 (`batch_gt[..., 2] -= batch_gt[:, 0:1, 0:1, 2]`); x, y stay as stored.
+  """
+  motion = np.asarray(motion)
+  if rootrel:
+    return motion - motion[:, :1]
+  target = motion.copy()
+  target[..., 2] -= motion[0, 0, 2]
+  return target
+
+
 def pretrain_3d_example(record: dict, rng: np.random.Generator, *, key: str = 'joint_3d',
                         flip: bool, noise: transforms.SyntheticNoise | None, mask_ratio: float,
                         mask_t_ratio: float, scale_range: Sequence[float] | None = None,
@@ -97,7 +111,8 @@ def pretrain_3d_example(record: dict, rng: np.random.Generator, *, key: str = 'j
     noise: synthetic detector noise, or None.
     mask_ratio, mask_t_ratio: probabilities of masking a joint and a whole frame.
     scale_range: crop-scale ratio range of the synthetic path; None keeps the clip as stored.
-    rootrel: target minus its root joint in every frame (official `rootrel`), else as stored.
+    rootrel: target minus its root joint in every frame (official `rootrel`), else with only the
+      first frame's root depth subtracted (`target_3d`).
 
   Returns:
     {'input': (T, 17, 3), 'target': (T, 17, 3), 'conf': (T, 17, 1) ones}, float32.
@@ -114,8 +129,7 @@ def pretrain_3d_example(record: dict, rng: np.random.Generator, *, key: str = 'j
     if flip and rng.random() < 0.5:
       x, motion = transforms.flip_pose(x), transforms.flip_pose(motion)
   x = _corrupt(x, rng, noise, mask_ratio, mask_t_ratio)
-  target = motion - motion[:, :1] if rootrel else motion
-  return {'input': x.astype(np.float32), 'target': target.astype(np.float32),
+  return {'input': x.astype(np.float32), 'target': target_3d(motion, rootrel).astype(np.float32),
           'conf': np.ones(motion.shape[:2] + (1,), np.float32)}
 
 
