@@ -18,8 +18,6 @@ cosine nearest of the 20 `oneshot_exemplar` clips.
 
 from __future__ import annotations
 
-import functools
-
 import jax.numpy as jnp
 
 from mbjax import models
@@ -49,12 +47,10 @@ def make_curriculum(config) -> pipelines.Curriculum:
   """One 'action' phase over `oneshot_aux` whose epochs are class-paired batch orders."""
   base.check_init_from(config)
   source = action.split_source(config, config.data.get('train_split', TRAIN_SPLIT))
-  aug = config.augment
-  make = functools.partial(finetune.action_example, n_frames=action.clip_len(config), train=True,
-                           random_move=aug.random_move, scale_range=tuple(aug.scale_range_train))
   order = per_class.ClassBatchOrder(source, n_views=int(config.n_views),
                                     global_batch=config.batch_size)
-  phase = pipelines.Phase('action_oneshot', KIND, source, make, order=order)
+  phase = finetune.action_phase('action_oneshot', source, order=order,
+                                **action.augmentation(config))
   return pipelines.Curriculum([phase], [], epochs=config.epochs, curriculum_3d_epochs=0,
                               global_batch=config.batch_size)
 
