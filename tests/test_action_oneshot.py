@@ -6,14 +6,16 @@ import functools
 import math
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import data_formats
+import official_action
 from configs import action_ntu120_oneshot
 from data_prep import builder, ntu
-from mbjax import train
+from mbjax import checkpoint, train
 from mbjax.logs import metric_writer
 from mbjax.data import finetune, per_class, pipelines, records
 from mbjax.evaluate import __main__ as cli
@@ -159,6 +161,26 @@ def test_evaluator_equals_a_hand_computation(tiny_config, data_dir):
   np.testing.assert_allclose(result['accuracy'], expected)
 
 
+def _by_hand_accuracy(model, variables, data_dir):
+  """One-shot accuracy (%) of `variables`, the inputs made in plain numpy as the official test
+  transform (evenly spaced frames, crop_scale [2, 2]: tests/official_action.py) and the cosine
+  nearest exemplar in numpy."""
+  def embed(split):
+    source = records.load('ntu120', split, data_dir=data_dir)
+    inputs, labels = [], []
+    for i in range(len(source)):
+      kp = source[i]['keypoint']
+      frames = np.linspace(0, kp.shape[1], 9, endpoint=False).astype(int)
+      inputs.append(official_action.crop_scale(kp[:, frames], (2, 2), np.random.default_rng(0)))
+      labels.append(int(source[i]['label']))
+    x = np.asarray(model.apply(variables, np.stack(inputs).astype(np.float32)), np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True), np.array(labels)
+
+  e, e_labels = embed('oneshot_exemplar')
+  q, q_labels = embed('oneshot_eval')
+  return 100 * np.mean(e_labels[np.argmax(q @ e.T, axis=1)] == q_labels)
+
+
 def test_end_to_end_training_reports(tmp_path, tiny_config, data_dir):
   c = _config(tiny_config, data_dir, 'scratch')
   workdir = str(tmp_path / 'run')
@@ -170,11 +192,56 @@ def test_end_to_end_training_reports(tmp_path, tiny_config, data_dir):
   losses = [logged[s]['action/loss'] for s in (1, 2, 3)]
   assert all(np.isfinite(losses)) and all(v > 0 for v in losses), losses
   assert all(-1 <= logged[s]['action/positive_cosine'] <= 1 for s in (1, 2, 3))
-  for step in (0, 3):
-    assert logged[step]['test/clips'] == 6 and 0 <= logged[step]['test/accuracy'] <= 100
+  # The trainer's accuracy is the one-shot accuracy of its weights, computed by hand.
+  model = action_oneshot.make_model(c)
+  final = checkpoint.read_state(workdir, step=3)
+  variables = {'params': final['params'], **final['model_state']}
+  assert logged[3]['test/clips'] == 6
+  assert logged[3]['test/accuracy'] == pytest.approx(_by_hand_accuracy(model, variables,
+                                                                       data_dir))
   # The evaluate CLI on the workdir gives the trainer's last evaluation.
   result = cli.run(c, workdir, str(tmp_path / 'eval' / 'eval.json'))
   assert result['test']['accuracy'] == logged[3]['test/accuracy']
+
+
+def test_official_train_mode_embeds_with_dropout(tiny_config, data_dir):
+  """Official train_action_1shot.py embeds in train mode (dropout on): with
+  `official_train_mode` the embeddings differ from call to call but a rerun repeats them;
+  without, every call gives the same ones."""
+  c = _config(tiny_config, data_dir)
+  model = action_oneshot.make_model(c)
+  assert c.model.head.dropout_ratio == 0.1 and not c.evals.test.official_train_mode
+  x = np.stack([finetune.action_example(r, np.random.default_rng(0), n_frames=9, train=False,
+                                        scale_range=(2, 2))['input']
+                for r in (records.load('ntu120', 'oneshot_eval', data_dir=data_dir)[i]
+                          for i in range(4))])
+  variables = model.init(jax.random.key(0), x)
+  on = oneshot.embedder(model, train_mode=True, seed=1)
+  first, second = np.asarray(on(variables, 0)(x)), np.asarray(on(variables, 1)(x))
+  assert np.abs(first - second).max() > 1e-3
+  np.testing.assert_array_equal(first, oneshot.embedder(model, train_mode=True, seed=1)(
+      variables, 0)(x))
+  off = oneshot.embedder(model)
+  deterministic = np.asarray(off(variables, 0)(x))
+  np.testing.assert_array_equal(deterministic, np.asarray(off(variables, 1)(x)))
+  np.testing.assert_allclose(deterministic, model.apply(variables, x), atol=1e-6)
+  # Dropout is the only difference: at rate 0 train mode is eval mode.
+  with c.unlocked():
+    c.model.head.dropout_ratio = 0.0
+  still = action_oneshot.make_model(c)
+  np.testing.assert_allclose(oneshot.embedder(still, train_mode=True)(variables, 0)(x),
+                             deterministic, atol=1e-5)
+  # The evaluator with the switch: each call draws other masks, a new evaluator repeats them.
+  with c.unlocked():
+    c.evals.test.official_train_mode = True
+  spec = c.evals.test
+  run = oneshot.make_evaluator(c, model, spec, action.evaluator_inputs(c))
+  again = oneshot.make_evaluator(c, model, spec, action.evaluator_inputs(c))
+  results = [run(variables) for _ in range(4)]
+  assert [again(variables) for _ in range(4)] == results
+  fresh = _config(tiny_config, data_dir)
+  fixed = oneshot.make_evaluator(fresh, model, fresh.evals.test, action.evaluator_inputs(fresh))
+  assert fixed(variables) == fixed(variables)
 
 
 def test_config_variants(tiny_config, data_dir):
