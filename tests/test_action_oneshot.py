@@ -70,6 +70,75 @@ def test_builder_gives_the_oneshot_splits(data_dir):
   assert sorted(per_class.source_labels(evals).tolist()) == [0, 0, 1, 1, 2, 2]
 
 
+def _oneshot_folder(root, *, stored_as_novel_index=False):
+  """data/action/ as officially: ntu120_hrnet.pkl (aux classes only) beside a tiny
+  ntu120_hrnet_oneshot.pkl in the official layout: split oneshot_train (one exemplar per novel
+  class, not the OFFICIAL_EXEMPLARS names) and oneshot_val (2 clips of 3 novel classes)."""
+  root.mkdir()
+  aux = [data_formats.ntu_annotation(f'S002C001P001R001A{label + 1:03d}', label, frames=6,
+                                     seed=label) for label in AUX_ORIG]
+  data_formats.write_pyskl(root / 'ntu120_hrnet.pkl', aux, {'xsub_train': [], 'xsub_val': [],
+                                                            'xset_train': [], 'xset_val': []})
+  anns, train, val = [], [], []
+  for n, label in enumerate(ntu.NOVEL_CLASSES):
+    stored = n if stored_as_novel_index else label
+    anns.append(data_formats.ntu_annotation(f'S005C001P010R002A{label + 1:03d}', stored,
+                                            frames=7 + n % 5, persons=1 + n % 2, seed=100 + n))
+    train.append(anns[-1]['frame_dir'])
+  for k, label in enumerate(EVAL_NOVEL * 2):
+    stored = ntu.NOVEL_CLASSES.index(label) if stored_as_novel_index else label
+    anns.append(data_formats.ntu_annotation(f'S006C00{1 + k // 3}P011R001A{label + 1:03d}',
+                                            stored, frames=8, seed=200 + k))
+    val.append(anns[-1]['frame_dir'])
+  data_formats.write_pyskl(root / 'ntu120_hrnet_oneshot.pkl', anns,
+                           {'oneshot_train': train, 'oneshot_val': val})
+  return anns
+
+
+@pytest.mark.parametrize('novel_index', [False, True])
+def test_builder_reads_the_official_oneshot_pickle(tmp_path, novel_index):
+  """Official train_action_1shot.py takes its exemplars from ntu120_hrnet_oneshot.pkl's
+  oneshot_train split and the clips to classify from its oneshot_val split."""
+  folder = tmp_path / 'action'
+  anns = _oneshot_folder(folder, stored_as_novel_index=novel_index)
+  builder.build('ntu120', source=folder, data_dir=tmp_path / 'tfds')
+  by_name = {a['frame_dir']: a for a in anns}
+  for split, names in (('oneshot_exemplar', [a['frame_dir'] for a in anns[:20]]),
+                       ('oneshot_eval', [a['frame_dir'] for a in anns[20:]])):
+    source = records.load('ntu120', split, data_dir=tmp_path / 'tfds')
+    got = [source[i] for i in range(len(source))]
+    assert [r['frame_dir'].decode() for r in got] == names
+    for r in got:
+      ntu_label = int(r['frame_dir'].decode()[-3:]) - 1
+      assert int(r['orig_label']) == ntu_label
+      assert int(r['label']) == list(range(0, 120, 6)).index(ntu_label)
+      ann = by_name[r['frame_dir'].decode()]
+      np.testing.assert_array_equal(r['keypoint'], ntu.sample_keypoint(
+          ann['keypoint'], ann['keypoint_score'], ann['img_shape']))
+  aux = records.load('ntu120', 'oneshot_aux', data_dir=tmp_path / 'tfds')
+  assert sorted(int(aux[i]['label']) for i in range(len(aux))) == [0, 1, 2, 3]
+  with pytest.raises(ValueError, match='give one of them'):
+    builder.build('ntu120', source=folder, data_dir=tmp_path / 'other',
+                  options=dict(exemplars=ntu.OFFICIAL_EXEMPLARS))
+
+
+def test_oneshot_pickle_errors_name_the_sample(tmp_path):
+  folder = tmp_path / 'action'
+  anns = _oneshot_folder(folder)
+  names = [a['frame_dir'] for a in anns]
+  # A clip to classify whose class has no exemplar.
+  data_formats.write_pyskl(folder / 'ntu120_hrnet_oneshot.pkl', anns,
+                           {'oneshot_train': names[1:20], 'oneshot_val': names[20:]})
+  with pytest.raises(ValueError, match=r'novel classes \[0\] without a sample in oneshot_train'):
+    builder.build('ntu120', source=folder, data_dir=tmp_path / 'a')
+  # A label that is not the novel class of its name.
+  anns[3] = dict(anns[3], label=7)
+  data_formats.write_pyskl(folder / 'ntu120_hrnet_oneshot.pkl', anns,
+                           {'oneshot_train': names[:20], 'oneshot_val': names[20:]})
+  with pytest.raises(ValueError, match=f'{names[3]}: label 7 is not a novel class'):
+    builder.build('ntu120', source=folder, data_dir=tmp_path / 'b')
+
+
 def _check_paired(labels, order, batch, n_views=2):
   for b in range(len(order) // batch):
     rows = labels[order[b * batch:(b + 1) * batch]].reshape(-1, n_views)
