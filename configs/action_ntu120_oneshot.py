@@ -1,7 +1,7 @@
 """MotionBERT one-shot action recognition on NTU RGB+D 120 (official
 configs/action/MB_{ft,train}_NTU120_oneshot.yaml with train_action_1shot.py).
 
-  python -m data_prep.build ntu120 --source ntu120_hrnet.pkl --data_dir data/tfds
+  python -m data_prep.build ntu120 --source data/action --data_dir data/tfds
   python -m mbjax.train --config=configs/action_ntu120_oneshot.py \\
       --config.init_from=checkpoint/pretrain/MB_release/latest_epoch.bin --workdir=runs/oneshot
   python -m mbjax.train --config=configs/action_ntu120_oneshot.py:scratch --workdir=runs/oneshot_s
@@ -15,6 +15,9 @@ of every config: `runlocal`, `bf16`, `scan`, `fsdp=N`, `tp=N` (configs/common.py
 Training: the 100 auxiliary classes (`ntu120` split `oneshot_aux`), batches of `n_views` = 2
 clips of each of 16 classes, supervised contrastive loss on the L2-normalised embeddings.
 Evaluation: each `oneshot_eval` clip takes the class of its cosine-nearest `oneshot_exemplar`.
+`data/action` holds ntu120_hrnet.pkl and, as officially, ntu120_hrnet_oneshot.pkl, whose
+`oneshot_train` / `oneshot_val` splits become the exemplars / the clips to classify (without it:
+the official exemplar list applied to ntu120_hrnet.pkl; data_prep/ntu.py).
 
 Where this differs from the official script: no best checkpoint is kept (official: the best
 accuracy on the evaluation clips, i.e. selected on the test set; there is no validation split of
