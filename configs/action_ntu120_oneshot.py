@@ -1,7 +1,7 @@
 """MotionBERT one-shot action recognition on NTU RGB+D 120 (official
 configs/action/MB_{ft,train}_NTU120_oneshot.yaml with train_action_1shot.py).
 
-  python -m data_prep.build ntu120 --source ntu120_hrnet.pkl --data_dir data/tfds
+  python -m data_prep.build ntu120 --source data/action --data_dir data/tfds
   python -m mbjax.train --config=configs/action_ntu120_oneshot.py \\
       --config.init_from=checkpoint/pretrain/MB_release/latest_epoch.bin --workdir=runs/oneshot
   python -m mbjax.train --config=configs/action_ntu120_oneshot.py:scratch --workdir=runs/oneshot_s
@@ -15,12 +15,18 @@ of every config: `runlocal`, `bf16`, `scan`, `fsdp=N`, `tp=N` (configs/common.py
 Training: the 100 auxiliary classes (`ntu120` split `oneshot_aux`), batches of `n_views` = 2
 clips of each of 16 classes, supervised contrastive loss on the L2-normalised embeddings.
 Evaluation: each `oneshot_eval` clip takes the class of its cosine-nearest `oneshot_exemplar`.
+`data/action` holds ntu120_hrnet.pkl and, as officially, ntu120_hrnet_oneshot.pkl, whose
+`oneshot_train` / `oneshot_val` splits become the exemplars / the clips to classify (without it:
+the official exemplar list applied to ntu120_hrnet.pkl; data_prep/ntu.py).
 
 Where this differs from the official script: no best checkpoint is kept (official: the best
 accuracy on the evaluation clips, i.e. selected on the test set; there is no validation split of
 the novel classes); the classes of successive batches come from a stream of class permutations
 (official: drawn afresh per batch; see mbjax/data/per_class.py); a last partial batch of each
-epoch is dropped.
+epoch is dropped; frame positions and random_move are drawn afresh on every visit (official:
+once per clip, and compounding in place per DataLoader worker: `augment.resample_once`,
+`augment.official_compounding`); evaluation embeds deterministically (official: in train mode,
+dropout on: `evals.test.official_train_mode`).
 """
 
 import ml_collections
@@ -54,13 +60,20 @@ def get_config(arg: str = 'ft') -> ml_collections.ConfigDict:
   c.lr_head = 1e-3
   c.head_patterns = (r'^head/',)
 
-  c.augment = dict(random_move=True, scale_range_train=(1, 3), scale_range_test=(2, 2))
+  # Official (persistent DataLoader workers, in-place random_move): frame positions drawn once per
+  # clip (`resample_once`) and each of the `official_workers` workers' copy of a clip carrying
+  # every earlier move (`official_compounding`: 50 epochs are ~6 visits per worker, a rotation
+  # spread of ~14 degrees instead of ~6). By default every visit draws afresh; both True
+  # reproduce the official data.
+  c.augment = dict(random_move=True, scale_range_train=(1, 3), scale_range_test=(2, 2),
+                   resample_once=False, official_compounding=False, official_workers=8)
   c.data = dict(data_dir='data/tfds', dataset='ntu120', train_split='oneshot_aux',
                 num_workers=0, prefetch=2)
   c.evals = ml_collections.ConfigDict()
   # ~1 epoch at batch 32 (about 95k auxiliary clips); the official code evaluates every epoch.
+  # official_train_mode: embed with the head's dropout on, as official (mbjax/evaluate/oneshot.py).
   c.evals.test = dict(type='oneshot', split='oneshot_eval', exemplar_split='oneshot_exemplar',
-                      every_steps=3000, batch_size=32)
+                      every_steps=3000, batch_size=32, official_train_mode=False, seed=0)
 
   common.add_runtime(c)
   c.checkpoint.every_steps = 1000

@@ -23,9 +23,13 @@ and the switches of every config: `runlocal` (a few steps), `bf16`, `scan`, `fsd
 (configs/common.py).
 
 Where this differs from the official script: the best checkpoint (`<workdir>/best`) is chosen on a
-seeded 5% of the training split that training leaves out (`data.val_fraction`; official: on the
-test set every epoch); the test split is evaluated before training and at the end (evaluate the
-best checkpoint with the evaluate command above); a last partial batch of each epoch is dropped.
+seeded 5% of the training split that training leaves out, whole performances with all their
+camera views (`data.val_fraction`, mbjax/data/holdout.py; official: on the test set every
+epoch); the test split is evaluated before training and at the end (evaluate the best checkpoint
+with the evaluate command above); a last partial batch of each epoch is dropped; frame positions
+and random_move are drawn afresh on every visit (official: positions once per clip, moves
+compounding in place per DataLoader worker; `augment.resample_once` and
+`augment.official_compounding` reproduce that).
 `--evals=test` leaves out the validation slice, which a released checkpoint was trained on.
 """
 
@@ -68,7 +72,12 @@ def get_config(arg: str = 'xsub') -> ml_collections.ConfigDict:
   if mode == 'frozen':
     c.freeze_patterns = (r'^backbone/',)
 
-  c.augment = dict(random_move=True, scale_range_train=(1, 3), scale_range_test=(2, 2))
+  # Official (persistent DataLoader workers, in-place random_move): frame positions drawn once per
+  # clip (`resample_once`) and each of the `official_workers` workers' copy of a clip carrying
+  # every earlier move (`official_compounding`: after ~37 visits a rotation spread of ~35 degrees
+  # instead of ~6). By default every visit draws afresh; both True reproduce the official data.
+  c.augment = dict(random_move=True, scale_range_train=(1, 3), scale_range_test=(2, 2),
+                   resample_once=False, official_compounding=False, official_workers=8)
   # val_fraction of <split>_train (seeded by val_seed) is held out for model selection; 0 trains
   # on all of it and keeps no best checkpoint.
   c.data = dict(data_dir='data/tfds', dataset='ntu60', train_split=f'{split}_train',

@@ -21,6 +21,8 @@ Variants (official configs/pose3d/*.yaml named):
                official in-the-wild inference)
   lite         `global_lite` with root-relative targets: the Lite model, lr 5e-4, rootrel=True
                (no current official config; for Lite runs that keep the root at zero)
+Every variant but `scratch` finetunes (official `finetune: True`): without --config.init_from it
+stops instead of training from random init.
 Switches after the variant: `runlocal` (a few steps), `bf16`, `scan`, `fsdp=N`, `tp=N`, `no_conf`
 (configs/common.py), `val=S8` (configs/validation.py: S8 held out of training and evaluated every
 epoch to keep the best checkpoint, e.g. `:ft,val=S8`); an unknown word is an error. Build the data:
@@ -45,6 +47,9 @@ def get_config(arg: str = 'ft') -> ml_collections.ConfigDict:
   c.task = 'pose3d'
   c.seed = 0  # parameter init (of what init_from does not cover)
   c.data_seed = 0  # order and flips of clips
+  # Official `finetune`: every variant but `scratch` starts from pretrained weights, so training
+  # stops without --config.init_from (mbjax/tasks/base.py check_init_from).
+  c.finetune = variant != 'scratch'
 
   c.model = common.model(LITE if variant in LITE_VARIANTS else RELEASE)
 

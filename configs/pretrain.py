@@ -42,7 +42,9 @@ def get_config(arg: str = 'lite') -> ml_collections.ConfigDict:
   common.add_optimizer(c, epochs=90, batch_size=64, lr=5e-4, lr_decay=0.99)
   c.curriculum_3d_epochs = 30
   c.loss = common.loss_3d()
-  c.rootrel = True  # official `rootrel`: 3D and 2D targets minus their root joint in every frame
+  # Official `rootrel`: 3D and 2D targets minus their root joint in every frame; False keeps
+  # x, y as stored and moves the 3D depth so the first frame's root is at 0 (train.py).
+  c.rootrel = True
   common.add_input_switches(c)
   # Official `synthetic`: the 2D input of the 3D sources is their own x, y (confidence 1), then
   # noised and masked; False takes each source's stored 2D (`key_2d`, e.g. H36M's detected

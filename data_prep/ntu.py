@@ -11,8 +11,13 @@ person. The official code also resamples to 243 frames at construction; we resam
 
 NTU-120 one-shot (official `train_action_1shot.py`): the 20 novel classes are labels 0, 6, ..., 114.
 'oneshot_aux' = every sample of the other 100 classes (all of the file, not one split), relabelled
-0..99 in increasing order of the original label; 'oneshot_exemplar' = one exemplar per novel class
-(default: the official NTU RGB+D 120 one-shot exemplars); 'oneshot_eval' = every other sample of the
+0..99 in increasing order of the original label. The exemplars ('oneshot_exemplar') and the clips to
+classify ('oneshot_eval') come, as officially, from `ntu120_hrnet_oneshot.pkl` when it is given
+(option `oneshot`, or found beside the main pickle in a source folder): its `oneshot_train` split
+is the exemplars, its `oneshot_val` split the clips, both PYSKL annotations as above; their NTU
+label is read from the frame_dir (`A061` is 60) and the stored `label` must be that label or its
+novel index. Without that file: one exemplar per novel class of the main pickle (default: the
+official NTU RGB+D 120 one-shot exemplars, `OFFICIAL_EXEMPLARS`) and every other sample of the
 novel classes. One-shot labels are the novel class index 0..19; `orig_label` keeps the NTU label.
 """
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import pathlib
+import re
 import types
 from typing import Iterator, Mapping
 
@@ -46,6 +52,9 @@ OFFICIAL_EXEMPLARS = {
     c: f'S{1 if c < 60 else 18:03d}C003P008R001A{c + 1:03d}' for c in NOVEL_CLASSES}
 
 SKIP_MISSING = 'frame_dir listed in the split has no annotation'
+ONESHOT_FILE = 'ntu120_hrnet_oneshot.pkl'  # official data/action/: exemplars and clips to classify
+ONESHOT_FILE_SPLITS = {'oneshot_exemplar': 'oneshot_train', 'oneshot_eval': 'oneshot_val'}
+_NTU_ACTION = re.compile(r'A(\d{3})$')
 
 
 def human_tracking(x: np.ndarray) -> np.ndarray:
@@ -100,7 +109,7 @@ def _load_pickle(path: pathlib.Path) -> dict:
   return _load_pickle_cached(str(path), stat.st_mtime_ns, stat.st_size)
 
 
-@functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=2)  # the main pickle and the one-shot one
 def _load_pickle_cached(name: str, mtime_ns: int, size: int) -> dict:
   del mtime_ns, size  # cache key only: a rewritten file is read again
   path = pathlib.Path(name)
@@ -177,6 +186,54 @@ def _exemplar_dirs(path: pathlib.Path, annotations: list, exemplars: Mapping | N
   return by_dir
 
 
+def _oneshot_path(source: pathlib.Path, oneshot: str | None) -> pathlib.Path | None:
+  """The one-shot pickle: the `oneshot` option, else ONESHOT_FILE in a source folder, else None."""
+  if oneshot:
+    path = pathlib.Path(oneshot)
+    if not path.is_file():
+      raise ValueError(f'option oneshot={oneshot!r}: no such file (expected the official '
+                       f'{ONESHOT_FILE})')
+    return path
+  beside = pathlib.Path(source) / ONESHOT_FILE
+  return beside if pathlib.Path(source).is_dir() and beside.is_file() else None
+
+
+def _oneshot_labels(path: pathlib.Path, split: str, annotations: list) -> dict[str, tuple]:
+  """frame_dir -> (NTU label, novel label) of the samples of `ONESHOT_FILE_SPLITS[split]`."""
+  data = _load_pickle(path)
+  name = ONESHOT_FILE_SPLITS[split]
+  if name not in data['split']:
+    raise ValueError(f'{path}: split {name!r} not in the one-shot pickle (it has '
+                     f'{sorted(data["split"])}; official: oneshot_train, oneshot_val)')
+  novel = {c: i for i, c in enumerate(NOVEL_CLASSES)}
+  members, out = set(map(str, data['split'][name])), {}
+  for index, ann in enumerate(annotations):
+    frame_dir, stored = _check_sample(path, index, ann, 120)
+    if frame_dir not in members:
+      continue
+    match = _NTU_ACTION.search(frame_dir)
+    label = int(match.group(1)) - 1 if match else stored
+    if label not in novel or stored not in (label, novel[label]):
+      raise ValueError(f'{path}: {name} sample {frame_dir}: label {stored} is not a novel class '
+                       f'(NTU labels {NOVEL_CLASSES} or their index 0..19) matching its name')
+    out[frame_dir] = (label, novel[label])
+  if members - set(out):
+    raise ValueError(f'{path}: {len(members - set(out))} frame_dirs of split {name!r} have no '
+                     f'annotation (e.g. {sorted(members - set(out))[0]})')
+  return out
+
+
+def _check_oneshot_classes(path: pathlib.Path) -> None:
+  """Every class to classify has an exemplar in the one-shot pickle."""
+  annotations = _load_pickle(path)['annotations']
+  classes = {s: {v[1] for v in _oneshot_labels(path, s, annotations).values()}
+             for s in ONESHOT_FILE_SPLITS}
+  missing = sorted(classes['oneshot_eval'] - classes['oneshot_exemplar'])
+  if missing:
+    raise ValueError(f'{path}: oneshot_val has novel classes {missing} without a sample in '
+                     'oneshot_train (their exemplar)')
+
+
 def _version_name(version: str | int) -> str:
   """'ntu60' / 'ntu120' from the name or the class count (60, 120)."""
   name = f'ntu{version}' if isinstance(version, int) and not isinstance(version, bool) else version
@@ -187,26 +244,43 @@ def _version_name(version: str | int) -> str:
 
 
 def generate(source: pathlib.Path, split: str, report: BuildReport, version: str | int = 'ntu60',
-             exemplars: Mapping[int, str] | None = None) -> Iterator[tuple[str, dict]]:
+             exemplars: Mapping[int, str] | None = None,
+             oneshot: str | None = None) -> Iterator[tuple[str, dict]]:
   """Yields (frame_dir, example) for the samples of `split`, in file order.
 
   Args:
-    source: the PYSKL pickle, or a folder holding `<version>_hrnet.pkl`.
+    source: the PYSKL pickle, or a folder holding `<version>_hrnet.pkl` (and, for ntu120, maybe
+      ONESHOT_FILE).
     split: one of `VERSIONS[version][0]`.
     report: build report; counts split entries without annotation.
     version: 'ntu60' or 'ntu120' (60 and 120 are accepted too).
-    exemplars: novel label (0, 6, ..., 114) -> frame_dir for 'oneshot_exemplar' / 'oneshot_eval';
-      default `OFFICIAL_EXEMPLARS`.
+    exemplars: novel label (0, 6, ..., 114) -> frame_dir for 'oneshot_exemplar' / 'oneshot_eval'
+      from the main pickle; default `OFFICIAL_EXEMPLARS`. Not with a one-shot pickle.
+    oneshot: the official one-shot pickle (ONESHOT_FILE) for 'oneshot_exemplar' / 'oneshot_eval'
+      (module docstring); default: ONESHOT_FILE in a source folder, if there.
   """
   version = _version_name(version)
   splits, num_classes = VERSIONS[version]
   if split not in splits:
     raise ValueError(f'{version}: unknown split {split!r}; expected one of {splits}')
-  path = _pickle_path(source, version)
+  oneshot_path = _oneshot_path(source, oneshot) if version == 'ntu120' else None
+  if oneshot and version != 'ntu120':
+    raise ValueError(f'{version}: option oneshot is for ntu120 (its one-shot splits)')
+  if oneshot_path is not None and exemplars is not None:
+    raise ValueError(f'options exemplars and oneshot: the one-shot pickle {oneshot_path} names '
+                     'its exemplars (oneshot_train); give one of them')
+  from_oneshot = oneshot_path is not None and split in ONESHOT_FILE_SPLITS
+  path = oneshot_path if from_oneshot else _pickle_path(source, version)
   data = _load_pickle(path)
   annotations = data['annotations']
 
-  if split in ONESHOT_SPLITS:
+  if from_oneshot:
+    _check_oneshot_classes(path)
+    chosen = _oneshot_labels(path, split, annotations)
+
+    def new_label(frame_dir, label):
+      return chosen[frame_dir][1] if frame_dir in chosen else None
+  elif split in ONESHOT_SPLITS:
     aux_label = {c: i for i, c in enumerate(AUX_CLASSES)}
     novel_label = {c: i for i, c in enumerate(NOVEL_CLASSES)}
     exemplar_dirs = {} if split == 'oneshot_aux' else _exemplar_dirs(path, annotations, exemplars)
@@ -235,6 +309,8 @@ def generate(source: pathlib.Path, split: str, report: BuildReport, version: str
     target = new_label(frame_dir, label)
     if target is None:
       continue
+    if from_oneshot:
+      label = chosen[frame_dir][0]  # the NTU label, whichever the file stores
     if frame_dir in seen:
       raise ValueError(f'{path}: {frame_dir}: frame_dir appears twice in the annotations')
     seen.add(frame_dir)

@@ -19,7 +19,7 @@ from data_prep import builder
 from mbjax import checkpoint, models, train
 from mbjax.checkpoint import official
 from mbjax.logs import metric_writer
-from mbjax.data import finetune, holdout, records, transforms
+from mbjax.data import finetune, holdout, pipelines, records, transforms
 from mbjax.evaluate import action as action_eval
 from mbjax.evaluate import __main__ as cli
 from mbjax.models import DSTformer
@@ -70,6 +70,8 @@ def _config(tiny_config, data_dir, *words, **fields):
 def finetuned(tmp_path_factory, tiny_config, data_dir, pretrained_bin):
   """(config, workdir, summary) of 2 epochs (8 steps) finetuned from the pretrained .bin."""
   c = _config(tiny_config, data_dir, init_from=str(pretrained_bin))
+  with c.unlocked():
+    c.checkpoint.keep = 10  # the step-2 state too (test_finetune_trains_...)
   workdir = str(tmp_path_factory.mktemp('ft') / 'run')
   summary = train.train_and_evaluate(c, workdir)
   return c, workdir, summary
@@ -88,11 +90,17 @@ def test_finetune_trains_batchnorm_and_keeps_the_best_on_validation(finetuned, p
   assert summary['step'] == 8  # 18 training clips (6 held out) -> 4 batches of 4, 2 epochs
   state = checkpoint.read_state(workdir)
   bn = state['model_state']['batch_stats']['head']['bn']
-  assert int(bn['num_batches_tracked']) == 8 and float(np.abs(bn['mean']).mean()) > 1e-4
+  assert int(bn['num_batches_tracked']) == 8  # its values: test_batchnorm_statistics_by_hand
+  # AdamW moves a weight by at most lr (1 + wd |w|) a step, by exactly that on the first step
+  # and close to it on the second where both gradients agree: after 2 steps the backbone (lr
+  # 1e-4, not the head's 1e-3) moved by just under 2e-4 at most.
   pretrained = official.official_to_variables(official.load_official(pretrained_bin), 'pose')
-  moved = jax.tree.map(lambda a, b: float(np.abs(np.asarray(a) - b).max()),
-                       state['params']['backbone'], pretrained['params'])
-  assert max(jax.tree.leaves(moved)) > 1e-5  # lr 1e-4 on the backbone: it trains
+  two = checkpoint.read_state(workdir, step=2)
+  moved = jax.tree.leaves(jax.tree.map(lambda a, b: np.abs(np.asarray(a) - b),
+                                       two['params']['backbone'], pretrained['params']))
+  largest = max(float(m.max()) for m in moved)
+  weights = max(float(np.abs(w).max()) for w in jax.tree.leaves(pretrained['params']))
+  assert 1.8 * c.lr <= largest <= 2 * c.lr * (1 + c.weight_decay * weights) + 1e-9, largest
   logged = _logged(workdir)
   assert {s for s, m in logged.items() if 'val/top1_error' in m} == {0, 2, 4, 6, 8}
   assert {s for s, m in logged.items() if 'test/top1' in m} == {0, 4, 8}
@@ -145,6 +153,36 @@ def test_cli_refuses_a_backbone_without_its_head(finetuned, tmp_path, pretrained
     cli.run(c, str(pretrained_bin), str(tmp_path / 'eval.json'))
   with pytest.raises(ValueError, match='--evals: no evaluator h36m'):
     cli.run(c, str(finetuned[1]), str(tmp_path / 'eval.json'), evals=['h36m'])
+
+
+def test_batchnorm_statistics_by_hand(tiny_config, data_dir):
+  """One training batch through the task's loss: the head's running statistics move as torch's
+  BatchNorm1d (momentum 0.1, the unbiased batch variance), computed in numpy from the fc1 output
+  of the same train-mode pass (same dropout)."""
+  c = _config(tiny_config, data_dir)
+  model = action.make_model(c)
+  curriculum = finetune.make_action_curriculum(
+      action.split_source(c, 'xsub_train', part='train'), epochs=1, global_batch=4,
+      **action.augmentation(c))
+  batch = pipelines.HostBatches(curriculum, seed=0)[0]
+  variables = meta.unbox(model.init(jax.random.key(1), batch['input']))
+  rng = np.random.default_rng(2)
+  old = {k: rng.uniform(0.5, 1.5, v.shape).astype(np.float32) if k == 'var' else
+         rng.normal(0, 0.3, np.shape(v)).astype(np.asarray(v).dtype)
+         for k, v in variables['batch_stats']['head']['bn'].items()}
+  old['num_batches_tracked'] = np.int32(5)
+  variables['batch_stats']['head']['bn'] = old
+  key = jax.random.key(3)
+  _, (_, state) = action.loss_fn(model, variables, batch, key, 'action', c)
+  _, captured = model.apply(variables, batch['input'], train=True, rngs={'dropout': key},
+                            capture_intermediates=True, mutable=['batch_stats', 'intermediates'])
+  h = np.asarray(captured['intermediates']['head']['fc1']['__call__'][0], np.float64)
+  new = state['batch_stats']['head']['bn']
+  np.testing.assert_allclose(new['mean'], 0.9 * old['mean'] + 0.1 * h.mean(0), rtol=1e-5,
+                             atol=1e-6)
+  np.testing.assert_allclose(new['var'], 0.9 * old['var'] + 0.1 * h.var(0, ddof=1), rtol=1e-5,
+                             atol=1e-6)
+  assert int(new['num_batches_tracked']) == 6
 
 
 # ----------------------------------------------------------------------------------------------

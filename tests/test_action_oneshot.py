@@ -6,14 +6,16 @@ import functools
 import math
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import data_formats
+import official_action
 from configs import action_ntu120_oneshot
 from data_prep import builder, ntu
-from mbjax import train
+from mbjax import checkpoint, train
 from mbjax.logs import metric_writer
 from mbjax.data import finetune, per_class, pipelines, records
 from mbjax.evaluate import __main__ as cli
@@ -66,6 +68,75 @@ def test_builder_gives_the_oneshot_splits(data_dir):
       [i for i in range(len(AUX_ORIG)) for _ in range(AUX_CLIPS)])
   assert sorted(per_class.source_labels(exemplar).tolist()) == list(range(20))
   assert sorted(per_class.source_labels(evals).tolist()) == [0, 0, 1, 1, 2, 2]
+
+
+def _oneshot_folder(root, *, stored_as_novel_index=False):
+  """data/action/ as officially: ntu120_hrnet.pkl (aux classes only) beside a tiny
+  ntu120_hrnet_oneshot.pkl in the official layout: split oneshot_train (one exemplar per novel
+  class, not the OFFICIAL_EXEMPLARS names) and oneshot_val (2 clips of 3 novel classes)."""
+  root.mkdir()
+  aux = [data_formats.ntu_annotation(f'S002C001P001R001A{label + 1:03d}', label, frames=6,
+                                     seed=label) for label in AUX_ORIG]
+  data_formats.write_pyskl(root / 'ntu120_hrnet.pkl', aux, {'xsub_train': [], 'xsub_val': [],
+                                                            'xset_train': [], 'xset_val': []})
+  anns, train, val = [], [], []
+  for n, label in enumerate(ntu.NOVEL_CLASSES):
+    stored = n if stored_as_novel_index else label
+    anns.append(data_formats.ntu_annotation(f'S005C001P010R002A{label + 1:03d}', stored,
+                                            frames=7 + n % 5, persons=1 + n % 2, seed=100 + n))
+    train.append(anns[-1]['frame_dir'])
+  for k, label in enumerate(EVAL_NOVEL * 2):
+    stored = ntu.NOVEL_CLASSES.index(label) if stored_as_novel_index else label
+    anns.append(data_formats.ntu_annotation(f'S006C00{1 + k // 3}P011R001A{label + 1:03d}',
+                                            stored, frames=8, seed=200 + k))
+    val.append(anns[-1]['frame_dir'])
+  data_formats.write_pyskl(root / 'ntu120_hrnet_oneshot.pkl', anns,
+                           {'oneshot_train': train, 'oneshot_val': val})
+  return anns
+
+
+@pytest.mark.parametrize('novel_index', [False, True])
+def test_builder_reads_the_official_oneshot_pickle(tmp_path, novel_index):
+  """Official train_action_1shot.py takes its exemplars from ntu120_hrnet_oneshot.pkl's
+  oneshot_train split and the clips to classify from its oneshot_val split."""
+  folder = tmp_path / 'action'
+  anns = _oneshot_folder(folder, stored_as_novel_index=novel_index)
+  builder.build('ntu120', source=folder, data_dir=tmp_path / 'tfds')
+  by_name = {a['frame_dir']: a for a in anns}
+  for split, names in (('oneshot_exemplar', [a['frame_dir'] for a in anns[:20]]),
+                       ('oneshot_eval', [a['frame_dir'] for a in anns[20:]])):
+    source = records.load('ntu120', split, data_dir=tmp_path / 'tfds')
+    got = [source[i] for i in range(len(source))]
+    assert [r['frame_dir'].decode() for r in got] == names
+    for r in got:
+      ntu_label = int(r['frame_dir'].decode()[-3:]) - 1
+      assert int(r['orig_label']) == ntu_label
+      assert int(r['label']) == list(range(0, 120, 6)).index(ntu_label)
+      ann = by_name[r['frame_dir'].decode()]
+      np.testing.assert_array_equal(r['keypoint'], ntu.sample_keypoint(
+          ann['keypoint'], ann['keypoint_score'], ann['img_shape']))
+  aux = records.load('ntu120', 'oneshot_aux', data_dir=tmp_path / 'tfds')
+  assert sorted(int(aux[i]['label']) for i in range(len(aux))) == [0, 1, 2, 3]
+  with pytest.raises(ValueError, match='give one of them'):
+    builder.build('ntu120', source=folder, data_dir=tmp_path / 'other',
+                  options=dict(exemplars=ntu.OFFICIAL_EXEMPLARS))
+
+
+def test_oneshot_pickle_errors_name_the_sample(tmp_path):
+  folder = tmp_path / 'action'
+  anns = _oneshot_folder(folder)
+  names = [a['frame_dir'] for a in anns]
+  # A clip to classify whose class has no exemplar.
+  data_formats.write_pyskl(folder / 'ntu120_hrnet_oneshot.pkl', anns,
+                           {'oneshot_train': names[1:20], 'oneshot_val': names[20:]})
+  with pytest.raises(ValueError, match=r'novel classes \[0\] without a sample in oneshot_train'):
+    builder.build('ntu120', source=folder, data_dir=tmp_path / 'a')
+  # A label that is not the novel class of its name.
+  anns[3] = dict(anns[3], label=7)
+  data_formats.write_pyskl(folder / 'ntu120_hrnet_oneshot.pkl', anns,
+                           {'oneshot_train': names[:20], 'oneshot_val': names[20:]})
+  with pytest.raises(ValueError, match=f'{names[3]}: label 7 is not a novel class'):
+    builder.build('ntu120', source=folder, data_dir=tmp_path / 'b')
 
 
 def _check_paired(labels, order, batch, n_views=2):
@@ -159,6 +230,26 @@ def test_evaluator_equals_a_hand_computation(tiny_config, data_dir):
   np.testing.assert_allclose(result['accuracy'], expected)
 
 
+def _by_hand_accuracy(model, variables, data_dir):
+  """One-shot accuracy (%) of `variables`, the inputs made in plain numpy as the official test
+  transform (evenly spaced frames, crop_scale [2, 2]: tests/official_action.py) and the cosine
+  nearest exemplar in numpy."""
+  def embed(split):
+    source = records.load('ntu120', split, data_dir=data_dir)
+    inputs, labels = [], []
+    for i in range(len(source)):
+      kp = source[i]['keypoint']
+      frames = np.linspace(0, kp.shape[1], 9, endpoint=False).astype(int)
+      inputs.append(official_action.crop_scale(kp[:, frames], (2, 2), np.random.default_rng(0)))
+      labels.append(int(source[i]['label']))
+    x = np.asarray(model.apply(variables, np.stack(inputs).astype(np.float32)), np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True), np.array(labels)
+
+  e, e_labels = embed('oneshot_exemplar')
+  q, q_labels = embed('oneshot_eval')
+  return 100 * np.mean(e_labels[np.argmax(q @ e.T, axis=1)] == q_labels)
+
+
 def test_end_to_end_training_reports(tmp_path, tiny_config, data_dir):
   c = _config(tiny_config, data_dir, 'scratch')
   workdir = str(tmp_path / 'run')
@@ -170,11 +261,56 @@ def test_end_to_end_training_reports(tmp_path, tiny_config, data_dir):
   losses = [logged[s]['action/loss'] for s in (1, 2, 3)]
   assert all(np.isfinite(losses)) and all(v > 0 for v in losses), losses
   assert all(-1 <= logged[s]['action/positive_cosine'] <= 1 for s in (1, 2, 3))
-  for step in (0, 3):
-    assert logged[step]['test/clips'] == 6 and 0 <= logged[step]['test/accuracy'] <= 100
+  # The trainer's accuracy is the one-shot accuracy of its weights, computed by hand.
+  model = action_oneshot.make_model(c)
+  final = checkpoint.read_state(workdir, step=3)
+  variables = {'params': final['params'], **final['model_state']}
+  assert logged[3]['test/clips'] == 6
+  assert logged[3]['test/accuracy'] == pytest.approx(_by_hand_accuracy(model, variables,
+                                                                       data_dir))
   # The evaluate CLI on the workdir gives the trainer's last evaluation.
   result = cli.run(c, workdir, str(tmp_path / 'eval' / 'eval.json'))
   assert result['test']['accuracy'] == logged[3]['test/accuracy']
+
+
+def test_official_train_mode_embeds_with_dropout(tiny_config, data_dir):
+  """Official train_action_1shot.py embeds in train mode (dropout on): with
+  `official_train_mode` the embeddings differ from call to call but a rerun repeats them;
+  without, every call gives the same ones."""
+  c = _config(tiny_config, data_dir)
+  model = action_oneshot.make_model(c)
+  assert c.model.head.dropout_ratio == 0.1 and not c.evals.test.official_train_mode
+  x = np.stack([finetune.action_example(r, np.random.default_rng(0), n_frames=9, train=False,
+                                        scale_range=(2, 2))['input']
+                for r in (records.load('ntu120', 'oneshot_eval', data_dir=data_dir)[i]
+                          for i in range(4))])
+  variables = model.init(jax.random.key(0), x)
+  on = oneshot.embedder(model, train_mode=True, seed=1)
+  first, second = np.asarray(on(variables, 0)(x)), np.asarray(on(variables, 1)(x))
+  assert np.abs(first - second).max() > 1e-3
+  np.testing.assert_array_equal(first, oneshot.embedder(model, train_mode=True, seed=1)(
+      variables, 0)(x))
+  off = oneshot.embedder(model)
+  deterministic = np.asarray(off(variables, 0)(x))
+  np.testing.assert_array_equal(deterministic, np.asarray(off(variables, 1)(x)))
+  np.testing.assert_allclose(deterministic, model.apply(variables, x), atol=1e-6)
+  # Dropout is the only difference: at rate 0 train mode is eval mode.
+  with c.unlocked():
+    c.model.head.dropout_ratio = 0.0
+  still = action_oneshot.make_model(c)
+  np.testing.assert_allclose(oneshot.embedder(still, train_mode=True)(variables, 0)(x),
+                             deterministic, atol=1e-5)
+  # The evaluator with the switch: each call draws other masks, a new evaluator repeats them.
+  with c.unlocked():
+    c.evals.test.official_train_mode = True
+  spec = c.evals.test
+  run = oneshot.make_evaluator(c, model, spec, action.evaluator_inputs(c))
+  again = oneshot.make_evaluator(c, model, spec, action.evaluator_inputs(c))
+  results = [run(variables) for _ in range(4)]
+  assert [again(variables) for _ in range(4)] == results
+  fresh = _config(tiny_config, data_dir)
+  fixed = oneshot.make_evaluator(fresh, model, fresh.evals.test, action.evaluator_inputs(fresh))
+  assert fixed(variables) == fixed(variables)
 
 
 def test_config_variants(tiny_config, data_dir):

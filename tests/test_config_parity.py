@@ -61,12 +61,6 @@ DELIBERATE = [
      # Official: the H36M test split every epoch, which can select nothing honestly; `val=S8`
      # holds S8 out and evaluates it every epoch (and reports the test split at the ends).
      'pretraining evaluates nothing unless the `val=S8` switch is given'),
-    ('pose3d/MB_ft_h36m*.yaml', 'finetune', False,
-     # The pose3d config has no `finetune` field and its task never reads one: an `ft` variant
-     # loads --config.init_from when given and otherwise starts from random init without a word
-     # (the action, one-shot and mesh tasks stop instead). Not by design: needs
-     # mbjax/tasks/pose3d.py to read `finetune`, outside configs/.
-     'pose3d has no finetune switch: `ft` variants rely on --config.init_from being given'),
 ]
 
 # Official keys with no mbjax counterpart, per family: why.
@@ -122,7 +116,7 @@ MODEL = {k: _get(f'model.{k}') for k in ('maxlen', 'dim_feat', 'dim_rep', 'depth
 OPTIMIZER = {'epochs': _get('epochs'), 'batch_size': _get('batch_size'),
              'weight_decay': _get('weight_decay'), 'lr_decay': _get('lr_decay'),
              'partial_train': _get('partial_train'),
-             # No field: start from random init unless --config.init_from is given.
+             # Pretraining has no field (it never starts from pretrained weights).
              'finetune': lambda c: c.get('finetune', False)}
 # Official epoch_N.bin every checkpoint_frequency epochs (not in the action files).
 CHECKPOINT = {'checkpoint_frequency': _get('checkpoint.snapshot_every_epochs')}

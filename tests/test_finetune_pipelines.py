@@ -5,6 +5,7 @@ import functools
 import numpy as np
 import pytest
 
+import official_action
 from mbjax.data import finetune, pipelines, transforms
 
 
@@ -168,16 +169,19 @@ def test_action_train_resampling_is_random_around_even(T):
   assert not np.array_equal(picks[0], picks[1])
 
 
-def test_action_train_order_is_resample_move_crop():
-  rec = _action_record(60, 5, np.random.default_rng(2))
-  for move in (True, False):
+def test_action_train_transform_equals_the_official_numpy_code():
+  """Resample, random_move, crop-scale, against the official code rewritten in plain numpy
+  (tests/official_action.py: per-frame matrices, the in-place move, the copying crop) fed the
+  same generator (T 60: downsampling, T 20: upsampling)."""
+  for T, move in ((60, True), (20, True), (60, False)):
+    rec = _action_record(T, 5, np.random.default_rng(2))
     ex = finetune.action_example(rec, np.random.default_rng(11), n_frames=32, train=True,
                                  random_move=move, scale_range=(1, 3))
     rng = np.random.default_rng(11)
-    m = rec['keypoint'][:, transforms.resample_indices(60, 32, rng)]
+    stored = rec['keypoint'][:, official_action.resample(T, 32, rng)].astype(np.float32)
     if move:
-      m = transforms.random_move(m, rng)
-    want = transforms.crop_scale_2d(m, (1, 3), rng)
+      official_action.random_move_in_place(stored, rng)
+    want = official_action.crop_scale(stored, (1, 3), rng)
     np.testing.assert_allclose(ex['input'], want, atol=1e-6)
     assert int(ex['label']) == 5 and ex['label'].dtype == np.int32 and ex['label'].shape == ()
 
@@ -234,6 +238,97 @@ def test_action_curriculum_host_batches():
   assert len(both) >= 6
   for (s0, r0), (s1, r1) in both:
     assert not np.allclose(hb[s0]['input'][r0], hb[s1]['input'][r1])
+
+
+def _rotation_deg(before, after):
+  """Rotation in degrees of the 2D points `after` (J, 2) relative to `before`, each centred."""
+  p, q = before - before.mean(0), after - after.mean(0)
+  return float(np.degrees(np.arctan2(np.sum(p[:, 0] * q[:, 1] - p[:, 1] * q[:, 0]),
+                                     np.sum(p * q))))
+
+
+def _moving_curriculum(src, *, workers, epochs=12, resample_once=True):
+  """2 clips a step, frames as stored (n_frames = T), crop ratio 1 (a draw that changes nothing)."""
+  T = src[0]['keypoint'].shape[1]
+  return finetune.make_action_curriculum(src, epochs=epochs, global_batch=2, n_frames=T,
+                                         random_move=True, scale_range=(1, 1),
+                                         resample_once=resample_once, compounding_workers=workers)
+
+
+def test_official_compounding_equals_the_official_in_place_code():
+  """augment.official_compounding: official random_move writes into the stored clip, so each
+  persistent DataLoader worker's copy of a clip carries every move that worker made to it. The
+  pipeline replays that per worker (batch b of an epoch: worker b % W) and per clip from
+  (seed, step) alone; the official code rewritten in numpy (tests/official_action.py), one copy
+  of the data per worker, gets the same outputs and the same drift of every clip."""
+  T, W, seed = 8, 2, 5
+  src = [_action_record(T, i % 3, np.random.default_rng(i)) for i in range(6)]
+  c = _moving_curriculum(src, workers=W)  # 3 steps an epoch: batches 0, 2 -> worker 0, 1 -> 1
+  hb = pipelines.HostBatches(c, seed=seed)
+  # n_frames = T: the once-drawn positions are every frame (even + U(0, 1) spacing, truncated).
+  copies = [official_action.NTURGBDTrain([r['keypoint'] for r in src], scale_range=(1, 1))
+            for _ in range(W)]
+  drift = np.zeros((W, len(src)))  # the angle each worker's copy of each clip has turned so far
+  per_epoch = c.epoch_steps(0)
+  for step in range(c.total_steps):
+    batch, worker = hb[step], (step % per_epoch) % W
+    for row, index in enumerate(hb.indices(step)):
+      move_rng = np.random.default_rng([seed, 3, step, row])  # the Visit.moves seeding
+      drift[worker, index] += np.random.default_rng([seed, 3, step, row]).uniform(-10, 10, 2)[0]
+      want = copies[worker].getitem(int(index), move_rng, np.random.default_rng(0))
+      np.testing.assert_allclose(batch['input'][row], want, atol=1e-5)
+      turned = _rotation_deg(src[int(index)]['keypoint'][0, 0, :, :2],
+                             batch['input'][row][0, 0, :, :2])
+      assert turned == pytest.approx((drift[worker, index] + 180) % 360 - 180, abs=1e-3)
+  assert np.abs(drift).max() > 20  # far beyond one draw's +-10 degrees
+  # Nothing is kept between batches: another instance, read backwards, gives the same batches.
+  again = pipelines.HostBatches(c, seed=seed)
+  for step in reversed(range(c.total_steps)):
+    np.testing.assert_array_equal(again[step]['input'], hb[step]['input'])
+  shards = [pipelines.HostBatches(c, seed=seed, process_index=p, process_count=2)
+            for p in range(2)]
+  np.testing.assert_array_equal(np.concatenate([h[7]['input'] for h in shards]), hb[7]['input'])
+
+
+def test_default_random_move_draws_fresh_on_every_visit():
+  T = 8
+  src = [_action_record(T, i % 3, np.random.default_rng(i)) for i in range(6)]
+  stored = [r['keypoint'].copy() for r in src]
+  hb = pipelines.HostBatches(_moving_curriculum(src, workers=0), seed=5)
+  turned = []
+  for step in range(len(hb)):
+    batch = hb[step]
+    for row, index in enumerate(hb.indices(step)):
+      turned.append(_rotation_deg(src[int(index)]['keypoint'][0, 0, :, :2],
+                                  batch['input'][row][0, 0, :, :2]))
+  assert np.abs(turned).max() <= 10 + 1e-6 and np.std(turned) > 3  # one draw in [-10, 10] each
+  for record, copy in zip(src, stored):
+    np.testing.assert_array_equal(record['keypoint'], copy)  # the records are never written
+
+
+def test_resample_once_fixes_each_clips_frames():
+  """augment.resample_once: official `ActionDataset` resamples every clip once, when built."""
+  T, n, seed = 50, 16, 3
+  src = [_action_record(T, i % 3, np.random.default_rng(i)) for i in range(6)]
+  frames = {}
+  for once in (True, False):
+    c = finetune.make_action_curriculum(src, epochs=4, global_batch=2, n_frames=n,
+                                        random_move=False, scale_range=(1, 1), resample_once=once)
+    hb = pipelines.HostBatches(c, seed=seed)
+    seen = {}
+    for step in range(c.total_steps):
+      batch = hb[step]
+      for row, index in enumerate(hb.indices(step)):
+        seen.setdefault(int(index), []).append(tuple(_frames({'input': batch['input'][row]}, T)))
+    frames[once] = seen
+  for index, visits in frames[True].items():
+    assert len(visits) == 4 and len(set(visits)) == 1
+    want = official_action.resample(T, n, np.random.default_rng([seed, 4, index]))
+    np.testing.assert_array_equal(visits[0], want)  # the Visit.clip_rng seeding
+  assert len({v[0] for v in frames[True].values()}) > 1  # a draw per clip
+  assert all(len(set(v)) > 1 for v in frames[False].values())  # by default: fresh every epoch
+  with pytest.raises(ValueError, match='resample_once draws from the clip'):
+    finetune.action_example(src[0], np.random.default_rng(0), n_frames=n, resample_once=True)
 
 
 # ------------------------------------------------------------------------------------- eval

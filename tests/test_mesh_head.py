@@ -97,10 +97,20 @@ def test_train_mode_updates_batch_stats_and_keeps_constants(mesh_ref):
                                                mutable=['batch_stats', 'constants']))
   out, state = step(variables, data['x'], jax.random.key(0))
   assert _max_err(out['theta'], data['theta']) > THETA_TOL  # batch statistics, dropout
-  for bn in ('bn1', 'bn2'):
+  # The same pass, its fc outputs captured: torch BatchNorm1d's update by hand (momentum 0.1,
+  # unbiased batch variance) over frames (bn1, pose) and clips (bn2, shape).
+  _, captured = model.apply(variables, data['x'], train=True, rngs={'dropout': jax.random.key(0)},
+                            capture_intermediates=True,
+                            mutable=['batch_stats', 'constants', 'intermediates'])
+  for bn, fc, rows in (('bn1', 'fc1', 2 * 16), ('bn2', 'fc2', 2)):
+    h = np.asarray(captured['intermediates']['head'][fc]['__call__'][0], np.float64)
+    assert h.shape == (rows, mesh_ref['config']['hidden_dim'])
     old, new = variables['batch_stats']['head'][bn], state['batch_stats']['head'][bn]
     assert int(new['num_batches_tracked']) == int(old['num_batches_tracked']) + 1
-    assert _max_err(new['mean'], old['mean']) > 0 and _max_err(new['var'], old['var']) > 0
+    np.testing.assert_allclose(new['mean'], 0.9 * np.asarray(old['mean']) + 0.1 * h.mean(0),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(new['var'], 0.9 * np.asarray(old['var']) + 0.1 * h.var(0, ddof=1),
+                               rtol=1e-5, atol=1e-6)
   jax.tree_util.tree_map(np.testing.assert_array_equal, state['constants'],
                          variables['constants'])
   grads = jax.jit(jax.grad(lambda p: jnp.mean(model.apply(

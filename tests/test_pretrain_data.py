@@ -105,6 +105,16 @@ def test_2d_targets_are_root_relative_with_rootrel(sources):
   assert np.abs(absolute['target'][:, 0, :2]).min() > 0
 
 
+def test_3d_targets_without_rootrel_put_the_first_root_at_depth_0(sources):
+  """Official train.py with rootrel False: `batch_gt[..., 2] -= batch_gt[:, 0:1, 0:1, 2]`."""
+  stored = sources['amass'][0]['joints3d'].astype(np.float64)
+  ex = _example(pretrain.make_curriculum(_config(rootrel=False)), '3d')
+  want = np.concatenate([stored[..., :2], stored[..., 2:] - stored[0, 0, 2]], axis=-1)
+  np.testing.assert_allclose(_unflipped(ex['target'], want), want, atol=1e-6)
+  assert ex['target'][0, 0, 2] == 0.0 and np.abs(ex['target'][1:, 0, 2]).max() > 0
+  assert ex['target'][..., 1].mean() > 9  # y as stored (the AMASS clips sit at y ~ +10)
+
+
 def _source_of(batch):
   """'a' (AMASS, y ~ +10) or 'h' (H36M, y ~ -10) per clip, from the input's root y."""
   return ''.join('a' if y > 0 else 'h' for y in batch['input'][:, 0, 0, 1])

@@ -70,23 +70,26 @@ def h36m_example(record: dict, rng: np.random.Generator, *, flip: bool = True,
   if flip and rng.random() < 0.5:
     x = transforms.flip_pose(x)
     gt = transforms.flip_pose(gt)
-  if rootrel:
-    target = gt - gt[:, :1]
-  else:
-    target = gt.copy()
-    target[..., 2] -= gt[0, 0, 2]
-  return {'input': x, 'target': target.astype(np.float32),
+  return {'input': x, 'target': pipelines.target_3d(gt, rootrel).astype(np.float32),
           'conf': np.ones(gt.shape[:2] + (1,), np.float32)}
 
 
 def action_example(record: dict, rng: np.random.Generator, *, n_frames: int = 243,
                    train: bool = True, random_move: bool = True,
-                   scale_range: Sequence[float] = (1, 1), resample_offset: float = 0.0) -> Example:
+                   scale_range: Sequence[float] = (1, 1), resample_offset: float = 0.0,
+                   resample_once: bool = False,
+                   visit: pipelines.Visit | None = None) -> Example:
   """One skeleton sequence for action recognition (official `ActionDataset` + `NTURGBD`).
 
   Order as official: resample the whole sequence to `n_frames` (random positions for training,
   evenly spaced ones otherwise), for training a smooth random rotation / scale / shift of both
   persons (`random_move`), then `crop_scale` of both persons together into [-1, 1].
+
+  By default every visit draws afresh. Official, with persistent DataLoader workers, draws the
+  positions once per clip (at dataset build, `resample_once` here) and moves its stored clip in
+  place, so each worker's copy of a clip carries every earlier move: with a `visit` whose `moves`
+  are not empty, the moves of all visits so far are applied in order (float32 between them, as
+  the stored array), instead of one fresh move.
 
   Args:
     record: `keypoint` (2, T, 17, 3) normalised x, y and score (a missing second person is zeros),
@@ -98,6 +101,8 @@ def action_example(record: dict, rng: np.random.Generator, *, n_frames: int = 24
     scale_range: range of the crop-scale box enlargement (official train [1, 3], test [2, 2]).
     resample_offset: test only: the evenly spaced frame positions moved by this fraction of their
       spacing (0: official; k / N for clip k of N-clip testing).
+    resample_once: training positions drawn from `visit.clip_rng`, the same on every visit.
+    visit: the clip's `pipelines.Visit` (given by the pipeline to phases with `visits`).
 
   Returns:
     {'input': (2, n_frames, 17, 3) float32, 'label': () int32}.
@@ -115,13 +120,20 @@ def action_example(record: dict, rng: np.random.Generator, *, n_frames: int = 24
   if label.shape != () or not np.issubdtype(label.dtype, np.integer):
     raise ValueError(f'action_example: label must be an integer scalar, got {label.dtype} '
                      f'with shape {label.shape}')
+  if resample_once and visit is None:
+    raise ValueError('action_example: resample_once draws from the clip\'s visit, none given '
+                     '(a Phase with visits=True gives it)')
   # Official resamples once when the dataset is built (np.random.seed(0)), so every epoch sees
-  # the same frames; we draw new positions per (seed, step, clip), a fresh choice each epoch.
-  frames = (transforms.resample_indices(total, n_frames, rng) if train else
-            transforms.resample_indices(total, n_frames, offset=resample_offset))
+  # the same frames; by default we draw new positions per (seed, step, clip) each epoch.
+  if train:
+    frames = transforms.resample_indices(total, n_frames,
+                                         visit.clip_rng if resample_once else rng)
+  else:
+    frames = transforms.resample_indices(total, n_frames, offset=resample_offset)
   motion = motion[:, frames]
   if train and random_move:
-    motion = transforms.random_move(motion, rng)
+    for move_rng in (visit.moves if visit is not None and visit.moves else (rng,)):
+      motion = transforms.random_move(motion, move_rng).astype(np.float32)
   motion = transforms.crop_scale_2d(motion, scale_range, rng)
   return {'input': motion.astype(np.float32), 'label': label.astype(np.int32)}
 
@@ -146,13 +158,34 @@ def make_h36m_curriculum(train_source: Any, *, epochs: int, global_batch: int, f
                               global_batch=global_batch)
 
 
-def make_action_curriculum(train_source: Any, *, epochs: int, global_batch: int, n_frames: int,
-                           random_move: bool, scale_range: Sequence[float]
-                           ) -> pipelines.Curriculum:
-  """Action recognition training: one 'action' phase over `train_source` for `epochs` epochs."""
+def action_phase(name: str, train_source: Any, *, n_frames: int, random_move: bool,
+                 scale_range: Sequence[float], resample_once: bool = False,
+                 compounding_workers: int = 0, order=None) -> pipelines.Phase:
+  """An 'action' training phase of `action_example` over `train_source`.
+
+  `resample_once`: each clip's frame positions drawn once (official); `compounding_workers` W > 0:
+  random_move compounds over the visits of each of W official DataLoader workers (official
+  in-place `random_move`, 8 workers); `order`: the phase's record order (`Phase.order`).
+  """
   make = functools.partial(action_example, n_frames=n_frames, train=True,
-                           random_move=random_move, scale_range=tuple(scale_range))
-  phase = pipelines.Phase('action', KIND_ACTION, train_source, make)
+                           random_move=random_move, scale_range=tuple(scale_range),
+                           resample_once=resample_once)
+  if compounding_workers < 0:
+    raise ValueError(f'action_phase: compounding_workers must be >= 0, got {compounding_workers}')
+  return pipelines.Phase(name, KIND_ACTION, train_source, make, order=order,
+                         visits=resample_once or compounding_workers > 0,
+                         workers=compounding_workers)
+
+
+def make_action_curriculum(train_source: Any, *, epochs: int, global_batch: int, n_frames: int,
+                           random_move: bool, scale_range: Sequence[float],
+                           resample_once: bool = False, compounding_workers: int = 0
+                           ) -> pipelines.Curriculum:
+  """Action recognition training: one 'action' phase over `train_source` for `epochs` epochs
+  (see `action_phase`)."""
+  phase = action_phase('action', train_source, n_frames=n_frames, random_move=random_move,
+                       scale_range=scale_range, resample_once=resample_once,
+                       compounding_workers=compounding_workers)
   return pipelines.Curriculum([phase], [], epochs=epochs, curriculum_3d_epochs=0,
                               global_batch=global_batch)
 

@@ -77,6 +77,20 @@ class FieldSource:
 # processes can pickle them.
 
 
+def target_3d(motion: np.ndarray, rootrel: bool) -> np.ndarray:
+  """The 3D training target of a (T, 17, 3) clip, as official train.py makes every batch's.
+
+  `rootrel`: every frame minus its root joint. Otherwise only the depth moves, so that the first
+  frame's root is at depth 0 (`batch_gt[..., 2] -= batch_gt[:, 0:1, 0:1, 2]`); x, y stay as stored.
+  """
+  motion = np.asarray(motion)
+  if rootrel:
+    return motion - motion[:, :1]
+  target = motion.copy()
+  target[..., 2] -= motion[0, 0, 2]
+  return target
+
+
 def pretrain_3d_example(record: dict, rng: np.random.Generator, *, key: str = 'joint_3d',
                         flip: bool, noise: transforms.SyntheticNoise | None, mask_ratio: float,
                         mask_t_ratio: float, scale_range: Sequence[float] | None = None,
@@ -97,7 +111,8 @@ def pretrain_3d_example(record: dict, rng: np.random.Generator, *, key: str = 'j
     noise: synthetic detector noise, or None.
     mask_ratio, mask_t_ratio: probabilities of masking a joint and a whole frame.
     scale_range: crop-scale ratio range of the synthetic path; None keeps the clip as stored.
-    rootrel: target minus its root joint in every frame (official `rootrel`), else as stored.
+    rootrel: target minus its root joint in every frame (official `rootrel`), else with only the
+      first frame's root depth subtracted (`target_3d`).
 
   Returns:
     {'input': (T, 17, 3), 'target': (T, 17, 3), 'conf': (T, 17, 1) ones}, float32.
@@ -114,8 +129,7 @@ def pretrain_3d_example(record: dict, rng: np.random.Generator, *, key: str = 'j
     if flip and rng.random() < 0.5:
       x, motion = transforms.flip_pose(x), transforms.flip_pose(motion)
   x = _corrupt(x, rng, noise, mask_ratio, mask_t_ratio)
-  target = motion - motion[:, :1] if rootrel else motion
-  return {'input': x.astype(np.float32), 'target': target.astype(np.float32),
+  return {'input': x.astype(np.float32), 'target': target_3d(motion, rootrel).astype(np.float32),
           'conf': np.ones(motion.shape[:2] + (1,), np.float32)}
 
 
@@ -161,6 +175,24 @@ def input_xy_only(make_example: Callable[[dict, np.random.Generator], Example], 
   return {**example, 'input': example['input'][..., :2]}
 
 
+@dataclasses.dataclass(frozen=True)
+class Visit:
+  """What an example function that keeps per-clip state across epochs gets (`Phase.visits`).
+
+  The official action pipeline draws some augmentation once per clip and changes its stored clip
+  in place on every visit (`random_move` writes through a view, per persistent DataLoader
+  worker); both are replayed here from (seed, step) alone, so batches stay deterministic and
+  resumable.
+  """
+
+  index: int  # the record's index in the phase's source
+  clip_rng: np.random.Generator  # seeded by (seed, 4, index): the same draws on every visit
+  # One generator per visit of this clip by its worker so far, oldest first, this visit last:
+  # seeded by (seed, 3, step, row) of that visit (row: within the global batch). Empty when the
+  # phase has no `workers`.
+  moves: tuple[np.random.Generator, ...] = ()
+
+
 @dataclasses.dataclass
 class Phase:
   """A stream of clips that share one clip length and one loss kind."""
@@ -173,6 +205,12 @@ class Phase:
   # steps x global batch indices, e.g. `mbjax.data.per_class.ClassBatchOrder`); None: a plain
   # shuffle of the source.
   order: Callable[[np.random.Generator], np.ndarray] | None = None
+  # True: `make_example(record, rng, visit=Visit(...))`, for per-clip state across epochs.
+  visits: bool = False
+  # With `visits`: the official DataLoader workers (persistent, each with its own copy of the
+  # data) whose in-place changes `Visit.moves` replays; batch b of an epoch goes to worker
+  # b % workers, as a DataLoader hands them out. 0: no moves.
+  workers: int = 0
 
 
 class Curriculum:
@@ -235,6 +273,7 @@ class HostBatches:
     self.seed = seed
     self.process_index = process_index
     self.host_batch = curriculum.global_batch // process_count
+    self._visit_tables: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
   def __len__(self) -> int:
     return self.curriculum.total_steps
@@ -260,15 +299,66 @@ class HostBatches:
     _, pid, _ = self.curriculum.locate(step)
     phase = self.curriculum.phases[pid]
     examples = []
-    for index in self.indices(step):
+    for row, index in enumerate(self.indices(step), start=self.process_index * self.host_batch):
       rng = np.random.default_rng([self.seed, 1, step, int(index)])
       try:
-        examples.append(phase.make_example(phase.source[int(index)], rng))
+        record = phase.source[int(index)]
+        if phase.visits:
+          examples.append(phase.make_example(record, rng, visit=self.visit(step, row)))
+        else:
+          examples.append(phase.make_example(record, rng))
       except Exception as e:
         raise ValueError(f'phase {phase.name!r}, record {int(index)}: {e}') from e
     batch = {k: np.stack([ex[k] for ex in examples]) for k in examples[0]}
     batch['step'] = np.full((len(examples),), step, np.int32)
     return batch
+
+
+  # ------------------------------------------------------------------------------------------
+  # Per-clip state across epochs (Phase.visits): every visit of a clip, found from the orders.
+
+  def _visit_table(self, phase_id: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """(clip ids of the epoch's visited rows, sorted; their rows) of `phase_id` in `epoch`."""
+    key = (phase_id, epoch)
+    if key not in self._visit_tables:
+      visited = self.curriculum.steps_in(phase_id) * self.curriculum.global_batch
+      rows = np.asarray(self._permutation(phase_id, epoch))[:visited]
+      sorter = np.argsort(rows, kind='stable').astype(np.int32)
+      self._visit_tables[key] = (rows[sorter].astype(np.int32), sorter)
+    return self._visit_tables[key]
+
+  def visit_moves(self, step: int, row: int) -> list[tuple[int, int]]:
+    """(step, row) of every visit of the clip at `row` (within the global batch) of `step` by its
+    worker, oldest first and this one last (`Phase.workers`; [] for none)."""
+    epoch, pid, b = self.curriculum.locate(step)
+    workers = self.curriculum.phases[pid].workers
+    if not workers:
+      return []
+    G = self.curriculum.global_batch
+    index = int(self._permutation(pid, epoch)[b * G + row])
+    here = (epoch, b * G + row)
+    visits = []
+    for start, seg_epoch, seg_pid in self.curriculum.segments:
+      if seg_epoch > epoch:
+        break
+      if seg_pid != pid:
+        continue
+      clips, sorter = self._visit_table(pid, seg_epoch)
+      lo, hi = np.searchsorted(clips, index, 'left'), np.searchsorted(clips, index, 'right')
+      for position in sorted(int(p) for p in sorter[lo:hi]):
+        if (seg_epoch, position) > here:
+          break
+        if (position // G) % workers == b % workers:
+          visits.append((start + position // G, position % G))
+    return visits
+
+  def visit(self, step: int, row: int) -> Visit:
+    """The `Visit` of the clip at `row` (within the global batch) of `step`."""
+    epoch, pid, b = self.curriculum.locate(step)
+    index = int(self._permutation(pid, epoch)[b * self.curriculum.global_batch + row])
+    moves = tuple(np.random.default_rng([self.seed, 3, s, r])
+                  for s, r in self.visit_moves(step, row))
+    return Visit(index=index, clip_rng=np.random.default_rng([self.seed, 4, index]), moves=moves)
 
 
 def make_iterator(batches: HostBatches, *, num_workers: int = 0, prefetch: int = 2,

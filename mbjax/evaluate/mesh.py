@@ -11,7 +11,8 @@ per-frame Umeyama alignment), `mpjpe_17j`, `pa_mpjpe_17j`; all are means over fr
 are accumulated batch by batch (the official code keeps every vertex of the split in memory).
 `save_smpl` (a path; the evaluate CLI's --save_smpl sets it) also writes the predictions per clip.
 `part='val'` evaluates the seeded validation slice of the training split of `data.val_dataset`
-(`data.val_fraction`), which training leaves out; the best checkpoint is kept on it.
+(`data.val_fraction`, whole sequences: `mbjax.data.holdout`), which training leaves out; the best
+checkpoint is kept on it.
 """
 
 from __future__ import annotations

@@ -4,10 +4,17 @@
 
 As the official `validate`: the exemplars (`oneshot_exemplar`, one per novel class) and every clip
 to classify (`oneshot_eval`) go through the test transform (evenly spaced resampling to
-`clip_len`, crop-scale [2, 2]) and the model in eval mode; each clip takes the label of the
-exemplar of highest cosine similarity (the embeddings are L2-normalised). Accuracy in %.
-With more than one exemplar per class (k-shot) it is still the nearest exemplar, and also
-`prototype_accuracy`: the class of the nearest normalised mean of a class's exemplars.
+`clip_len`, crop-scale [2, 2]); each clip takes the label of the exemplar of highest cosine
+similarity (the embeddings are L2-normalised). Accuracy in %. With more than one exemplar per
+class (k-shot) it is still the nearest exemplar, and also `prototype_accuracy`: the class of the
+nearest normalised mean of a class's exemplars.
+
+The model runs in eval mode (no dropout), so a checkpoint has one accuracy. Official
+train_action_1shot.py never calls `model.eval()`: its exemplars and clips are embedded in train
+mode, with the head's dropout (0.1) on, so its reported accuracy changes from run to run.
+`official_train_mode=True` in the evaluator's spec does the same: dropout on, from a generator
+seeded by `seed` (default 0) and the number of the evaluation call, so each evaluation of a run
+draws other masks and a rerun draws the same ones.
 """
 
 from __future__ import annotations
@@ -66,9 +73,33 @@ def nearest_exemplar_metrics(queries: np.ndarray, query_labels: np.ndarray,
   return result
 
 
+def embedder(model, *, train_mode: bool = False, seed: int = 0
+             ) -> Callable[[Any, int], Callable[[np.ndarray], Any]]:
+  """fn(variables, call) -> embed fn (B, 2, T, 17, 3) -> (B, D): eval mode, or with
+  `train_mode` the official train mode, dropout from fold_in(key(seed), call) and one more fold
+  per batch (no state is updated: the embedding head has none)."""
+  if not train_mode:
+    apply = jax.jit(model.apply)
+    return lambda variables, call: (lambda x: apply(variables, x))
+
+  @jax.jit
+  def apply_train(variables, x, rng):
+    mutable = [c for c in variables if c != 'params'] or False
+    out = model.apply(variables, x, train=True, rngs={'dropout': rng}, mutable=mutable)
+    return out[0] if mutable else out
+
+  def for_call(variables, call: int):
+    key = jax.random.fold_in(jax.random.key(seed), call)
+    batches = iter(range(1 << 30))
+    return lambda x: apply_train(variables, x, jax.random.fold_in(key, next(batches)))
+
+  return for_call
+
+
 def make_evaluator(config, model, spec, inputs):
   """fn(variables) -> `nearest_exemplar_metrics` of `spec.split` (default 'oneshot_eval') against
-  `spec.exemplar_split` (default 'oneshot_exemplar'); `spec.batch_size` (32)."""
+  `spec.exemplar_split` (default 'oneshot_exemplar'); `spec.batch_size` (32);
+  `spec.official_train_mode` (False) and `spec.seed` (0): see the module docstring."""
   split_source = inputs.need('split_source', 'oneshot')
   queries = split_source(spec.get('split') or 'oneshot_eval', 'all')
   exemplars = split_source(spec.get('exemplar_split') or 'oneshot_exemplar', 'all')
@@ -77,12 +108,14 @@ def make_evaluator(config, model, spec, inputs):
       raise ValueError(f'oneshot evaluator: {source!r} has no records')
   options = dict(n_frames=inputs.need('clip_len', 'oneshot'), batch_size=int(spec.get('batch_size', 32)),
                  scale_range=tuple(config.augment.scale_range_test))
-  apply = jax.jit(model.apply)
+  make_embed = embedder(model, train_mode=bool(spec.get('official_train_mode', False)),
+                        seed=int(spec.get('seed', 0)))
+  calls = iter(range(1 << 30))
 
   def run(variables):
-    embed = lambda x: apply(variables, x)  # noqa: E731
+    embed = make_embed(variables, next(calls))
+    e, e_labels = embed_split(embed, exemplars, **options)  # official: the exemplars first
     q, q_labels = embed_split(embed, queries, **options)
-    e, e_labels = embed_split(embed, exemplars, **options)
     return nearest_exemplar_metrics(q, q_labels, e, e_labels)
 
   return run

@@ -7,7 +7,8 @@ A task module for `mbjax.train` (`mbjax/tasks/base.py`): `ActionNet` (the DSTfor
 `random_move` and crop-scale [1, 3] for training) and `label` (B,); the loss is cross-entropy.
 The backbone sees B x M sequences. Evaluators (`mbjax/evaluate/action.py`) report top-1 / top-5 on
 the test split with the official test transform, and on a seeded validation slice of the training
-split (`config.data.val_fraction`) that training never sees and the best checkpoint is kept on.
+split (`config.data.val_fraction`, whole performances: `mbjax.data.holdout`) that training never
+sees and the best checkpoint is kept on.
 """
 
 from __future__ import annotations
@@ -92,16 +93,22 @@ def split_source(config, split: str, *, part: str = 'all'):
 
 def make_curriculum(config) -> pipelines.Curriculum:
   """One 'action' phase over `config.data.train_split` without its validation slice."""
-  if config.get('finetune') and not config.get('init_from'):
-    raise ValueError('this config finetunes a pretrained backbone (finetune=True) but '
-                     'config.init_from is empty: give --config.init_from=<official pretrained '
-                     '.bin, convert dir or pretraining workdir>, or train from scratch')
+  base.check_init_from(config)
   source = split_source(config, config.data.train_split, part='train')
-  aug = config.augment
   return finetune.make_action_curriculum(source, epochs=config.epochs,
-                                         global_batch=config.batch_size,
-                                         n_frames=clip_len(config), random_move=aug.random_move,
-                                         scale_range=tuple(aug.scale_range_train))
+                                         global_batch=config.batch_size, **augmentation(config))
+
+
+def augmentation(config) -> dict:
+  """The training transform's options of `config` (`finetune.action_phase`): `augment.random_move`
+  and `scale_range_train`; `augment.resample_once` (official: frame positions drawn once per
+  clip) and `augment.official_compounding` (official: random_move compounding in place over the
+  visits of each of `augment.official_workers` DataLoader workers); both off by default."""
+  aug = config.augment
+  workers = int(aug.get('official_workers', 8)) if aug.get('official_compounding') else 0
+  return dict(n_frames=clip_len(config), random_move=aug.random_move,
+              scale_range=tuple(aug.scale_range_train),
+              resample_once=bool(aug.get('resample_once', False)), compounding_workers=workers)
 
 
 def loss_fn(model, variables, batch, rng, kind: str, config):

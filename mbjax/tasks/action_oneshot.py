@@ -18,8 +18,6 @@ cosine nearest of the 20 `oneshot_exemplar` clips.
 
 from __future__ import annotations
 
-import functools
-
 import jax.numpy as jnp
 
 from mbjax import models
@@ -47,17 +45,12 @@ def make_model(config):
 
 def make_curriculum(config) -> pipelines.Curriculum:
   """One 'action' phase over `oneshot_aux` whose epochs are class-paired batch orders."""
-  if config.get('finetune') and not config.get('init_from'):
-    raise ValueError('this config finetunes a pretrained backbone (finetune=True) but '
-                     'config.init_from is empty: give --config.init_from=<official pretrained '
-                     '.bin, convert dir or pretraining workdir>, or use the scratch variant')
+  base.check_init_from(config)
   source = action.split_source(config, config.data.get('train_split', TRAIN_SPLIT))
-  aug = config.augment
-  make = functools.partial(finetune.action_example, n_frames=action.clip_len(config), train=True,
-                           random_move=aug.random_move, scale_range=tuple(aug.scale_range_train))
   order = per_class.ClassBatchOrder(source, n_views=int(config.n_views),
                                     global_batch=config.batch_size)
-  phase = pipelines.Phase('action_oneshot', KIND, source, make, order=order)
+  phase = finetune.action_phase('action_oneshot', source, order=order,
+                                **action.augmentation(config))
   return pipelines.Curriculum([phase], [], epochs=config.epochs, curriculum_3d_epochs=0,
                               global_batch=config.batch_size)
 

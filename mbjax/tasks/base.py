@@ -45,7 +45,8 @@ class Task(Protocol):
 
   def make_curriculum(self, config):
     """The training data: a `mbjax.data.pipelines.Curriculum` of phases (source, kind, example
-    function) whose examples carry exactly the keys of `example_batch`."""
+    function) whose examples carry exactly the keys of `example_batch`. Starts with
+    `check_init_from(config)` (a finetuning config without pretrained weights stops)."""
 
   def loss_fn(self, model: nn.Module, variables: Variables, batch: Mapping[str, jax.Array],
               rng: jax.Array, kind: str, config) -> tuple[jax.Array, tuple[Metrics, Variables]]:
@@ -108,6 +109,20 @@ def configure(task, config) -> None:
   fn = getattr(task, 'configure', None)
   if callable(fn):
     fn(config)
+
+
+def check_init_from(config) -> None:
+  """Stops a finetuning config (`config.finetune` True) that names no pretrained weights.
+
+  Every task's `make_curriculum` calls it first, so `configs/*:ft` without --config.init_from
+  fails at once instead of training from random init. Official: `finetune: True` makes the script
+  load the pretrained checkpoint (train.py, train_action.py, train_mesh.py, ...).
+  """
+  if config.get('finetune') and not config.get('init_from'):
+    raise ValueError('this config finetunes a pretrained backbone (finetune=True) but '
+                     'config.init_from is empty: give --config.init_from=<official pretrained '
+                     '.bin, convert dir or pretraining workdir>, or use the scratch variant '
+                     '(or --config.finetune=False) to train from random init')
 
 
 def apply_train(model: nn.Module, variables: Variables, x, rng) -> tuple[Any, Variables]:

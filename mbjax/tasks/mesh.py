@@ -71,10 +71,7 @@ def train_source(config, name: str):
 
 def make_curriculum(config) -> mesh_clips.MeshCurriculum:
   """The official schedule over the configured datasets (`mesh_clips.make_mesh_curriculum`)."""
-  if config.get('finetune') and not config.get('init_from'):
-    raise ValueError('this config finetunes a pretrained backbone (finetune=True) but '
-                     'config.init_from is empty: give --config.init_from=<official pretrained '
-                     '.bin, convert dir or pretraining workdir>, or train from scratch')
+  base.check_init_from(config)
   sources = {name: train_source(config, name) for name in DATASETS}
   return mesh_clips.make_mesh_curriculum(
       **sources, epochs=config.epochs, global_batch=config.batch_size, flip=config.flip,

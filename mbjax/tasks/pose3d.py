@@ -29,7 +29,14 @@ def train_spec(config) -> dict:
 
 
 def make_curriculum(config) -> pipelines.Curriculum:
-  """One '3d' phase over the h36m train split (`train_spec`) for `config.epochs` epochs."""
+  """One '3d' phase over the h36m train split (`train_spec`) for `config.epochs` epochs; a
+  finetuning config (`finetune`) needs --config.init_from."""
+  base.check_init_from(config)
+  return _curriculum(config)
+
+
+def _curriculum(config) -> pipelines.Curriculum:
+  """`make_curriculum` without the init_from check (the epoch length of an evaluation)."""
   train = records.load_spec(train_spec(config), config.data.data_dir)
   return finetune.make_h36m_curriculum(train, epochs=config.epochs, global_batch=config.batch_size,
                                        flip=config.flip, rootrel=config.rootrel,
@@ -48,4 +55,4 @@ def loss_fn(model, variables, batch, rng, kind: str, config):
 def make_evaluators(config, model) -> base.Evaluators:
   """`config.evals` through the evaluator registry; `every_epochs` counts epochs of `train_spec`."""
   return registry.make_evaluators(config, model, train_specs=[train_spec(config)],
-                                  steps_per_epoch=lambda: make_curriculum(config).epoch_steps(0))
+                                  steps_per_epoch=lambda: _curriculum(config).epoch_steps(0))

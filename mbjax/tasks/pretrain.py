@@ -65,6 +65,12 @@ def make_curriculum(config) -> pipelines.Curriculum:
   All 3D sources are one phase, shuffled together whatever their field names (official: one
   ConcatDataset of AMASS and H36M); each 2D source is a phase of its own.
   """
+  base.check_init_from(config)  # pretraining configs have no `finetune`: a no-op unless set
+  return _curriculum(config)
+
+
+def _curriculum(config) -> pipelines.Curriculum:
+  """`make_curriculum` without the init_from check (the epoch length of an evaluation)."""
   aug = config.augment
   noise = transforms.SyntheticNoise.load(aug.get('noise_path') or None) if aug.noise else None
   rootrel = config.get('rootrel', True)
@@ -156,4 +162,4 @@ def make_evaluators(config, model) -> base.Evaluators:
   epochs with the 2D phases are longer, so evaluation then runs more than once an epoch).
   """
   return registry.make_evaluators(config, model, train_specs=config.data.sources_3d,
-                                  steps_per_epoch=lambda: make_curriculum(config).epoch_steps(0))
+                                  steps_per_epoch=lambda: _curriculum(config).epoch_steps(0))

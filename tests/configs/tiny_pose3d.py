@@ -17,6 +17,7 @@ def get_config(arg: str):
   held_out = validation.held_out(switches, config_file=__file__)
   variant = 'global' if switches.get('global') else 'ft'
   c = pose3d_h36m.get_config(f'{variant},val={"+".join(held_out)}' if held_out else variant)
+  c.finetune = False  # tests train from random init unless they give init_from
   c.model.update(TINY)  # maxlen 243: the h36m builder always cuts 243-frame clips
   c.epochs = 2
   c.batch_size = 4
