@@ -128,9 +128,15 @@ def parse_flags(argv: Sequence[str], *, program: str) -> list[str]:
 def run(main: Callable[[list[str]], int | None], *, program: str,
         flags_parser: Callable[[list[str]], list[str]] | None = None) -> None:
   """`app.run(main)` with mistakes reported as described in the module docstring; on CPU hosts
-  first re-executed with malloc tuned for XLA (`mbjax.cli.allocator`)."""
+  first re-executed with malloc tuned for XLA (`mbjax.cli.allocator`) and given this CPU's
+  fastest matmul path (`mbjax.cli.dot_path`)."""
   from mbjax.cli import allocator as cpu_allocator
+  from mbjax.cli import dot_path
   cpu_allocator.reexec()
+  try:
+    dot_path.apply()
+  except ValueError as e:  # a bad MBJAX_DOT_PATH
+    fail(program, str(e), 2)
 
   def parser(argv):
     if flags_parser is None:
