@@ -16,6 +16,12 @@ if _CACHE_CREATED:
   os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='mbjax-test-xla-cache-')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
+# Program starts in tests keep XLA's default matmul path (no per-machine trial; tests of the
+# trial set their own), and what mbjax measures per machine goes to a folder of this session.
+os.environ.setdefault('MBJAX_DOT_PATH', 'default')
+_MACHINE_CACHE_CREATED = 'MBJAX_CACHE_DIR' not in os.environ
+if _MACHINE_CACHE_CREATED:
+  os.environ['MBJAX_CACHE_DIR'] = tempfile.mkdtemp(prefix='mbjax-test-machine-cache-')
 
 import pytest  # noqa: E402
 
@@ -73,3 +79,5 @@ def pytest_sessionfinish(session, exitstatus):
   del session, exitstatus
   if _CACHE_CREATED:
     shutil.rmtree(os.environ['JAX_COMPILATION_CACHE_DIR'], ignore_errors=True)
+  if _MACHINE_CACHE_CREATED:
+    shutil.rmtree(os.environ['MBJAX_CACHE_DIR'], ignore_errors=True)

@@ -1,4 +1,4 @@
-"""python -m mbjax.bench {model,data,train,infer,export,gpu-check,profile} [--flags]: the last
+"""python -m mbjax.bench {model,data,train,infer,export,gpu-check,profile,peak} [--flags]: the last
 line printed is JSON.
 
 Each bench has its own absl flags (`python -m mbjax.bench train --help`); `train` takes a config
@@ -15,12 +15,13 @@ from mbjax.bench import export as export_bench
 from mbjax.bench import gpu_check as gpu_check_bench
 from mbjax.bench import infer as infer_bench
 from mbjax.bench import model as model_bench
+from mbjax.bench import peak as peak_bench
 from mbjax.bench import profile as profile_bench
 from mbjax.bench import train as train_bench
 
 BENCHES = {'model': model_bench, 'data': data_bench, 'train': train_bench,
            'infer': infer_bench, 'export': export_bench, 'gpu-check': gpu_check_bench,
-           'profile': profile_bench}
+           'profile': profile_bench, 'peak': peak_bench}
 
 
 def _usage() -> str:
@@ -55,13 +56,17 @@ def parse(argv: list[str]):
 def main(argv=None) -> int:
   if argv is None:  # MBJAX_ALLOCATOR=system measures with malloc as the system sets it
     from mbjax.cli import allocator as cpu_allocator  # see mbjax/cli/allocator.py
+    from mbjax.cli import dot_path  # MBJAX_DOT_PATH=... measures another matmul path
     cpu_allocator.reexec()
+    dot_path.apply()
   argv = list(sys.argv if argv is None else ['mbjax.bench', *argv])
   module, fv = parse(argv)
   from mbjax import cli
   from mbjax.cli import allocator as cpu_allocator
+  from mbjax.cli import dot_path, machine
   result = cli.call(f'mbjax.bench {argv[1]}', module.run, fv)
-  result['allocator'] = cpu_allocator.active()
+  result.update(allocator=cpu_allocator.active(), dot_path=dot_path.active(),
+                cpu_model=machine.cpu_model(), cpu_flags=machine.cpu_flags())
   print(json.dumps(result))
   return 0
 

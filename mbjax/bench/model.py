@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mbjax.train import peak_flops as peak
 from mbjax.models.flops import dstformer_forward_flops, xla_flops
 from mbjax.models import dstformer_from_variant
 
@@ -118,7 +119,22 @@ def run(args) -> dict:
       xla_gflop_train_step=round((xla_flops(step) or 0) / 1e9, 2),
       timed_calls=dict(infer=infer_n, train=train_n),
   )
+  result.update(_against_peak(result, args.dtype))
   return result
+
+
+def _against_peak(result: dict, dtype: str) -> dict:
+  """The machine's matmul peak for `dtype` and how much of it inference and training reach
+  (CPU: measured once per machine and cached; accelerators: the published table)."""
+  name = 'bfloat16' if 'bfloat16' in dtype else 'float32'
+  try:
+    per_device, source = peak.peak_flops_per_device(name)
+  except KeyError:  # an accelerator missing from the table
+    return dict(peak_gflops=None, pct_of_peak=None)
+  total = per_device * jax.device_count()
+  return dict(peak_gflops=round(total / 1e9, 1), peak_source=source,
+              pct_of_peak={k: round(100 * result[f'{k}_gflops_per_s'] * 1e9 / total, 1)
+                           for k in ('infer', 'train')})
 
 
 def define_flags(fv) -> None:

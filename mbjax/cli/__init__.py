@@ -130,9 +130,15 @@ def run(main: Callable[[list[str]], int | None], *, program: str,
         flags_parser: Callable[[list[str]], list[str]] | None = None) -> None:
   """`app.run(main)` with mistakes reported as described in the module docstring, `--help` exiting
   0, and library log chatter kept at debug level (`mbjax.logs.log_filter`); on CPU hosts first
-  re-executed with malloc tuned for XLA (`mbjax.cli.allocator`)."""
+  re-executed with malloc tuned for XLA (`mbjax.cli.allocator`) and given this CPU's fastest
+  matmul path (`mbjax.cli.dot_path`)."""
   from mbjax.cli import allocator as cpu_allocator
+  from mbjax.cli import dot_path
   cpu_allocator.reexec()
+  try:
+    dot_path.apply()
+  except ValueError as e:  # a bad MBJAX_DOT_PATH
+    fail(program, str(e), 2)
 
   def parser(argv):
     try:

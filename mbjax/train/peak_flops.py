@@ -1,7 +1,8 @@
 """Peak dense matmul FLOP/s of one device, the denominator of MFU.
 
 Accelerators come from a table of published dense (no sparsity) peaks per chip / GPU; a CPU is
-measured with a jitted large matmul. The `float32` column is what an fp32 matmul runs at under
+measured with a jitted large matmul, once per machine, matmul path and dtype, and cached
+(`mbjax.cli.machine`; `python -m mbjax.bench peak` measures again). The `float32` column is what an fp32 matmul runs at under
 JAX's default precision: one bf16 MXU pass on TPU, TF32 tensor cores on Ampere/Hopper GPUs.
 `float32_highest` is the rate under `jax_default_matmul_precision='highest'` (TPU: 6 bf16 passes,
 GPU: IEEE fp32 on CUDA cores).
@@ -73,6 +74,23 @@ def measure_matmul_flops(device: jax.Device | None = None, dtype: str = 'float32
   return 2.0 * n ** 3 / best
 
 
+PEAK_CACHE = 'cpu_peak.json'
+CPU_PEAK_N = 2048  # (n, n) @ (n, n): large enough to reach the kernels' steady rate on CPU
+
+
+def cpu_peak(dtype: str = 'float32', *, remeasure: bool = False) -> float:
+  """FLOP/s of a large jitted matmul on this machine's CPU (all its cores), from the cache or
+  measured now (about a second) and cached."""
+  from mbjax.cli import dot_path, machine  # pylint: disable=g-import-not-at-top
+  key = f'{machine.key()} | dot {dot_path.active()} | {dtype}'
+  cache = machine.read_cache(PEAK_CACHE)
+  if remeasure or key not in cache:
+    device = jax.local_devices(backend='cpu')[0]
+    cache[key] = measure_matmul_flops(device, dtype, n=CPU_PEAK_N, min_seconds=1.0)
+    machine.write_cache(PEAK_CACHE, cache)
+  return float(cache[key])
+
+
 def peak_flops_per_device(dtype: str = 'bfloat16',
                           device: jax.Device | None = None) -> tuple[float, str]:
   """(peak FLOP/s of one device for matmuls in `dtype`, where the number comes from).
@@ -89,8 +107,8 @@ def peak_flops_per_device(dtype: str = 'bfloat16',
   device = device or jax.local_devices()[0]
   if device.platform == 'cpu':
     cpus = len(jax.local_devices(backend='cpu'))
-    flops = measure_matmul_flops(device, dtype) / cpus
-    return flops, f'measured {dtype} matmul / {cpus} CPU devices'
+    flops = cpu_peak(dtype) / cpus
+    return flops, f'measured {dtype} matmul (cached) / {cpus} CPU devices'
   name = accelerator_name(device.device_kind)
   if name is None:
     raise KeyError(f'mbjax/train/peak_flops.py: no peak FLOP/s for device_kind '
