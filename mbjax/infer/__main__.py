@@ -8,11 +8,11 @@
       --focus 1 --stride 243            # the official infer_wild.py windows
 
 INPUT: AlphaPose / COCO / MMPose JSON, an OpenPose or MMPose per-frame JSON folder, MediaPipe JSON,
-or a .npy / .npz array (mbjax/data/keypoint_files.py); or a video, an image or a folder of images,
-whose people get 2D keypoints from --detector (the `video` extra; mbjax/video/) or from
---keypoints FILE, and DIR/keypoints2d.json (COCO results with track ids). CKPT: an official .bin (model of --config,
-default configs/pose3d_h36m.py:global_lite, the official in-the-wild model), an mbjax.convert
-directory, or a trainer / demo workdir (its own model; mbjax/infer/model.py). Writes
+or a .npy / .npz array (mbjax/data/keypoint_files.py); or a video, an image or a folder of images
+(2D of every person from --detector, the `video` extra, or from --keypoints FILE; mbjax/video/;
+also writes DIR/keypoints2d.json, COCO results with track ids). CKPT: an official .bin (model of
+--config, default configs/pose3d_h36m.py:global_lite, the official in-the-wild model), an
+mbjax.convert directory, or a trainer / demo workdir (its own model; mbjax/infer/model.py). Writes
 DIR/results.npz and DIR/results.json (mbjax/infer/outputs.py); with --bvh also
 DIR/track_<id>.bvh (mbjax/infer/bvh.py); with --render also DIR/render.mp4 (mbjax/infer/render.py),
 over the frames of --video if given.
@@ -48,8 +48,9 @@ def define_flags() -> None:
   flags.DEFINE_integer('min_frames', None, 'skip (and report) shorter tracks (default 1; '
                        'a video: half a second)')
   flags.DEFINE_integer('batch_size', 32, 'windows per model call')
-  flags.DEFINE_enum('track_metric', 'oks', ['oks', 'iou'], 'similarity that links '
-                    'detections of a file without track ids into tracks')
+  flags.DEFINE_enum('track_metric', None, ['oks', 'iou'], 'similarity that links '
+                    'detections of a file without track ids into tracks (default oks; a video '
+                    'INPUT\'s detections: iou, threshold 0.1)')
   flags.DEFINE_float('track_threshold', None, 'least similarity of a match '
                      '(default 0.3); below it a detection starts a new track')
   flags.DEFINE_integer('max_gap', 10, 'frames a track may go undetected; longer: a new '

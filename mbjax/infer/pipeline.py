@@ -43,7 +43,7 @@ class Request:
   stride: int | None = None  # default: clip_len // STRIDE_FRACTION
   min_frames: int | None = None  # default 1; a video's: half a second (video/source.py)
   batch_size: int = 32
-  track_metric: str = 'oks'  # --track_metric: files without track ids (mbjax/data/tracker.py)
+  track_metric: str | None = None  # --track_metric (data/tracker.py): 'oks'; a video's: 'iou'
   track_threshold: float | None = None  # --track_threshold; default: the metric's
   max_gap: int = tracker.DEFAULT_MAX_GAP  # --max_gap
   bvh: bool = False  # DIR/track_<id>.bvh per track (mbjax/infer/bvh.py)
@@ -113,7 +113,7 @@ def prepare(request: Request) -> Prepared:
                                                               request.size)
   size, notes = _check_size(dets, request.size)
   min_frames = request.min_frames or (video.min_frames if video else 1)
-  tracker_options = tracker.TrackerOptions(metric=request.track_metric,
+  tracker_options = tracker.TrackerOptions(metric=request.track_metric or 'oks',
                                            threshold=request.track_threshold,
                                            max_gap=request.max_gap)
   tracks, skipped = person_tracks.tracks(dets, min_frames=min_frames, focus=request.focus,
@@ -141,12 +141,11 @@ def _read_video(request: Request) -> video_source.Read | None:
       raise ValueError(f'--keypoints={request.keypoints}: goes with a video, image or image '
                        f'folder INPUT; {request.input} is a keypoint file itself')
     return None
-  tracker_options = tracker.TrackerOptions(metric=request.track_metric,
-                                           threshold=request.track_threshold,
-                                           max_gap=request.max_gap)
+  options = video_source.tracker_options(request.track_metric, request.track_threshold,
+                                         request.max_gap)
   return video_source.read(request.input, request.detection, keypoints=request.keypoints,
                            skeleton=request.skeleton, fps=request.fps,
-                           tracker_options=tracker_options)
+                           options_for_tracker=options)
 
 
 def _add_actions(p: Prepared, per_track: dict) -> None:
