@@ -175,3 +175,17 @@ def test_coco_results_of_the_detector_read_back_exactly(tmp_path, walkers):
   np.testing.assert_array_equal(back.keypoints, dets.keypoints)
   np.testing.assert_array_equal(back.persons, dets.persons)
   np.testing.assert_array_equal(back.frames, dets.frames)
+
+
+def test_bench_video_reports_every_stage(tmp_path, walkers):
+  from absl import flags
+  from mbjax.bench import video as video_bench
+  fv = flags.FlagValues()
+  video_bench.define_flags(fv)
+  fv(['bench', f'--video={_video(tmp_path / "b.mp4", frames=12)}', '--detector=walkers',
+      '--variant=tiny', '--render_size=64'])
+  result = video_bench.run(fv)
+  assert result['frames'] == 12 and result['people_frames'] == 22
+  assert result['tracks_lifted'] == 2 and result['render_frames'] == 12
+  for stage in ('decode', 'keypoints_2d', 'lift', 'render', 'end_to_end'):
+    assert result[f'{stage}_frames_per_s'] > 0, stage

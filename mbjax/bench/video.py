@@ -126,7 +126,8 @@ def define_flags(fv) -> None:
   flags.DEFINE_integer('frames', None, 'at most this many frames (default: all)', flag_values=fv)
   flags.DEFINE_string('detector', 'blazepose', '2D detector (mbjax/video/keypoints2d.py)',
                       flag_values=fv)
-  flags.DEFINE_integer('every', 10, 'frames between person detections', flag_values=fv)
+  flags.DEFINE_integer('every', None, 'frames between person detections (default: a '
+                       'second\'s)', flag_values=fv)
   flags.DEFINE_integer('tile', 256, 'detector tile side in px (0: whole frame only)',
                        flag_values=fv)
   flags.DEFINE_integer('threads', 1, 'LiteRT threads per model', flag_values=fv)

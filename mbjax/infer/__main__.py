@@ -63,8 +63,8 @@ def define_flags() -> None:
                       'this file (e.g. a keypoints2d.json written before) instead of detecting')
   flags.DEFINE_enum('detector', 'blazepose', ['blazepose'], 'the 2D detector of a video INPUT '
                     '(mbjax/video/keypoints2d.py)')
-  flags.DEFINE_integer('detect_every', 10, 'a video INPUT: frames between person detections '
-                       '(people found are followed in between)')
+  flags.DEFINE_integer('detect_every', None, 'a video INPUT: frames between person detections '
+                       '(people found are followed in between); default: a second\'s frames')
   flags.DEFINE_integer('detect_tile', 256, 'a video INPUT: the detector also runs on tiles of '
                        'this side in pixels, for small people (0: whole frame only)')
   flags.DEFINE_bool('render', False, 'also write DIR/render.mp4 (GIF without '

@@ -15,6 +15,7 @@ same tracks without detecting again.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import time
@@ -44,7 +45,7 @@ def detect(path: str, detector: Keypoints2D, *, max_frames: int | None = None,
   total = min(frames.expected, max_frames) if frames.expected and max_frames else (
       frames.expected or max_frames)
   bar = progress if isinstance(progress, StageProgress) else StageProgress(
-      total, use_bar=None if progress else False, every_s=10.0 if progress else float('inf'))
+      total, use_bar=None if progress else False, file=None if progress else io.StringIO())
   rows, count = [], 0
   stream = iter(frames)
   while max_frames is None or count < max_frames:

@@ -41,7 +41,7 @@ class Options:
   """How to find people (the CLI's --detector, --detect_every, --detect_tile)."""
 
   detector: str = 'blazepose'
-  every: int = 10
+  every: int | None = None  # default: once a second of video
   tile: int = 256
   threads: int = 1
   max_frames: int | None = None
@@ -81,7 +81,8 @@ def read(path: str, options: Options, *, keypoints: str | None = None,
     dets.size = dets.size or frames.size
     found, rates = None, {}
   else:
-    detector = keypoints2d.make(options.detector, every=options.every, tile=options.tile,
+    every = options.every or max(1, int(round(rate)))
+    detector = keypoints2d.make(options.detector, every=every, tile=options.tile,
                                 threads=options.threads)
     found = detect.detect(path, detector, max_frames=options.max_frames,
                           progress=options.progress)
