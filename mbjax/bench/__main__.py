@@ -1,5 +1,5 @@
-"""python -m mbjax.bench {model,data,train,infer,export,gpu-check,profile,peak} [--flags]: the last
-line printed is JSON.
+"""python -m mbjax.bench {model,data,train,infer,video,export,gpu-check,profile,peak} [--flags]:
+the last line printed is JSON.
 
 Each bench has its own absl flags (`python -m mbjax.bench train --help`); `train` takes a config
 as every entry point does, with `--config.key=value` overrides.
@@ -18,10 +18,11 @@ from mbjax.bench import model as model_bench
 from mbjax.bench import peak as peak_bench
 from mbjax.bench import profile as profile_bench
 from mbjax.bench import train as train_bench
+from mbjax.bench import video as video_bench
 
 BENCHES = {'model': model_bench, 'data': data_bench, 'train': train_bench,
-           'infer': infer_bench, 'export': export_bench, 'gpu-check': gpu_check_bench,
-           'profile': profile_bench, 'peak': peak_bench}
+           'infer': infer_bench, 'video': video_bench, 'export': export_bench,
+           'gpu-check': gpu_check_bench, 'profile': profile_bench, 'peak': peak_bench}
 
 
 def _usage() -> str:

@@ -54,6 +54,8 @@ class Detections:
     scores: (N,) float64 detection scores (mean keypoint confidence where the file has none).
     size: (width, height) of the frames when the file gives it, else None.
     notes: what was read in a way worth reporting (missing detections, coordinate units).
+    boxes: (N, 4) float64 x0, y0, x1, y1 person boxes in pixels where the source has them (a
+      detector run by mbjax.video), else None.
   """
 
   source: str
@@ -64,6 +66,7 @@ class Detections:
   scores: np.ndarray
   size: tuple[int, int] | None = None
   notes: list[str] = dataclasses.field(default_factory=list)
+  boxes: np.ndarray | None = None
 
 
 # ----------------------------------------------------------------------------------------------

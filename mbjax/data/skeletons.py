@@ -168,6 +168,22 @@ def to_h36m(x: np.ndarray, skeleton: str) -> np.ndarray:
   return SKELETONS[skeleton][1](x)
 
 
+def to_coco(x: np.ndarray, skeleton: str) -> np.ndarray:
+  """(..., J, C) keypoints of `skeleton` -> (..., 17, C) float64 in COCO-17 order, each COCO
+  joint copied from the joint of the same name (for writing COCO keypoint results). The H36M-17
+  map of the result equals the skeleton's own for COCO, Halpe, BODY_25 and MediaPipe (their maps
+  use only joints COCO names, the same way)."""
+  joints = SKELETONS[skeleton][0] if skeleton in SKELETONS else ()
+  missing = [n for n in COCO_JOINTS if n not in joints]
+  if not joints or missing:
+    raise ValueError(f'to_coco: skeleton {skeleton!r} lacks the COCO joints {missing}')
+  x = np.asarray(x, np.float64)
+  if x.shape[-2:-1] != (len(joints),):
+    raise ValueError(f'to_coco: expected (..., {len(joints)}, C) {skeleton} keypoints, got '
+                     f'{x.shape}')
+  return x[..., [joints.index(n) for n in COCO_JOINTS], :]
+
+
 def h36m_detected(confidence: np.ndarray, skeleton: str) -> np.ndarray:
   """(..., J) source confidences -> (..., 17) bool: every source joint of the H36M joint has
   confidence > 0 (a derived joint is only as detected as all the joints it is made of)."""

@@ -8,9 +8,11 @@
       --focus 1 --stride 243            # the official infer_wild.py windows
 
 INPUT: AlphaPose / COCO / MMPose JSON, an OpenPose or MMPose per-frame JSON folder, MediaPipe JSON,
-or a .npy / .npz array (mbjax/data/keypoint_files.py). CKPT: an official .bin (model of --config,
-default configs/pose3d_h36m.py:global_lite, the official in-the-wild model), an mbjax.convert
-directory, or a trainer / demo workdir (its own model; mbjax/infer/model.py). Writes
+or a .npy / .npz array (mbjax/data/keypoint_files.py); or a video, an image or a folder of images
+(2D of every person from --detector, the `video` extra, or from --keypoints FILE; mbjax/video/;
+also writes DIR/keypoints2d.json, COCO results with track ids). CKPT: an official .bin (model of
+--config, default configs/pose3d_h36m.py:global_lite, the official in-the-wild model), an
+mbjax.convert directory, or a trainer / demo workdir (its own model; mbjax/infer/model.py). Writes
 DIR/results.npz and DIR/results.json (mbjax/infer/outputs.py); with --bvh also
 DIR/track_<id>.bvh (mbjax/infer/bvh.py); with --render also DIR/render.mp4 (mbjax/infer/render.py),
 over the frames of --video if given.
@@ -43,17 +45,28 @@ def define_flags() -> None:
   flags.DEFINE_integer('clip_len', None, 'frames per window (default: model maxlen)')
   flags.DEFINE_integer('stride', None, 'frames between window starts (default: clip_len '
                        '// 3, blended; = clip_len: official non-overlapping windows)')
-  flags.DEFINE_integer('min_frames', 1, 'skip (and report) shorter tracks')
+  flags.DEFINE_integer('min_frames', None, 'skip (and report) shorter tracks (default 1; '
+                       'a video: half a second)')
   flags.DEFINE_integer('batch_size', 32, 'windows per model call')
-  flags.DEFINE_enum('track_metric', 'oks', ['oks', 'iou'], 'similarity that links '
-                    'detections of a file without track ids into tracks')
+  flags.DEFINE_enum('track_metric', None, ['oks', 'iou'], 'similarity that links '
+                    'detections of a file without track ids into tracks (default oks; a video '
+                    'INPUT\'s detections: iou, threshold 0.1)')
   flags.DEFINE_float('track_threshold', None, 'least similarity of a match '
                      '(default 0.3); below it a detection starts a new track')
   flags.DEFINE_integer('max_gap', 10, 'frames a track may go undetected; longer: a new '
                        'track id')
   flags.DEFINE_bool('bvh', False,
                     'also write DIR/track_<id>.bvh (H36M-17 skeleton, cm, Y up)')
-  flags.DEFINE_float('fps', 30.0, 'frame rate of the input (BVH Frame Time, --render speed)')
+  flags.DEFINE_float('fps', None, 'frame rate of the input (BVH Frame Time, --render speed); '
+                     'default the video\'s, else 30')
+  flags.DEFINE_string('keypoints', None, 'with a video / image INPUT: its 2D keypoints from '
+                      'this file (e.g. a keypoints2d.json written before) instead of detecting')
+  flags.DEFINE_enum('detector', 'blazepose', ['blazepose'], 'the 2D detector of a video INPUT '
+                    '(mbjax/video/keypoints2d.py)')
+  flags.DEFINE_integer('detect_every', None, 'a video INPUT: frames between person detections '
+                       '(people found are followed in between); default: a second\'s frames')
+  flags.DEFINE_integer('detect_tile', 256, 'a video INPUT: the detector also runs on tiles of '
+                       'this side in pixels, for small people (0: whole frame only)')
   flags.DEFINE_bool('render', False, 'also write DIR/render.mp4 (GIF without '
                     'imageio-ffmpeg): 2D input beside the 3D from two views')
   flags.DEFINE_string('video', None, 'with --render: the input video, frame i under the '
@@ -76,6 +89,7 @@ def main(argv) -> int:
                          f'expected one INPUT, got {argv[1:]}')
   from mbjax.logs import log_filter
   from mbjax.infer import model, pipeline
+  from mbjax.video import source as video_source
   log_filter.quiet_libraries()
   request = pipeline.Request(
       input=argv[1], skeleton=FLAGS.format, size=pipeline.parse_size(FLAGS.size),
@@ -84,8 +98,9 @@ def main(argv) -> int:
       track_metric=FLAGS.track_metric, track_threshold=FLAGS.track_threshold,
       max_gap=FLAGS.max_gap, bvh=FLAGS.bvh, fps=FLAGS.fps, render=FLAGS.render,
       video=FLAGS.video, action=FLAGS.action, mesh=FLAGS.mesh, trajectory=FLAGS.trajectory,
-      fov=FLAGS.fov,
-      person_height=FLAGS.person_height)
+      fov=FLAGS.fov, person_height=FLAGS.person_height, keypoints=FLAGS.keypoints,
+      detection=video_source.Options(detector=FLAGS.detector, every=FLAGS.detect_every,
+                                     tile=FLAGS.detect_tile))
   prepared = pipeline.prepare(request)  # input mistakes before the (slower) model load
   config = FLAGS.config or model.load_config_file(model.DEFAULT_CONFIG)
   lifter = model.load(config, FLAGS.checkpoint)
@@ -96,6 +111,10 @@ def main(argv) -> int:
         f'{skipped}); wrote {summary["written"]["npz"]} and {summary["written"]["json"]}')
   if summary['written'].get('bvh'):
     print(f'wrote BVH {" ".join(summary["written"]["bvh"])}')
+  if summary['written'].get('keypoints_2d'):
+    print(f'wrote 2D keypoints {summary["written"]["keypoints_2d"]}')
+  if summary.get('stages'):
+    print('frames/s: ' + ', '.join(f'{k} {v:g}' for k, v in summary['stages'].items()))
   if 'render' in summary:
     print(f'rendered {summary["render"]["path"]} ({summary["render"]["frames"]} frames, '
           f'{summary["render"]["frames_per_s"]} frames/s)')

@@ -1,7 +1,8 @@
-"""One keypoint file -> 3D of every track, written to a folder: what `python -m mbjax.infer` runs.
+"""One keypoint file or video -> 3D of every track, written to a folder: `python -m mbjax.infer`.
 
-read (data.keypoint_files) -> H36M-17 tracks (data.person_tracks) -> normalise + windows + model
-(lift, windows) -> results.npz / results.json (outputs).
+read (data.keypoint_files; a video, image or image folder: video.source, which detects 2D
+keypoints and tracks people) -> H36M-17 tracks (data.person_tracks) -> normalise + windows +
+model (lift, windows) -> results.npz / results.json (outputs), keypoints2d.json (a video's 2D).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from mbjax.infer import bvh, lift, outputs
 from mbjax.infer import trajectory as trajectory_lib
 from mbjax.infer import windows as windows_lib
 from mbjax.infer.model import Lifter
+from mbjax.video import media
+from mbjax.video import source as video_source
 
 # Default stride: a third of the window, so every frame is predicted by about three windows and
 # none is ever predicted only near a window end (except the first and last frames).
@@ -38,13 +41,13 @@ class Request:
   focus: int | None = None
   clip_len: int | None = None  # default: the model's maxlen
   stride: int | None = None  # default: clip_len // STRIDE_FRACTION
-  min_frames: int = 1
+  min_frames: int | None = None  # default 1; a video's: half a second (video/source.py)
   batch_size: int = 32
-  track_metric: str = 'oks'  # --track_metric: files without track ids (mbjax/data/tracker.py)
+  track_metric: str | None = None  # --track_metric (data/tracker.py): 'oks'; a video's: 'iou'
   track_threshold: float | None = None  # --track_threshold; default: the metric's
   max_gap: int = tracker.DEFAULT_MAX_GAP  # --max_gap
   bvh: bool = False  # DIR/track_<id>.bvh per track (mbjax/infer/bvh.py)
-  fps: float = 30.0  # frame rate of the input video (BVH Frame Time, render speed)
+  fps: float | None = None  # frame rate: default the video's, else 30 (BVH Frame Time, render)
   render: bool = False  # --render: DIR/render.mp4 (or .gif), mbjax/infer/render.py
   video: str | None = None  # --video: the input video, under the render's 2D panel
   action: str | None = None  # --action: an action checkpoint; top-5 labels per track
@@ -52,6 +55,8 @@ class Request:
   trajectory: bool = False  # --trajectory: root trajectory in metres (mbjax/infer/trajectory.py)
   fov: float = trajectory_lib.DEFAULT_FOV_DEG  # --fov: assumed horizontal field of view
   person_height: float = trajectory_lib.DEFAULT_HEIGHT_M  # --person_height, metres
+  keypoints: str | None = None  # --keypoints: a video INPUT's 2D from this file, not detected
+  detection: video_source.Options = video_source.Options()  # --detector, --detect_every, ...
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -93,6 +98,8 @@ class Prepared:
   skipped: list[dict]
   size: tuple[int, int] | None
   notes: list[str]
+  fps: float = video_source.DEFAULT_FPS
+  video: video_source.Read | None = None  # a video / image INPUT
 
 
 def prepare(request: Request) -> Prepared:
@@ -101,12 +108,15 @@ def prepare(request: Request) -> Prepared:
     raise ValueError('--video is drawn only with --render')
   if request.video and not os.path.isfile(request.video):
     raise FileNotFoundError(f'--video={request.video}: no such file')
-  dets = keypoint_files.read(request.input, request.skeleton, request.size)
+  video = _read_video(request)
+  dets = video.detections if video else keypoint_files.read(request.input, request.skeleton,
+                                                              request.size)
   size, notes = _check_size(dets, request.size)
-  tracker_options = tracker.TrackerOptions(metric=request.track_metric,
+  min_frames = request.min_frames or (video.min_frames if video else 1)
+  tracker_options = tracker.TrackerOptions(metric=request.track_metric or 'oks',
                                            threshold=request.track_threshold,
                                            max_gap=request.max_gap)
-  tracks, skipped = person_tracks.tracks(dets, min_frames=request.min_frames, focus=request.focus,
+  tracks, skipped = person_tracks.tracks(dets, min_frames=min_frames, focus=request.focus,
                                          tracker_options=tracker_options, notes=notes)
   if not tracks:
     raise ValueError(f'{request.input}: no track to lift; skipped: {skipped}')
@@ -120,7 +130,22 @@ def prepare(request: Request) -> Prepared:
     if size is None:
       raise ValueError('--trajectory needs the frame size (for the camera): pass --size WxH (or '
                        'a file that holds it)')
-  return Prepared(request, dets, tracks, skipped, size, notes)
+  fps = video.fps if video else request.fps or video_source.DEFAULT_FPS
+  return Prepared(request, dets, tracks, skipped, size, notes, fps, video)
+
+
+def _read_video(request: Request) -> video_source.Read | None:
+  """A video / image / image-folder INPUT read (2D detected, or from --keypoints); else None."""
+  if not media.kind(request.input):
+    if request.keypoints:
+      raise ValueError(f'--keypoints={request.keypoints}: goes with a video, image or image '
+                       f'folder INPUT; {request.input} is a keypoint file itself')
+    return None
+  options = video_source.tracker_options(request.track_metric, request.track_threshold,
+                                         request.max_gap)
+  return video_source.read(request.input, request.detection, keypoints=request.keypoints,
+                           skeleton=request.skeleton, fps=request.fps,
+                           options_for_tracker=options)
 
 
 def _add_actions(p: Prepared, per_track: dict) -> None:
@@ -146,7 +171,10 @@ def run(prepared: Prepared | Request, lifter: Lifter, out_dir: str) -> dict:
   options = window_options(p.request, lifter)
   mode = 'pixel' if p.request.pixel else 'crop'
   normalised = {k: lift.normalise(t.keypoints, mode, p.size) for k, t in p.tracks.items()}
+  lift_start = time.perf_counter()
   joints = lift.lift(lifter.predict, {k: x for k, (x, _) in normalised.items()}, options)
+  stages = dict(p.video.rates if p.video else {}, lift=round(
+      sum(map(len, joints.values())) / max(time.perf_counter() - lift_start, 1e-9), 2))
   per_track = {}
   for k, track in p.tracks.items():
     x, norm = normalised[k]
@@ -160,7 +188,7 @@ def run(prepared: Prepared | Request, lifter: Lifter, out_dir: str) -> dict:
   summary = dict(input=os.path.abspath(p.request.input), format=p.detections.skeleton,
                  size=list(p.size) if p.size else None, normalisation=mode, model=lifter.source,
                  options=dataclasses.asdict(options), skipped=p.skipped,
-                 notes=p.detections.notes + p.notes)
+                 notes=p.detections.notes + p.notes, fps=p.fps, stages=stages)
   if p.request.action:
     _add_actions(p, per_track)
   if p.request.mesh:
@@ -177,14 +205,22 @@ def run(prepared: Prepared | Request, lifter: Lifter, out_dir: str) -> dict:
   if p.request.bvh:
     os.makedirs(out_dir, exist_ok=True)
     summary['bvh'] = {str(k): bvh.write(os.path.join(out_dir, f'track_{k}.bvh'), joints[k],
-                                        fps=p.request.fps, height=BVH_HEIGHT_CM)
+                                        fps=p.fps, height=BVH_HEIGHT_CM)
                       for k in sorted(p.tracks)}
   if p.request.render:
     from mbjax.infer import render  # Pillow / imageio only when asked for
+    background = p.request.video or (p.request.input if p.video else None)
     summary['render'] = render.render_tracks(os.path.join(out_dir, 'render.mp4'), per_track,
-                                             p.size, p.request.video, fps=p.request.fps)
+                                             p.size, background, fps=p.fps)
+    stages['render'] = summary['render']['frames_per_s']
+  if p.video and p.video.detected:
+    from mbjax.video import detect
+    summary['keypoints_2d'] = detect.write_coco(p.detections,
+                                                os.path.join(out_dir, 'keypoints2d.json'))
   written = outputs.write(out_dir, dict(summary, seconds=round(time.perf_counter() - start, 2)),
                           per_track)
   if p.request.bvh:
     written = dict(written, bvh=list(summary['bvh'].values()))
+  if 'keypoints_2d' in summary:
+    written = dict(written, keypoints_2d=summary['keypoints_2d'])
   return dict(summary, tracks=sorted(p.tracks), written=written)

@@ -153,35 +153,10 @@ def _ground_lines(joints: list[np.ndarray], view: View, scale, offset, lines: in
   return out
 
 
-class _VideoFrames:
-  """The input video's frames in order, as RGB arrays; None past its end."""
-
-  def __init__(self, path: str):
-    import imageio.v2 as iio
-    self._reader = iio.get_reader(path)
-    self._frames = iter(self._reader)
-    self._position = 0
-    self._current = self._read()
-    self.size = None if self._current is None else self._current.shape[1::-1]  # (W, H)
-    try:
-      self.fps = float(self._reader.get_meta_data().get('fps') or 0) or None
-    except Exception:  # noqa: BLE001 - a reader without metadata: no fps, not an error
-      self.fps = None
-
-  def _read(self):
-    try:
-      return np.asarray(next(self._frames))
-    except (StopIteration, IndexError, RuntimeError):
-      return None
-
-  def get(self, index: int) -> np.ndarray | None:
-    """Frame `index` (0-based); indices must not decrease between calls."""
-    while self._current is not None and self._position < index:
-      self._current, self._position = self._read(), self._position + 1
-    return self._current if self._position == index else None
-
-  def close(self):
-    self._reader.close()
+def _open_video(path: str):
+  """The frames of a video, an image or an image folder (mbjax/video/media.py); `get(i)`."""
+  from mbjax.video import media
+  return media.open_frames(path)
 
 
 def _layout(tracks_2d, tracks_3d, size, image_size, views, top):
@@ -264,7 +239,8 @@ def frames(tracks_2d: Mapping, tracks_3d: Mapping, size: int = 512, *,
     frame_ids: track key -> (T,) frame numbers of its rows; default 0..T-1.
     image_size: (W, H) of the image the 2D is in: the 2D panel shows that whole image. Default:
       the video's, else the 2D panel is fitted to the keypoints.
-    video: the input video: frame i is the 2D panel's background for frame number i.
+    video: the input video, image or folder of images: frame i is the 2D panel's background
+      for frame number i.
     views: the 3D panels.
     colours: track key -> (centre, left, right) RGB; default `track_colours` by sorted key.
     only: the frame numbers to draw (default every one from the first to the last).
@@ -283,7 +259,7 @@ def frames(tracks_2d: Mapping, tracks_3d: Mapping, size: int = 512, *,
                else np.asarray(frame_ids[k], np.int64) for k in both}
   first = int(min(ids.min() for ids in frame_ids.values() if len(ids)))
   last = int(max(ids.max() for ids in frame_ids.values() if len(ids)))
-  reader = _VideoFrames(video) if video else None
+  reader = _open_video(video) if video else None
   if image_size is None and reader is not None:
     image_size = reader.size
   font = _font(max(10, size // 30))
@@ -395,9 +371,7 @@ def render_tracks(path: str, per_track: Mapping[int, Mapping], image_size=None,
     fps: default: the video's, else 30.
   """
   if fps is None and video:
-    reader = _VideoFrames(video)
-    fps = reader.fps
-    reader.close()
+    fps = _open_video(video).fps
   fps = fps or 30.0
   stream = frames({k: t['keypoints_px'] for k, t in per_track.items()},
                   {k: t['joints3d_px'] for k, t in per_track.items()}, size,

@@ -33,6 +33,9 @@ def _lengths(x: np.ndarray, bones) -> np.ndarray:
   return np.stack([np.linalg.norm(x[:, c] - x[:, p], axis=-1) for c, p in bones], axis=-1)
 
 
+FILLED_WEIGHT = 1e-6
+
+
 def skeleton_height(joints: np.ndarray) -> float:
   """Median over frames of spine-to-head plus the mean leg length of (T, 17, 3) joints."""
   spine = _lengths(joints, _SPINE).sum(axis=-1)
@@ -44,7 +47,9 @@ def _solve_roots(keypoints_px: np.ndarray, pose_m: np.ndarray, focal: float,
                  centre: np.ndarray) -> np.ndarray:
   """(T, 3) least-squares root translations of (T, 17, 3) metric poses (module docstring)."""
   d = keypoints_px[..., :2] - centre  # (T, 17, 2)
-  w = np.sqrt(np.clip(keypoints_px[..., 2], 0, None))[..., None]  # (T, 17, 1)
+  # Joints filled in a gap (confidence 0) weigh a little, so that a frame with no detection
+  # still gets a root from the interpolated keypoints instead of a singular system.
+  w = np.sqrt(np.clip(keypoints_px[..., 2], FILLED_WEIGHT, None))[..., None]  # (T, 17, 1)
   zeros = np.zeros(d.shape[:2])
   rows_x = np.stack([np.full_like(zeros, focal), zeros, -d[..., 0]], axis=-1)
   rows_y = np.stack([zeros, np.full_like(zeros, focal), -d[..., 1]], axis=-1)
