@@ -33,6 +33,6 @@ def test_every_pinned_package_is_installed_at_its_pin():
                      'install --no-deps -r requirements-no-deps.txt):\n' + '\n'.join(wrong))
 
 
-def test_the_no_deps_file_pins_the_onnx_exporter():
-  assert pins(ROOT / 'requirements-no-deps.txt') == {'jax2onnx': '0.17.1'}
-  assert 'jax2onnx' not in pins(ROOT / 'requirements.txt')
+def test_the_no_deps_file_pins_the_onnx_exporter_and_the_pose_models():
+  assert pins(ROOT / 'requirements-no-deps.txt') == {'jax2onnx': '0.17.1', 'mediapipe': '0.10.21'}
+  assert not {'jax2onnx', 'mediapipe'} & set(pins(ROOT / 'requirements.txt'))
