@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from typing import Sequence
 
 from absl import flags
 
 from mbjax.checkpoint import converted, loader, official
+from mbjax.files import atomic
 
 
 # The flags live in their own FlagValues, so that importing this module defines no global flag
@@ -31,8 +33,8 @@ _VARIANT = flags.DEFINE_enum('variant', 'release', ('release', 'lite'),
 _TO_OFFICIAL = flags.DEFINE_bool('to-official', False,
                                  'Convert an mbjax.convert directory SRC back to an official '
                                  '.bin DST.', flag_values=_FLAGS)
-_OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace a non-empty output directory.',
-                               flag_values=_FLAGS)
+_OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace a non-empty output directory (or, '
+                               'with --to-official, an existing .bin).', flag_values=_FLAGS)
 _SMPL_DIR = flags.DEFINE_string('smpl_dir', None, 'The SMPL folder of a mesh model (official '
                                 'data_root: SMPL_NEUTRAL.pkl and its extras); --to-official '
                                 "defaults to the config's head.smpl_dir.", flag_values=_FLAGS)
@@ -69,7 +71,7 @@ def main(argv: Sequence[str]) -> int:
              f'{list(argv[1:])} (see --help)')
   src, dst = argv[1:]
   if _TO_OFFICIAL.value:
-    to_official(src, dst, _SMPL_DIR.value)
+    to_official(src, dst, _SMPL_DIR.value, overwrite=_OVERWRITE.value)
   else:
     _from_official(src, dst, _MODEL.value, _VARIANT.value, overwrite=_OVERWRITE.value,
                    smpl_dir=_SMPL_DIR.value)
@@ -102,11 +104,15 @@ def _load_smpl(smpl_dir: str | None, why: str):
   return SMPL.from_file(smpl_dir)
 
 
-def to_official(src: str, dst: str, smpl_dir: str | None = None) -> None:
+def to_official(src: str, dst: str, smpl_dir: str | None = None, *,
+                overwrite: bool = False) -> None:
   """An mbjax.convert directory or a trainer workdir (latest checkpoint) -> official .bin.
 
-  A mesh model's SMPL buffers come from `smpl_dir`, else from the config's `head.smpl_dir`.
+  A mesh model's SMPL buffers come from `smpl_dir`, else from the config's `head.smpl_dir`. `dst`
+  is written under a temporary name and renamed into place; an existing one is replaced only with
+  `overwrite`.
   """
+  atomic.check_new(dst, overwrite)
   config_path = os.path.join(src, 'config.json')
   if not os.path.isfile(config_path):
     raise FileNotFoundError(f'{config_path} not found: SRC must be an mbjax.convert output or a '
@@ -117,13 +123,43 @@ def to_official(src: str, dst: str, smpl_dir: str | None = None) -> None:
   smpl = None
   if model == 'mesh':
     smpl = _load_smpl(smpl_dir or _smpl_dir_of(config), f'{src} holds a mesh model')
-  variables = loader.load_variables(src)
+  variables = _load_weights(src)
   official.save_official(variables, model, dst, smpl=smpl, vertex_ids=config.get('smpl_vertex_ids'))
   print(f'wrote {dst} ({model})')
 
 
+def _load_weights(src: str) -> dict:
+  """`loader.load_variables(src)`, an unreadable orbax checkpoint (tensorstore's page-long error)
+  said in one line: the folder and what is missing or damaged in it."""
+  try:
+    return loader.load_variables(src)
+  except Exception as e:  # pylint: disable=broad-except  # orbax raises bare Exception too
+    text = ' '.join(str(x) for x in (e, e.__cause__, e.__context__) if x is not None)
+    if not re.search(r'tensorstore|TensorStore|OCDBT|_METADATA', text):
+      raise
+    raise ValueError(f'{src}: the weights cannot be read ({_damage(src, text)}); the folder is '
+                     'incomplete or damaged: convert or train it again') from e
+
+
+def _damage(src: str, text: str) -> str:
+  """What is missing or damaged in the checkpoint folder `src`, from the folder and the error."""
+  variables = os.path.join(src, 'variables')
+  if os.path.isdir(variables):
+    expected = ['_METADATA', 'manifest.ocdbt', 'd'] + [
+        f'{n}/d' for n in sorted(os.listdir(variables)) if n.startswith('ocdbt.process_')]
+    missing = [f'variables/{n}' for n in expected if not os.path.exists(os.path.join(variables, n))]
+    if missing:
+      return f'missing {", ".join(missing)}'
+  tensor = re.search(r'(?:reading|at) "([\w.]+)/', text)
+  kind = 'missing' if 'NOT_FOUND' in text or 'does not exist' in text else 'damaged'
+  file = re.search(r'local file "([^"]+)"', text)
+  where = f' in {file.group(1)}' if file else ''
+  return f'{kind} data of {tensor.group(1) if tensor else "a tensor"}{where}'
+
+
 def _from_official(src: str, dst: str, model: str, variant: str, *, overwrite: bool,
                    smpl_dir: str | None = None) -> None:
+  converted.check_target(dst, overwrite)  # before the (slow) reading of a large .bin
   state_dict = official.load_official(src)
   smpl, head = None, {}
   if model == 'mesh':
@@ -138,7 +174,9 @@ def _from_official(src: str, dst: str, model: str, variant: str, *, overwrite: b
     raise ValueError(f'{src}: {e}') from None
   variables = official.official_to_variables(state_dict, model)
   converted.check_against_module(variables, config, src, smpl)
-  converted.save(dst, variables, config, overwrite=overwrite)
+  cleaned = converted.save(dst, variables, config, overwrite=overwrite)
+  if cleaned:
+    print('; '.join(cleaned))
   n = sum(v.size for k, v in state_dict.items() if not k.endswith('num_batches_tracked'))
   print(f'wrote {dst}: {model} {variant}, {len(state_dict)} tensors, {n:,} values')
 

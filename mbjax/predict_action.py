@@ -12,8 +12,9 @@ names; `RUN/best` and `RUN/snapshots/N` too), or an official .bin / convert dire
 --config it was trained with. --input: any keypoint file `python -m mbjax.infer` reads (AlphaPose,
 COCO / MMPose JSON, OpenPose folder, MediaPipe, .npy / .npz), read as the `actions` dataset builder
 reads a clip (mbjax/data/action_clips.py). Prints one line per label, most probable first, and
-with --json writes them as JSON; --embed writes the clip's L2-normalised embedding (.npy) for
-retrieval.
+with --json writes them as JSON; --embed writes the clip's L2-normalised embedding (.npy format,
+to exactly the name given) for retrieval. An existing --json or --embed file is replaced only
+with --overwrite.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ def define_flags() -> None:
   flags.DEFINE_string('size', None, 'frame size WIDTHxHEIGHT when the file lacks it')
   flags.DEFINE_integer('top_k', 5, 'labels to print')
   flags.DEFINE_integer('num_clips', 1, 'test clips averaged (pyskl multi-clip)')
-  flags.DEFINE_string('embed', None, 'write the clip embedding to this .npy file')
+  flags.DEFINE_string('embed', None, 'write the clip embedding (.npy format) to this file')
   flags.DEFINE_string('json', None, 'write the top-k predictions to this JSON file')
+  flags.DEFINE_bool('overwrite', False, 'replace an existing --embed or --json file')
 
 
 PROGRAM = 'mbjax.predict_action'
@@ -58,7 +60,10 @@ def main(argv) -> int:
     raise app.UsageError(f'{" and ".join(missing)} required')
   if FLAGS.top_k < 1 or FLAGS.num_clips < 1:
     raise app.UsageError('--top_k and --num_clips must be at least 1')
-  import numpy as np
+  from mbjax.files import atomic
+  for flag in ('embed', 'json'):
+    if FLAGS[flag].value:
+      atomic.check_new(FLAGS[flag].value, FLAGS.overwrite)
   from mbjax.logs import log_filter
   from mbjax.data import action_clips
   from mbjax.infer import action, pipeline
@@ -69,7 +74,7 @@ def main(argv) -> int:
   for note in notes:
     print(f'note: {note}')
   if FLAGS.embed:
-    np.save(FLAGS.embed, action.embedding(classifier, keypoint))
+    _write_embedding(FLAGS.embed, action.embedding(classifier, keypoint))
     print(f'wrote the {classifier.version} embedding of {FLAGS.input} to {FLAGS.embed}')
   if classifier.version == 'embed':
     return 0
@@ -80,9 +85,18 @@ def main(argv) -> int:
   for name, p in best:
     print(f'{100 * p:6.2f}%  {name}')
   if FLAGS.json:
-    with open(FLAGS.json, 'w') as f:
-      json.dump([dict(label=n, probability=p) for n, p in best], f, indent=1)
+    atomic.write_text(FLAGS.json, json.dumps([dict(label=n, probability=p) for n, p in best],
+                                             indent=1), overwrite=FLAGS.overwrite)
+    print(f'wrote the top {len(best)} labels to {FLAGS.json}')
   return 0
+
+
+def _write_embedding(path: str, embedding) -> None:
+  """`embedding` in .npy format into exactly `path` (np.save of a name would add .npy to it)."""
+  import numpy as np
+  from mbjax.files import atomic
+  with atomic.replacing(path, overwrite=FLAGS.overwrite) as tmp, open(tmp, 'wb') as f:
+    np.save(f, np.asarray(embedding))
 
 
 if __name__ == '__main__':

@@ -1,6 +1,7 @@
 """Official checkpoints in and out: torch.save files without torch, key/shape/value identity."""
 
 import json
+import os
 import pathlib
 import re
 import subprocess
@@ -231,3 +232,61 @@ def test_cli_help_lists_the_mesh_flags():
   result = _run_cli('--help')
   assert '--smpl_dir' in result.stdout and 'mesh' in result.stdout, result.stdout
   assert official.official_kind({'module.head.init_pose': np.zeros((1, 144))}) == 'mesh'
+
+
+def test_to_official_replaces_a_file_only_when_told_and_then_whole(reference_dir, tmp_path,
+                                                                    monkeypatch):
+  sd = _random_state_dict(_layout(reference_dir, 'MB_lite'), seed=4)
+  torch_format.save({'model_pos': sd}, tmp_path / 'lite.bin')
+  out = tmp_path / 'ckpt'
+  assert _cli(str(tmp_path / 'lite.bin'), str(out), '--variant', 'lite') == 0
+  back = tmp_path / 'notes.txt'
+  back.write_text('mine')
+  with pytest.raises(FileExistsError, match='notes.txt exists; pass --overwrite to replace it'):
+    _cli('--to-official', str(out), str(back))
+  # A write that dies mid-way (here: after the first member of the zip) leaves the old file.
+  real = torch_format._write_archive
+
+  def dies(path, *args):
+    with open(path, 'wb') as f:
+      f.write(b'PK\x03\x04 half an archive')
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(torch_format, '_write_archive', dies)
+  with pytest.raises(KeyboardInterrupt):
+    _cli('--to-official', str(out), str(back), '--overwrite')
+  monkeypatch.setattr(torch_format, '_write_archive', real)
+  assert back.read_text() == 'mine'
+  assert [p.name for p in tmp_path.iterdir() if p.name.startswith('.')] == []
+  assert _cli('--to-official', str(out), str(back), '--overwrite') == 0
+  _assert_same_state_dict(official.load_official(back), sd)
+
+
+def _leftover(out: pathlib.Path, tag: str, pid: int) -> pathlib.Path:
+  """The name of a hidden sibling of `out` as a convert process `pid` names it."""
+  from mbjax.files import atomic
+  return pathlib.Path(atomic.temporary_name(out, tag).replace(f'-{os.getpid()}-', f'-{pid}-'))
+
+
+def test_leftovers_of_killed_converts_are_removed_and_said(reference_dir, tmp_path, capsys):
+  sd = _random_state_dict(_layout(reference_dir, 'MB_lite'), seed=5)
+  torch_format.save({'model_pos': sd}, tmp_path / 'lite.bin')
+  out = tmp_path / 'ckpt'
+  dead = int(subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'],
+                            capture_output=True, text=True, check=True).stdout)
+  stale = _leftover(out, converted.CONVERTING, dead)
+  running = _leftover(out, converted.CONVERTING, os.getpid())  # a live convert's: kept
+  for path in (stale, running):
+    path.mkdir()
+    (path / 'config.json').write_text('{}')
+  assert _cli(str(tmp_path / 'lite.bin'), str(out), '--variant', 'lite') == 0
+  said = capsys.readouterr().out
+  assert f'removed {stale}, left by an interrupted convert\n' in said
+  assert not stale.exists() and running.exists()
+  # Killed between setting the old output aside and putting the new one in place (systems
+  # without renameat2): the old output goes back first.
+  aside = _leftover(out, converted.REPLACED, dead)
+  out.rename(aside)
+  notes = converted.remove_leftovers(str(out))
+  assert notes == [f'restored {out} from {aside.name}, set aside by an interrupted convert']
+  converted.restore(out)

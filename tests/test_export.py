@@ -3,6 +3,9 @@ StableHLO and ONNX of a tiny mesh model, called back at two (B, T) shapes and co
 with the model itself; their sidecars and mistakes."""
 
 import hashlib
+import importlib.util
+import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -168,6 +171,47 @@ def test_bfloat16_stablehlo_and_mistakes(checkpoints, tmp_path):
     mbjax.export.export(bin_path, str(tmp_path / 'a.hlo'), 'stablehlo', config, flip_test=True)
   with pytest.raises(FileNotFoundError, match='missing: no such checkpoint'):
     mbjax.export.export(str(tmp_path / 'missing'), str(tmp_path / 'b.hlo'))
+
+
+def test_load_refuses_a_file_its_sidecar_does_not_describe(exported, tmp_path):
+  file, meta = exported['pose', 'stablehlo']
+  data = pathlib.Path(file).read_bytes()
+  assert meta['file_sha256'] == hashlib.sha256(data).hexdigest()
+  copy = tmp_path / 'model.hlo'
+  for cut in (0, 100, len(data) // 2):  # what a kill mid-write used to leave
+    copy.write_bytes(data[:cut])
+    pathlib.Path(f'{copy}.json').write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=f'{copy} does not match its sidecar {copy}.json .*'
+                       'export it again'):
+      mbjax.export.load(str(copy))
+  legacy = {k: v for k, v in meta.items() if k != 'file_sha256'}  # exported before the field
+  pathlib.Path(f'{copy}.json').write_text(json.dumps(legacy))
+  for cut, what in ((0, 'the file is empty'), (len(data) // 2, 'bytes that do not deserialize')):
+    copy.write_bytes(data[:cut])
+    with pytest.raises(ValueError, match=f'{copy}: not a complete StableHLO export .*{what}'):
+      mbjax.export.load(str(copy))
+
+
+def test_load_says_a_cut_onnx_file_in_one_line(tmp_path):
+  pytest.importorskip('onnxruntime')
+  file = tmp_path / 'model.onnx'
+  file.write_bytes(b'')
+  pathlib.Path(f'{file}.json').write_text(json.dumps(dict(
+      format='onnx', inputs=[dict(name='x', shape=['b', 't', 17, 3])], outputs=[dict(name='y')])))
+  with pytest.raises(ValueError, match=f'{file}: not a complete ONNX export .*export it again'):
+    mbjax.export.load(str(file))
+
+
+def test_an_existing_output_is_replaced_only_with_overwrite(checkpoints, tmp_path):
+  path = checkpoints['pose'][0]
+  notes = tmp_path / 'notes.txt'
+  notes.write_text('mine')
+  with pytest.raises(FileExistsError, match='notes.txt exists; pass --overwrite to replace it'):
+    mbjax.export.export(path, str(notes))
+  assert notes.read_text() == 'mine' and os.listdir(tmp_path) == ['notes.txt']
+  m = mbjax.export.export(path, str(notes), overwrite=True)
+  assert m['file_sha256'] == hashlib.sha256(notes.read_bytes()).hexdigest()
+  assert sorted(os.listdir(tmp_path)) == ['notes.txt', 'notes.txt.json']  # no temporaries
 
 
 @pytest.mark.slow

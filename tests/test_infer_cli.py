@@ -1,5 +1,6 @@
 """python -m mbjax.infer end to end with a tiny random DSTformer, and where its model comes from."""
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -115,3 +116,24 @@ def test_default_config_and_workdir_config(tmp_path):
   assert source.startswith('workdir')
   with pytest.raises(FileNotFoundError, match='nowhere.py: config file not found'):
     model_lib.load_config_file('nowhere.py:x')
+
+
+def test_outputs_in_the_folder_are_replaced_only_with_overwrite(tmp_path):
+  lifter = model_lib.Lifter(predict=lambda x: x, maxlen=9, rootrel=False, flip=False,
+                            gt_2d=False, no_conf=False, config=None, source='stand-in')
+  source = write_two_persons(tmp_path / 'two.json')
+  out = tmp_path / 'out'
+  out.mkdir()
+  (out / 'track_2.bvh').write_text('mine')
+  request = pipeline.Request(input=str(source), bvh=True)
+  with pytest.raises(FileExistsError, match='track_2.bvh exists; pass --overwrite to replace it'):
+    pipeline.run(request, lifter, str(out))
+  assert os.listdir(out) == ['track_2.bvh'] and (out / 'track_2.bvh').read_text() == 'mine'
+  summary = pipeline.run(dataclasses.replace(request, overwrite=True), lifter, str(out))
+  assert sorted(os.listdir(out)) == ['results.json', 'results.npz', 'track_1.bvh', 'track_2.bvh']
+  assert (out / 'track_2.bvh').read_text().startswith('HIERARCHY')
+  assert summary['written']['json'] == str(out / 'results.json')
+  for flag in ('clip_len', 'stride'):  # 0 used to mean the default
+    for value in (0, -3):
+      with pytest.raises(ValueError, match=f'--{flag}={value}: must be between 1 and'):
+        pipeline.prepare(dataclasses.replace(request, **{flag: value}))

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 from mbjax.checkpoint.official import (check_model, dstformer_dims, official_kind, variant_of)
+from mbjax.files import atomic
 
 
 def _build_module(config: dict, smpl=None):
@@ -62,36 +64,91 @@ def config_from_state_dict(state_dict, model: str, variant: str, **head) -> dict
   return config
 
 
-def save(out_dir: str | os.PathLike, variables, config: dict, *, overwrite: bool = False) -> None:
+def save(out_dir: str | os.PathLike, variables, config: dict, *,
+         overwrite: bool = False) -> list[str]:
   """Writes `variables/` and `config.json` into a temporary sibling of `out_dir`, then swaps it in:
   a kill mid-way leaves any previous output whole. A non-empty `out_dir` is only replaced with
-  `overwrite`."""
-  import shutil
-  import tempfile
+  `overwrite`. The leftovers of earlier converts to `out_dir` that were killed are removed first.
+
+  Returns:
+    What was cleaned up: one line per leftover, for the caller to show.
+  """
   import orbax.checkpoint as ocp
   out_dir = os.path.abspath(os.fspath(out_dir))
+  check_target(out_dir, overwrite)
+  os.makedirs(os.path.dirname(out_dir), exist_ok=True)
+  notes = remove_leftovers(out_dir)
+  tmp = atomic.temporary_name(out_dir, CONVERTING)
+  try:
+    os.mkdir(tmp)
+    try:
+      with ocp.StandardCheckpointer() as ckptr:
+        ckptr.save(os.path.join(tmp, 'variables'), variables, force=True)
+    except Exception as e:  # pylint: disable=broad-except  # tensorstore's errors are ValueErrors
+      system = _system_error(e, out_dir)
+      if system is None:
+        raise
+      raise system from e
+    with open(os.path.join(tmp, 'config.json'), 'w') as f:
+      json.dump(config, f, indent=2)
+    _swap_in(tmp, out_dir)
+  finally:
+    atomic.remove(tmp)  # the new output where it failed, the old one where it was swapped out
+  return notes
+
+
+def _system_error(e: Exception, out_dir: str) -> OSError | None:
+  """The OSError that a tensorstore error carries (a full disk: "[os_error_code='28']"), naming
+  `out_dir`; None for any other error."""
+  code = re.search(r"os_error_code='(\d+)'", str(e))
+  return OSError(int(code[1]), os.strerror(int(code[1])), out_dir) if code else None
+
+
+def check_target(out_dir: str | os.PathLike, overwrite: bool) -> None:
+  """FileExistsError unless `save` may write `out_dir`: to check before any work is done."""
+  out_dir = os.fspath(out_dir)
   if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
     raise FileExistsError(f'{out_dir} exists and is not empty; pass --overwrite to replace it')
   if os.path.exists(out_dir) and not os.path.isdir(out_dir):
     raise FileExistsError(f'{out_dir} exists and is not a directory')
-  parent, base = os.path.split(out_dir)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(dir=parent, prefix=f'.{base}.converting-')
-  try:
-    with ocp.StandardCheckpointer() as ckptr:
-      ckptr.save(os.path.join(tmp, 'variables'), variables, force=True)
-    with open(os.path.join(tmp, 'config.json'), 'w') as f:
-      json.dump(config, f, indent=2)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
-  old = None
-  if os.path.isdir(out_dir):  # kept under a hidden name until the new output is in place
-    old = tempfile.mkdtemp(dir=parent, prefix=f'.{base}.replaced-')
-    os.rename(out_dir, os.path.join(old, base))
-  os.rename(tmp, out_dir)
-  if old:
-    shutil.rmtree(old, ignore_errors=True)
+
+
+# Hidden siblings of a convert's output: its new output while written, the old one being replaced.
+CONVERTING, REPLACED = 'converting', 'replaced'
+
+
+def _swap_in(tmp: str, out_dir: str) -> None:
+  """`tmp` becomes `out_dir`; an old `out_dir` ends up at `tmp`. In one step where the system can
+  (atomic.exchange), else in two renames with the old output kept aside in between."""
+  if not os.path.isdir(out_dir):
+    os.rename(tmp, out_dir)
+  elif not atomic.exchange(tmp, out_dir):
+    aside = atomic.temporary_name(out_dir, REPLACED)
+    os.rename(out_dir, aside)
+    os.rename(tmp, out_dir)
+    os.rename(aside, tmp)
+
+
+def remove_leftovers(out_dir: str) -> list[str]:
+  """Removes the hidden siblings (CONVERTING, REPLACED) of `out_dir` that converts killed on this
+  host left; an old output set aside (REPLACED) goes back to `out_dir` if that is missing.
+
+  Returns:
+    One line per leftover, saying what was done.
+  """
+  notes = []
+  for aside in atomic.stale_temporaries(out_dir, REPLACED):
+    if not os.path.exists(out_dir):
+      os.rename(aside, out_dir)
+      notes.append(f'restored {out_dir} from {os.path.basename(aside)}, set aside by an '
+                   'interrupted convert')
+    else:
+      atomic.remove(aside)
+      notes.append(f'removed {aside}, left by an interrupted convert')
+  for leftover in atomic.stale_temporaries(out_dir, CONVERTING):
+    atomic.remove(leftover)
+    notes.append(f'removed {leftover}, left by an interrupted convert')
+  return notes
 
 
 def restore(out_dir: str | os.PathLike):

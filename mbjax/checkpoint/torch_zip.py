@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from mbjax.files import atomic
+
 # torch storage class name <-> numpy dtype.
 _STORAGE_DTYPES = {
     'FloatStorage': np.float32,
@@ -219,15 +221,21 @@ class _PersistentStorage:
 
 def save(obj: Any, path: str | os.PathLike) -> None:
   """Write `obj` (dicts, lists, scalars, numpy arrays as tensors) as a `torch.save` zip file
-  that `torch.load(path, weights_only=True)` reads."""
+  that `torch.load(path, weights_only=True)` reads; under a temporary name renamed into place,
+  so that a kill leaves the old file or the new one (mbjax.files.atomic)."""
   path = os.fspath(path)
   buf = io.BytesIO()
   pickler = _Pickler(buf)
   pickler.dump(obj)
   name = os.path.splitext(os.path.basename(path))[0] or 'archive'
+  with atomic.replacing(path) as tmp:
+    _write_archive(tmp, name, buf.getvalue(), pickler.storages)
+
+
+def _write_archive(path: str, name: str, pickled: bytes, storages: list) -> None:
   with zipfile.ZipFile(path, 'w', compression=zipfile.ZIP_STORED) as archive:
-    archive.writestr(f'{name}/data.pkl', buf.getvalue())
+    archive.writestr(f'{name}/data.pkl', pickled)
     archive.writestr(f'{name}/byteorder', 'little')
-    for key, arr in enumerate(pickler.storages):
+    for key, arr in enumerate(storages):
       archive.writestr(f'{name}/data/{key}', arr.astype(arr.dtype.newbyteorder('<')).tobytes())
     archive.writestr(f'{name}/version', '3\n')

@@ -12,6 +12,7 @@ file, record or field. MBJAX_TRACEBACK=1 shows the full traceback instead.
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import re
 import sys
@@ -22,6 +23,9 @@ from absl import app, flags, logging
 # Errors that carry a message meant for the user (the library raises these for bad input).
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
                IsADirectoryError, PermissionError)
+# What the system says of a path it cannot write (or read): not a bug of ours, whatever raised it.
+OS_ERRNOS = frozenset((errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                       errno.EFBIG, errno.EIO, errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR))
 TRACEBACK_ENV = 'MBJAX_TRACEBACK'
 _PARSE_ERRORS = (flags.Error, AttributeError, KeyError, ValueError, TypeError)
 _HELP = {'help', '?', 'helpshort', 'helpfull', 'helpxml'}  # absl's help flags
@@ -162,12 +166,35 @@ def run(main: Callable[[list[str]], int | None], *, program: str,
   app.run(start, flags_parser=parser)
 
 
+def os_error_line(e: OSError) -> str | None:
+  """'PATH: No space left on device' for an OSError of the system where it writes or reads
+  (OS_ERRNOS), else None."""
+  if e.errno not in OS_ERRNOS:
+    return None
+  text = e.strerror or os.strerror(e.errno)
+  if e.filename is None:
+    return f'{text} (errno {errno.errorcode.get(e.errno, e.errno)})'
+  where = os.fsdecode(e.filename) if isinstance(e.filename, bytes) else str(e.filename)
+  if e.filename2 is not None:
+    where = f'{where} -> {e.filename2}'
+  return f'{where}: {text}'
+
+
+def user_message(e: BaseException) -> str | None:
+  """The one line that reports `e` to the user, or None for a bug (a traceback)."""
+  if isinstance(e, OSError) and (line := os_error_line(e)) is not None:
+    return line
+  return str(e) if isinstance(e, USER_ERRORS) else None
+
+
 def call(program: str, fn: Callable, *args):
-  """`fn(*args)`, a USER_ERRORS exception reported as one line (exit status 1)."""
+  """`fn(*args)`, a USER_ERRORS exception or an OSError of OS_ERRNOS (a full disk, a read-only
+  folder) reported as one line (exit status 1)."""
   try:
     return fn(*args)
-  except USER_ERRORS as e:
-    if show_tracebacks():
+  except Exception as e:  # pylint: disable=broad-except  # a bug is raised again below
+    message = user_message(e)
+    if message is None or show_tracebacks():
       raise
     logging.debug('%s failed', program, exc_info=True)
-    fail(program, str(e), 1)
+    fail(program, message, 1)

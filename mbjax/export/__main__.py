@@ -3,12 +3,14 @@
 CKPT: an official .bin (its model from --config; default configs/pose3d_h36m.py:global_lite, or
 an action config for an action .bin), an `mbjax.convert` directory or a trainer workdir (their own
 model). Writes FILE and FILE.json (input/output names and shapes, joint order, normalisation,
-sha256 of the checkpoint). Pose models: --flip_test and --rootrel put the official test-time
-options into the graph; mesh models: --flip_test (the official mesh flip test); --dtype=bfloat16
-computes in bfloat16 (StableHLO only).
+sha256 of the checkpoint and of FILE), each under a temporary name renamed into place; existing
+ones are replaced only with --overwrite. Pose models: --flip_test and --rootrel put the official
+test-time options into the graph; mesh models: --flip_test (the official mesh flip test);
+--dtype=bfloat16 computes in bfloat16 (StableHLO only).
 """
 
 import json
+import os
 
 from absl import flags
 from ml_collections import config_flags
@@ -29,6 +31,7 @@ def define_flags() -> None:
   flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'compute dtype')
   flags.DEFINE_bool('flip_test', False, 'average with the mirrored prediction (pose, mesh)')
   flags.DEFINE_bool('rootrel', False, 'set the root joint to 0 (pose)')
+  flags.DEFINE_bool('overwrite', False, 'replace an existing FILE and FILE.json')
   flags.mark_flags_as_required(['checkpoint', 'out'])
 
 
@@ -40,9 +43,11 @@ def main(argv) -> None:
     import ml_collections
     config = ml_collections.ConfigDict(config.to_dict())  # unlocked: the loader sets fields
   meta = mbjax.export.export(FLAGS.checkpoint, FLAGS.out, FLAGS.format, config,
-                             dtype=FLAGS.dtype, flip_test=FLAGS.flip_test, rootrel=FLAGS.rootrel)
+                             overwrite=FLAGS.overwrite, dtype=FLAGS.dtype,
+                             flip_test=FLAGS.flip_test, rootrel=FLAGS.rootrel)
   summary = {k: meta[k] for k in ('format', 'kind', 'inputs', 'outputs', 'max_frames')}
-  print(f'wrote {FLAGS.out} and {FLAGS.out}.json: {json.dumps(summary)}')
+  written = ' and '.join(p for p in (FLAGS.out, f'{FLAGS.out}.json') if os.path.exists(p))
+  print(f'wrote {written}: {json.dumps(summary)}')
 
 
 if __name__ == '__main__':

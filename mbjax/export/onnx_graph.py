@@ -46,8 +46,8 @@ def _import_converter():
   return jax2onnx
 
 
-def save(ex: graph.Exportable, out: str) -> dict:
-  """Writes `out` (one .onnx file, weights inline); returns the sidecar fields of this format."""
+def serialize(ex: graph.Exportable) -> tuple[bytes, dict]:
+  """The .onnx file's bytes (one file, weights inline) and the sidecar fields of this format."""
   if ex.options['dtype'] != 'float32':
     raise ValueError(f'--dtype={ex.options["dtype"]}: the ONNX export is float32 only (bfloat16 '
                      'is for --format=stablehlo)')
@@ -55,9 +55,8 @@ def save(ex: graph.Exportable, out: str) -> dict:
   import onnx
   proto = to_proto(ex.fn, ex.input_shape, ex.maxlen, input_name=ex.input_name,
                    output_names=ex.output_names, model_name=f'mbjax_{ex.kind}')
-  onnx.save(proto, out)
-  return dict(opset=OPSET, onnx_version=onnx.__version__,
-              jax2onnx_version=_version('jax2onnx', jax2onnx))
+  return proto.SerializeToString(), dict(opset=OPSET, onnx_version=onnx.__version__,
+                                         jax2onnx_version=_version('jax2onnx', jax2onnx))
 
 
 def _version(name: str, module) -> str:
@@ -80,7 +79,11 @@ def session(model, threads: int | None = None):
 def load(file: str, meta: dict) -> Callable[[np.ndarray], Any]:
   """The ONNX file as an onnxruntime callable that checks its input against `meta` (several
   outputs: a dict of them by name, in the sidecar's order)."""
-  run_session = session(file)
+  try:
+    run_session = session(file)
+  except Exception as e:  # pylint: disable=broad-except  # onnxruntime's own error types
+    raise ValueError(f'{file}: not a complete ONNX export ({type(e).__name__}: '
+                     f'{str(e).splitlines()[0][:200] if str(e) else ""}); export it again') from e
   name = meta['inputs'][0]['name']
   names = [o['name'] for o in meta['outputs']]
 

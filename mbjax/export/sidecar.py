@@ -2,8 +2,9 @@
 
 A runtime that knows nothing of mbjax reads from it the input and output names, shapes (with the
 symbolic 'b' and 't'), dtypes, `max_frames` (t <= max_frames), the H36M-17 joint order, the
-input normalisation, the test-time options baked into the graph and the source checkpoint's
-sha256.
+input normalisation, the test-time options baked into the graph, the source checkpoint's
+sha256 and the exported file's own (`file_sha256`: `load` refuses a file that is not the one the
+sidecar describes).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import mbjax
 from mbjax.data import skeletons
 from mbjax.export import graph
+from mbjax.files import atomic
 
 
 def path_of(file: str) -> str:
@@ -64,17 +66,35 @@ def describe(ex: graph.Exportable, checkpoint: str, fmt: str, **extra) -> dict:
       checkpoint_sha256=graph.checkpoint_sha256(checkpoint), **_mesh_fields(ex), **extra)
 
 
-def write(file: str, meta: dict) -> None:
-  with open(path_of(file), 'w') as f:
-    json.dump(meta, f, indent=1)
+def write(file: str, meta: dict, *, overwrite: bool = True) -> None:
+  """`file`.json, atomically."""
+  atomic.write_text(path_of(file), json.dumps(meta, indent=1), overwrite=overwrite)
 
 
 def read(file: str) -> dict:
   path = path_of(file)
   if not os.path.exists(path):
     raise FileNotFoundError(f'{path}: no sidecar next to {file} (written by mbjax.export)')
-  with open(path) as f:
-    return json.load(f)
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise ValueError(f'{path}: damaged sidecar ({e}); export {file} again') from None
+
+
+def check_file(file: str, meta: dict) -> None:
+  """ValueError unless `file` is the one its sidecar describes (`file_sha256`; sidecars written
+  before it was recorded are taken on trust)."""
+  want = meta.get('file_sha256')
+  if want is None:
+    return
+  if not os.path.isfile(file):
+    raise FileNotFoundError(f'{file}: no such file (its sidecar {path_of(file)} is there)')
+  got = atomic.sha256(file)
+  if got != want:
+    raise ValueError(f'{file} does not match its sidecar {path_of(file)} (sha256 {got[:12]}..., '
+                     f'the sidecar names {want[:12]}...): an export was interrupted or one of '
+                     'the two was replaced; export it again')
 
 
 def named_outputs(meta: dict, outputs):

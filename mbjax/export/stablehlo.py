@@ -24,21 +24,30 @@ def export_fn(fn: Callable, input_shape: tuple, maxlen: int,
   return jax.export.export(jax.jit(fn), platforms=platforms)(spec)
 
 
-def save(ex: graph.Exportable, out: str) -> dict:
-  """Writes `out` (the serialized artefact); returns the sidecar fields of this format."""
+def serialize(ex: graph.Exportable) -> tuple[bytes, dict]:
+  """The serialized artefact and the sidecar fields of this format."""
   exported = export_fn(ex.fn, ex.input_shape, ex.maxlen)
-  with open(out, 'wb') as f:
-    f.write(exported.serialize())
-  return dict(platforms=list(exported.platforms),
-              calling_convention_version=exported.calling_convention_version,
-              jax_version=jax.__version__)
+  return bytes(exported.serialize()), dict(
+      platforms=list(exported.platforms),
+      calling_convention_version=exported.calling_convention_version,
+      jax_version=jax.__version__)
+
+
+def _deserialize(file: str) -> jax.export.Exported:
+  with open(file, 'rb') as f:
+    data = f.read()
+  try:
+    return jax.export.deserialize(bytearray(data))
+  except Exception as e:  # pylint: disable=broad-except  # flatbuffers fail as struct.error etc.
+    what = 'the file is empty' if not data else f'{len(data):,} bytes that do not deserialize'
+    raise ValueError(f'{file}: not a complete StableHLO export ({what}); export it '
+                     'again') from e
 
 
 def load(file: str, meta: dict) -> Callable[[np.ndarray], Any]:
   """The artefact `file` as a jitted callable that checks its input against `meta` (several
   outputs: a dict of them by name, in the sidecar's order)."""
-  with open(file, 'rb') as f:
-    exported = jax.export.deserialize(bytearray(f.read()))
+  exported = _deserialize(file)
   call = jax.jit(exported.call)
 
   def run(x):

@@ -15,7 +15,7 @@ also writes DIR/keypoints2d.json, COCO results with track ids). CKPT: an officia
 mbjax.convert directory, or a trainer / demo workdir (its own model; mbjax/infer/model.py). Writes
 DIR/results.npz and DIR/results.json (mbjax/infer/outputs.py); with --bvh also
 DIR/track_<id>.bvh (mbjax/infer/bvh.py); with --render also DIR/render.mp4 (mbjax/infer/render.py),
-over the frames of --video if given.
+over the frames of --video if given. Outputs already in DIR are replaced only with --overwrite.
 """
 
 from absl import app, flags
@@ -80,6 +80,8 @@ def define_flags() -> None:
   flags.DEFINE_float('fov', 60.0, '--trajectory: assumed horizontal field of view, degrees')
   flags.DEFINE_float('person_height', 1.7,
                      '--trajectory: assumed standing height, metres')
+  flags.DEFINE_bool('overwrite', False, 'replace outputs already in --out (results.npz, '
+                    'results.json, track_<id>.bvh, render.mp4)')
   flags.mark_flags_as_required(['checkpoint', 'out'])
 
 
@@ -100,8 +102,10 @@ def main(argv) -> int:
       video=FLAGS.video, action=FLAGS.action, mesh=FLAGS.mesh, trajectory=FLAGS.trajectory,
       fov=FLAGS.fov, person_height=FLAGS.person_height, keypoints=FLAGS.keypoints,
       detection=video_source.Options(detector=FLAGS.detector, every=FLAGS.detect_every,
-                                     tile=FLAGS.detect_tile))
+                                     tile=FLAGS.detect_tile),
+      overwrite=FLAGS.overwrite)
   prepared = pipeline.prepare(request)  # input mistakes before the (slower) model load
+  pipeline.check_outputs(prepared, FLAGS.out)
   config = FLAGS.config or model.load_config_file(model.DEFAULT_CONFIG)
   lifter = model.load(config, FLAGS.checkpoint)
   summary = pipeline.run(prepared, lifter, FLAGS.out)

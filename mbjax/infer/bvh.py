@@ -32,6 +32,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from mbjax.data import skeletons
+from mbjax.files import atomic
 
 PARENTS = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15)
 CHANNELS = 'ZXY'
@@ -227,6 +228,5 @@ def write(path: str | os.PathLike, joints3d: np.ndarray, *, fps: float, scale: f
   lines = _hierarchy(offsets, names) + ['MOTION', f'Frames: {len(p)}',
                                         f'Frame Time: {1.0 / fps:.8f}']
   lines += [' '.join(f'{v:.6f}' for v in row) for row in motion]
-  with open(path, 'w') as f:
-    f.write('\n'.join(lines) + '\n')
+  atomic.write_text(path, '\n'.join(lines) + '\n')
   return str(path)

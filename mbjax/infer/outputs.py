@@ -23,7 +23,9 @@ import os
 import numpy as np
 
 from mbjax.data import skeletons
+from mbjax.files import atomic
 
+FILES = ('results.npz', 'results.json')
 ARRAYS = ('frames', 'detected', 'keypoints_px', 'input_2d', 'joints3d', 'joints3d_px')
 # --trajectory (mbjax/infer/trajectory.py), --mesh (mbjax/infer/mesh.py)
 OPTIONAL_ARRAYS = ('root_m', 'joints3d_m', 'smpl_pose', 'smpl_betas', 'smpl_kp_3d')
@@ -35,7 +37,8 @@ def _listed(x) -> list:
 
 
 def write(out_dir: str, run: dict, tracks: dict[int, dict]) -> dict:
-  """Writes results.npz and results.json into `out_dir`; returns their paths.
+  """Writes results.npz and results.json into `out_dir` (each atomically, replacing any there:
+  the caller decides that, `pipeline.check_outputs`); returns their paths.
 
   Args:
     out_dir: created if missing.
@@ -53,10 +56,10 @@ def write(out_dir: str, run: dict, tracks: dict[int, dict]) -> dict:
     arrays.update({f'{person}/{k}': np.asarray(fields[k]) for k in names})
     listed.append(dict({k: v for k, v in fields.items() if k not in names}, id=int(person),
                        **{k: _listed(fields[k]) for k in names}))
-  npz = os.path.join(out_dir, 'results.npz')
-  np.savez(npz, **arrays)
+  npz = os.path.join(out_dir, FILES[0])
+  with atomic.replacing(npz) as tmp, open(tmp, 'wb') as f:
+    np.savez(f, **arrays)
   summary = dict(run, joints=list(skeletons.H36M_JOINTS), tracks=listed)
-  path = os.path.join(out_dir, 'results.json')
-  with open(path, 'w') as f:
-    json.dump(summary, f)
+  path = os.path.join(out_dir, FILES[1])
+  atomic.write_text(path, json.dumps(summary))
   return dict(npz=npz, json=path)

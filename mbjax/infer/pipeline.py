@@ -3,6 +3,8 @@
 read (data.keypoint_files; a video, image or image folder: video.source, which detects 2D
 keypoints and tracks people) -> H36M-17 tracks (data.person_tracks) -> normalise + windows +
 model (lift, windows) -> results.npz / results.json (outputs), keypoints2d.json (a video's 2D).
+Outputs already in the folder are refused unless `Request.overwrite`; each is written under a
+temporary name and renamed into place.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 
 from mbjax.data import keypoint_files, person_tracks
 from mbjax.data import tracker
+from mbjax.files import atomic
 from mbjax.infer import bvh, lift, outputs
 from mbjax.infer import trajectory as trajectory_lib
 from mbjax.infer import windows as windows_lib
@@ -57,6 +60,7 @@ class Request:
   person_height: float = trajectory_lib.DEFAULT_HEIGHT_M  # --person_height, metres
   keypoints: str | None = None  # --keypoints: a video INPUT's 2D from this file, not detected
   detection: video_source.Options = video_source.Options()  # --detector, --detect_every, ...
+  overwrite: bool = False  # --overwrite: replace outputs already in the folder
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -72,12 +76,23 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
   return w, h
 
 
+def check_windows(request: Request) -> None:
+  """ValueError naming --clip_len or --stride where one is below 1 (their upper bounds, the
+  model's maxlen and clip_len, are checked once the model is loaded)."""
+  for flag, value, most in (('clip_len', request.clip_len, "the model's maxlen"),
+                            ('stride', request.stride, '--clip_len')):
+    if value is not None and value < 1:
+      raise ValueError(f'--{flag}={value}: must be between 1 and {most} (leave it out for the '
+                       'default)')
+
+
 def window_options(request: Request, lifter: Lifter) -> lift.Options:
-  clip_len = request.clip_len or lifter.maxlen
+  check_windows(request)
+  clip_len = lifter.maxlen if request.clip_len is None else request.clip_len
   if not 1 <= clip_len <= lifter.maxlen:
     raise ValueError(f'--clip_len={clip_len}: must be between 1 and the model maxlen '
                      f'{lifter.maxlen}')
-  stride = request.stride or max(1, clip_len // STRIDE_FRACTION)
+  stride = max(1, clip_len // STRIDE_FRACTION) if request.stride is None else request.stride
   return lift.Options(clip_len=clip_len, stride=stride, flip=lifter.flip, rootrel=lifter.rootrel,
                       gt_2d=lifter.gt_2d, no_conf=lifter.no_conf, batch_size=request.batch_size)
 
@@ -104,6 +119,7 @@ class Prepared:
 
 def prepare(request: Request) -> Prepared:
   """Reads `request.input` into tracks; input mistakes surface here, before the model loads."""
+  check_windows(request)
   if request.video and not request.render:
     raise ValueError('--video is drawn only with --render')
   if request.video and not os.path.isfile(request.video):
@@ -148,6 +164,28 @@ def _read_video(request: Request) -> video_source.Read | None:
                            options_for_tracker=options)
 
 
+def output_paths(p: Prepared, out_dir: str) -> list[str]:
+  """Every file `run` will write into `out_dir` for `p`."""
+  paths = [os.path.join(out_dir, name) for name in outputs.FILES]
+  if p.video and p.video.detected:
+    paths.append(os.path.join(out_dir, 'keypoints2d.json'))
+  if p.request.bvh:
+    paths += [os.path.join(out_dir, f'track_{k}.bvh') for k in sorted(p.tracks)]
+  if p.request.render:
+    from mbjax.infer import render  # Pillow / imageio only when asked for
+    paths.append(render.video_path(os.path.join(out_dir, 'render.mp4')))
+  return paths
+
+
+def check_outputs(p: Prepared, out_dir: str) -> None:
+  """FileExistsError naming the first output already in `out_dir`, unless --overwrite; before
+  any work, so that nothing a user has is replaced unasked."""
+  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise NotADirectoryError(f'--out={out_dir}: is a file; expected a folder')
+  for path in output_paths(p, out_dir):
+    atomic.check_new(path, p.request.overwrite)
+
+
 def _add_actions(p: Prepared, per_track: dict) -> None:
   """Each track's top-5 actions (`actions`: [{label, probability}]) from the --action model,
   the track alone as the clip (`mbjax.data.action_clips.from_tracks`)."""
@@ -168,6 +206,7 @@ def run(prepared: Prepared | Request, lifter: Lifter, out_dir: str) -> dict:
   """
   start = time.perf_counter()
   p = prepared if isinstance(prepared, Prepared) else prepare(prepared)
+  check_outputs(p, out_dir)
   options = window_options(p.request, lifter)
   mode = 'pixel' if p.request.pixel else 'crop'
   normalised = {k: lift.normalise(t.keypoints, mode, p.size) for k, t in p.tracks.items()}

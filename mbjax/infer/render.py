@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from mbjax.data import skeletons
+from mbjax.files import atomic
 
 # H36M-17 bones (as mbjax.losses.pose.LIMBS; repeated so drawing needs no JAX import).
 BONES = ((0, 1), (1, 2), (2, 3), (0, 4), (4, 5), (5, 6), (0, 7), (7, 8), (8, 9), (9, 10),
@@ -330,9 +331,23 @@ def write_video(path: str, frames: Iterable[np.ndarray], fps: float = 30.0) -> s
   Returns:
     The path written.
   """
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  path = video_path(path)
+  with atomic.replacing(path) as tmp:  # tmp ends in path's extension, which ffmpeg reads
+    if path.lower().endswith('.gif'):
+      _write_gif(tmp, frames, fps, name=path)
+    else:
+      _write_mp4(tmp, frames, fps)
+  return path
+
+
+def video_path(path: str) -> str:
+  """The file `write_video(path, ...)` writes: `path`, or a .gif beside it without mp4."""
   if path.lower().endswith('.gif') or not have_ffmpeg():
-    return _write_gif(os.path.splitext(path)[0] + '.gif', frames, fps)
+    return os.path.splitext(path)[0] + '.gif'
+  return path
+
+
+def _write_mp4(path: str, frames: Iterable[np.ndarray], fps: float) -> None:
   import imageio.v2 as iio
   with warnings.catch_warnings():
     # The ffmpeg subprocess is started before any frame is sent and only reads a pipe: the
@@ -344,18 +359,17 @@ def write_video(path: str, frames: Iterable[np.ndarray], fps: float = 30.0) -> s
                         output_params=['-preset', 'veryfast', '-crf', '23']) as writer:
       for frame in frames:
         writer.append_data(frame)
-  return path
 
 
-def _write_gif(path: str, frames: Iterable[np.ndarray], fps: float) -> str:
-  """A looping GIF through Pillow (the whole clip is held in memory, one byte a pixel)."""
+def _write_gif(path: str, frames: Iterable[np.ndarray], fps: float, name: str) -> None:
+  """A looping GIF through Pillow (the whole clip is held in memory, one byte a pixel); `name`:
+  the file the user asked for, in errors."""
   images = [Image.fromarray(f).convert('P', palette=Image.Palette.ADAPTIVE, colors=128)
             for f in frames]
   if not images:
-    raise ValueError(f'{path}: no frames to write')
-  images[0].save(path, save_all=True, append_images=images[1:], loop=0,
+    raise ValueError(f'{name}: no frames to write')
+  images[0].save(path, format='GIF', save_all=True, append_images=images[1:], loop=0,
                  duration=max(20, int(round(1000 / fps))), optimize=False)
-  return path
 
 
 def render_tracks(path: str, per_track: Mapping[int, Mapping], image_size=None,

@@ -17,11 +17,11 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import os
 import time
 
 import numpy as np
 
+from mbjax.files import atomic
 from mbjax.data import keypoint_files, skeletons, tracker
 from mbjax.video import media
 from mbjax.video.keypoints2d import Keypoints2D
@@ -95,7 +95,5 @@ def write_coco(dets: keypoint_files.Detections, path: str) -> str:
     if dets.persons is not None:
       entry['track_id'] = int(dets.persons[i])
     out.append(entry)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, 'w') as f:
-    json.dump(out, f)
+  atomic.write_text(path, json.dumps(out))  # the caller refused an existing one unasked
   return path
