@@ -126,6 +126,42 @@ CASES = [
     Case('bench-unknown-field', 'mbjax.bench',
          ('train', f'--config={TINY}:{{data}}', '--config.bach_size=2'), 2,
          ('unknown config field config.bach_size', 'nearest: batch_size')),
+    # issue 25: checkpoint kinds
+    Case('evaluate-action-as-pose', 'mbjax.evaluate',
+         ('--config=tests/configs/tiny_pose3d.py:{tmp}/no_data', '--checkpoint={tmp}/action.bin',
+          '--out={tmp}/eval.json'), 1,
+         ('action.bin holds an action-class model', 'the config asks for a pose model')),
+    Case('infer-action-as-pose', 'mbjax.infer',
+         ('data_prep/assets/wild/boxing2_alphapose-results.json', '--checkpoint={tmp}/action.bin',
+          '--config=tests/configs/tiny_pose3d.py:{tmp}/no_data', '--out={tmp}/lifted'), 1,
+         ('action.bin holds an action-class model', 'the config asks for a pose model')),
+    Case('export-action-as-pose', 'mbjax.export',
+         ('--checkpoint={tmp}/action.bin', '--config=tests/configs/tiny_pose3d.py:{tmp}/no_data',
+          '--out={tmp}/pose.stablehlo'), 1,
+         ('action.bin holds an action-class model', 'the config asks for a pose model')),
+    Case('evaluate-backbone-as-action', 'mbjax.evaluate',
+         ('--config=tests/configs/tiny_action.py:{tmp}/no_data', '--checkpoint={tmp}/tiny.bin',
+          '--out={tmp}/eval.json'), 1,
+         ('tiny.bin holds a pose model', 'the config asks for an action-class model',
+          'a pretrained backbone alone only starts a training run')),
+    Case('infer-action-workdir', 'mbjax.infer',
+         ('data_prep/assets/wild/boxing2_alphapose-results.json', '--checkpoint={tmp}/action_run',
+          '--out={tmp}/lifted'), 1,
+         ('action_run: an action-class checkpoint; inference needs a pose',)),
+    Case('evaluate-no-checkpoint-restores', 'mbjax.evaluate',
+         ('--config=tests/configs/tiny_pose3d.py:{tmp}/no_data', '--checkpoint={tmp}/broken_run',
+          '--out={tmp}/eval.json'), 1,
+         ('broken_run/checkpoints: no checkpoint restores: step 3 (', '; step 2 (')),
+    Case('infer-no-checkpoint-restores', 'mbjax.infer',
+         ('data_prep/assets/wild/boxing2_alphapose-results.json', '--checkpoint={tmp}/broken_run',
+          '--out={tmp}/lifted'), 1,
+         ('broken_run/checkpoints: no checkpoint restores: step 3 (', '; step 2 (')),
+    Case('export-no-checkpoint-restores', 'mbjax.export',
+         ('--checkpoint={tmp}/broken_run', '--out={tmp}/pose.stablehlo'), 1,
+         ('broken_run/checkpoints: no checkpoint restores: step 3 (', '; step 2 (')),
+    Case('build-bvh-channel-count', 'data_prep.build',
+         ('mocap', '--source={tmp}/bvh', '--data_dir={tmp}/tfds'), 1,
+         ('count.bvh: line 5: CHANNELS 6 declared, 5 given',)),
 ]
 
 
@@ -149,6 +185,33 @@ def _write_inputs(folder: pathlib.Path) -> None:
   assert zipfile.is_zipfile(folder / 'crc.bin')
   (folder / 'cut.pkl').write_bytes(b'\x80\x04\x95\x00\x01\x00\x00\x00\x00\x00\x00}\x94(\x8c')
   (folder / 'empty').mkdir()
+  _write_kind_inputs(folder)
+
+
+def _write_kind_inputs(folder: pathlib.Path) -> None:
+  """Issue 25's inputs: an action .bin, workdirs of an action model and of damaged steps only,
+  and a BVH whose CHANNELS count is not its names'."""
+  import json
+  import jax
+  import jax.numpy as jnp
+  from mbjax import models
+  from mbjax.models import dstformer
+  head = dict(version='class', num_classes=5)
+  action = models.from_config(dict(dstformer.TINY, head=head))
+  shapes = jax.eval_shape(action.init, jax.random.key(0), jnp.zeros((1, 1, 4, 17, 3)))
+  official.save_official(jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), shapes),
+                         'action-class', folder / 'action.bin')
+  for name, task, model in (('action_run', 'action', dict(dstformer.TINY, head=head)),
+                            ('broken_run', 'pretrain', dict(dstformer.TINY))):
+    (folder / name / 'checkpoints' / '2' / 'state').mkdir(parents=True)
+    (folder / name / 'config.json').write_text(json.dumps(dict(task=task, model=model)))
+  (folder / 'broken_run' / 'checkpoints' / '3' / 'state').mkdir(parents=True)
+  (folder / 'broken_run' / 'checkpoints' / '3' / 'state' / '_METADATA').write_text('{"tree')
+  (folder / 'bvh').mkdir()
+  (folder / 'bvh' / 'count.bvh').write_text(
+      'HIERARCHY\nROOT Hips\n{\n  OFFSET 0 0 0\n  CHANNELS 6 Xposition Yposition Zposition '
+      'Zrotation Xrotation\n  End Site\n  {\n    OFFSET 0 1 0\n  }\n}\nMOTION\nFrames: 1\n'
+      'Frame Time: 0.04\n0 0 0 0 0 0\n')
 
 
 def _run(case: Case, folder: pathlib.Path, data_dir: str) -> subprocess.CompletedProcess:

@@ -346,6 +346,21 @@ def test_bad_bvh_raises_naming_file_and_line(mocap_dir, tmp_path):
     mocap_bvh.read_bvh(path)
 
 
+def test_channel_count_that_differs_from_the_names_says_so(tmp_path):
+  """`CHANNELS 6` with 5 names used to read the next keyword as a channel (unknown channel
+  'JOINT'), and `CHANNELS 3` with 6 names a channel as a keyword (unexpected 'Zrotation')."""
+  path = tmp_path / 'count.bvh'
+  names = 'Xposition Yposition Zposition Zrotation Xrotation Yrotation'
+  for declared, given, wrong in ((6, names.rsplit(' ', 1)[0], '5 given'), (3, names, '6 given')):
+    path.write_text(TINY_BVH.replace(f'CHANNELS 6 {names}', f'CHANNELS {declared} {given}'))
+    with pytest.raises(ValueError, match=rf'count\.bvh: line 5: CHANNELS {declared} declared, '
+                                         rf'{wrong} \(Xposition '):
+      mocap_bvh.read_bvh(path)
+  path.write_text(TINY_BVH.replace('Xrotation Yrotation\n', 'Xrotation Wrotation\n', 1))
+  with pytest.raises(ValueError, match=r"line 5: unknown channel 'Wrotation'"):
+    mocap_bvh.read_bvh(path)
+
+
 def test_bad_amc_raises_naming_file_and_frame(mocap_dir, tmp_path):
   (tmp_path / '11.asf').write_bytes((mocap_dir / 'cmu_asfamc/11.asf').read_bytes())
   lines = (mocap_dir / 'cmu_asfamc/11_01.amc').read_text().splitlines()

@@ -48,6 +48,53 @@ def _is_dstformer(params) -> bool:
   return isinstance(params, dict) and 'pos_embed' in params
 
 
+# What each kind of model is, as the one-line refusals name it, and a config that builds it.
+KINDS = {
+    'pose': ('a pose model (a bare DSTformer: pretrained, or finetuned for 3D pose)',
+             'configs/pose3d_h36m.py'),
+    'action-class': ('an action-class model (DSTformer + classification head)',
+                     'configs/action_ntu60.py'),
+    'action-embed': ('an action-embed model (DSTformer + embedding head)',
+                     'configs/action_ntu120_oneshot.py'),
+    'mesh': ('a mesh model (DSTformer + SMPL regressor head)', 'configs/mesh.py'),
+}
+
+
+def variables_kind(variables: dict) -> str | None:
+  """Which of `KINDS` `variables` hold, told by their layout as `official.official_kind` tells
+  an official state dict; None for a head it does not know."""
+  params = variables.get('params', {})
+  if _is_dstformer(params):
+    return 'pose'
+  head = params.get('head') if isinstance(params, dict) and 'backbone' in params else None
+  if not isinstance(head, dict):
+    return None
+  if 'head_pose' in head or 'init_pose' in (variables.get('constants') or {}).get('head', {}):
+    return 'mesh'
+  return 'action-class' if 'fc2' in head else 'action-embed' if 'fc1' in head else None
+
+
+def check_kind(target: dict, source: dict, fresh=(), what: str = 'pretrained weights') -> None:
+  """A ValueError naming both kinds when `source` holds another kind of model than `target`.
+
+  The one allowed difference: a bare DSTformer onto a head model whose head may start fresh
+  (`fresh`), which is how a finetuning run starts from pretrained weights.
+  """
+  stored, wanted = variables_kind(source), variables_kind(target)
+  if stored is None or wanted is None or stored == wanted:
+    return
+  head = [k for k in state_lib.flat_paths(target) if '/backbone/' not in f'/{k}']
+  if stored == 'pose' and all(any(re.search(p, k) for p in fresh) for k in head):
+    return
+  if stored == 'pose':
+    hint = ('a pretrained backbone alone only starts a training run (config.init_from); '
+            f'evaluate, infer and export need a trained {wanted} model')
+  else:
+    hint = f'pass a {wanted} checkpoint, or the config of the file\'s model ({KINDS[stored][1]})'
+  raise ValueError(f'{what} holds {KINDS[stored][0]}; the config asks for {KINDS[wanted][0]}: '
+                   f'{hint}')
+
+
 def _align_source(target: dict, source: dict) -> dict:
   """`source` laid out like `target`: a bare DSTformer under `backbone/` (or the reverse), and
   scanned or unscanned layers as the target has them."""
@@ -103,10 +150,12 @@ def fit_pretrained(target: dict, source: dict, *, fresh=(), what: str = 'pretrai
   """(target with every variable of `source` that has its path and shape, report).
 
   `fresh`: regular expressions (searched in 'collection/path') of the variables allowed to keep
-  their initial value (a new head). Any other variable of `target` that `source` lacks or has in
+  their initial value (a new head). A `source` of another kind of model than `target` is an
+  error naming both (`check_kind`); any other variable of `target` that `source` lacks or has in
   another shape is an error listing each (path, stored shape, wanted shape).
   """
   target = meta.unbox(target)
+  check_kind(target, source, fresh, what)
   flat_src = state_lib.flat_paths(_align_source(target, source))
   taken, kept, wrong = [], [], []
 
@@ -142,7 +191,9 @@ def fit_pretrained(target: dict, source: dict, *, fresh=(), what: str = 'pretrai
   return variables, report
 
 
-def load_pretrained(variables: dict, path: str, *, fresh=()) -> tuple[dict, dict]:
-  """`fit_pretrained(variables, load_variables(path))`: the task protocol's usual loader."""
+def load_pretrained(variables: dict, path: str, *, fresh=(), what: str | None = None
+                    ) -> tuple[dict, dict]:
+  """`fit_pretrained(variables, load_variables(path))`: the task protocol's usual loader, and
+  that of a trained model (no `fresh`: every variable from the file)."""
   return fit_pretrained(variables, load_variables(path), fresh=fresh,
-                        what=f'pretrained weights {path}')
+                        what=what or f'pretrained weights {path}')

@@ -3,13 +3,14 @@
 `Checkpointer` saves them together under `checkpoints/<step>/{state,data}` (latest, keep-N,
 async), `best/<step>/state` (best validation metric, keep 1) and `snapshots/<step>/state` (the
 end of every N-th epoch with `checkpoint.snapshot_every_epochs`, all kept). `read_state` reads a
-whole train state back onto this process's first device, whatever mesh saved it.
+whole train state back onto this process's first device, whatever mesh saved it. Both go through
+`newest_that_restores`: a damaged newest step is skipped, with a warning naming it.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 import grain
 import jax
@@ -95,27 +96,18 @@ class Checkpointer:
     warning that names it and why, and kept aside as `broken-<step>` (never deleted). A checkpoint
     whose shapes differ from `abstract_state` is not damaged: that is another model, and an error.
     """
-    for step in sorted(self.manager.all_steps(), reverse=True):
-      try:
-        stored = _state_metadata(os.path.join(os.fspath(self.manager.directory), str(step)))
-      except Exception as e:  # noqa: BLE001 - any failure to read it means it cannot be resumed
-        self._set_aside(step, e)
-        continue
-      check_same_shapes(stored, abstract_state, f'{self.manager.directory}/{step}')
-      # Past this check the arrays are the ones this run needs: a failure to read them is damage.
-      try:
-        state, data_restored = self.restore(step, abstract_state, data_iter)
-      except Exception as e:  # noqa: BLE001 - truncated or missing array files
-        self._set_aside(step, e)
-        continue
-      return step, state, data_restored
-    return None
+    directory = os.fspath(self.manager.directory)
+    found = newest_that_restores(
+        directory, sorted(self.manager.all_steps(), reverse=True),
+        lambda step, _: self.restore(step, abstract_state, data_iter), self._set_aside,
+        check=lambda stored, where: check_same_shapes(stored, abstract_state, where))
+    return None if found is None else (found[0], *found[1])
 
   def _set_aside(self, step: int, error: Exception) -> None:
     directory = os.fspath(self.manager.directory)
     broken = os.path.join(directory, f'broken-{step}')
-    logging.warning('checkpoint step %d in %s does not restore (%s: %s); skipping it, kept aside '
-                    'as %s', step, directory, type(error).__name__, str(error)[:300], broken)
+    logging.warning('checkpoint step %d in %s does not restore (%s); skipping it, kept aside '
+                    'as %s', step, directory, one_line(error), broken)
     if jax.process_index() == 0:
       os.rename(os.path.join(directory, str(step)), broken)
     if jax.process_count() > 1:
@@ -134,6 +126,43 @@ class Checkpointer:
     for manager in (self.best, self.snapshots):
       if manager is not None:
         manager.close()
+
+
+def newest_that_restores(directory: str, steps, restore: Callable[[int, Any], Any],
+                         on_damage: Callable[[int, Exception], None], *,
+                         check: Callable[[Any, str], None] | None = None):
+  """(step, restore(step, metadata)) of the first of `steps` (newest first) whose `state` array
+  metadata reads and whose arrays restore; None if none does.
+
+  The one restore path: the trainer's resume (which sets a damaged step aside) and every
+  read-only reader of a workdir (which only warns). `on_damage(step, error)` is called for each
+  step skipped; `check(metadata, step_dir)` may raise for a step that is whole but unusable
+  (another model), which is not damage and stops the search.
+  """
+  for step in steps:
+    step_dir = os.path.join(directory, str(step))
+    try:
+      stored = _state_metadata(step_dir)
+    except Exception as e:  # noqa: BLE001 - any failure to read it means it cannot be restored
+      on_damage(step, e)
+      continue
+    if check is not None:
+      check(stored, step_dir)
+    # Past the check the arrays are the ones wanted: a failure to read them is damage.
+    try:
+      return step, restore(step, stored)
+    except Exception as e:  # noqa: BLE001 - truncated or missing array files
+      on_damage(step, e)
+  return None
+
+
+def one_line(error: Exception, limit: int = 300) -> str:
+  """'Type: message' of the first cause of `error` on one line, cut to `limit` characters
+  (tensorstore's errors span dozens of lines; the first cause says which file and why)."""
+  while error.__cause__ is not None:
+    error = error.__cause__
+  text = ' '.join(f'{type(error).__name__}: {error}'.split())
+  return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
 def _state_metadata(step_dir: str):
@@ -179,24 +208,56 @@ def restore_state_only(directory: str, abstract_state: Any, step: int | None = N
         state=ocp.args.StandardRestore(abstract_state))).state
 
 
+def checkpoint_steps(directory: str) -> list[int]:
+  """The steps saved under a checkpoint directory, newest first (read only: unlike an orbax
+  manager, listing creates and cleans up nothing)."""
+  if not os.path.isdir(directory):
+    return []
+  return sorted((int(name) for name in os.listdir(directory)
+                 if name.isdigit() and os.path.isdir(os.path.join(directory, name))), reverse=True)
+
+
 def read_state(path: str, step: int | None = None) -> dict:
   """The whole train state (step, params, model_state, opt_state, rng) of checkpoint `step`
-  (default: the latest) of a trainer workdir, on this process's first device whatever mesh it
-  was saved from."""
+  of a trainer workdir (or of its `checkpoints`, `best` or `snapshots` folder), on this process's
+  first device whatever mesh it was saved from.
+
+  Default: the newest step that restores; each newer one that does not is skipped with a warning
+  naming it, and left where it is (only the trainer sets damaged steps aside). A ValueError in one
+  line when no step restores.
+  """
   directory = os.path.join(path, 'checkpoints') if os.path.isdir(
       os.path.join(path, 'checkpoints')) else path
   directory = os.path.abspath(directory)
-  if step is None:
-    with ocp.CheckpointManager(directory, item_names=('state', 'data')) as m:
-      step = m.latest_step()
-  if step is None:
+  steps = checkpoint_steps(directory) if step is None else [step]
+  if not steps:
     raise FileNotFoundError(f'{path}: no trainer checkpoint found (looked in {directory})')
+  skipped = []
+
+  def damaged(step, error):
+    skipped.append((step, one_line(error, 200)))
+    logging.warning('checkpoint step %d in %s does not restore (%s); skipping it (left in place)',
+                    step, directory, one_line(error))
+
+  found = newest_that_restores(directory, steps, lambda step, stored: _restore_on_one_device(
+      os.path.join(directory, str(step)), stored), damaged)
+  if found is None:
+    raise ValueError(f'{directory}: no checkpoint restores: '
+                     + '; '.join(f'step {step} ({why})' for step, why in skipped))
+  if skipped:
+    logging.warning('%s: using checkpoint step %d, the newest that restores (skipped: %s)',
+                    directory, found[0], ', '.join(f'step {step}' for step, _ in skipped))
+  return found[1]
+
+
+def _restore_on_one_device(step_dir: str, stored: Any) -> dict:
+  """The `state` item of a checkpoint step with the shapes of `stored` (its array metadata), on
+  this process's first device."""
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   target = jax.tree_util.tree_map(
-      lambda md: jax.ShapeDtypeStruct(md.shape, md.dtype, sharding=device),
-      _state_metadata(os.path.join(directory, str(step))))
+      lambda md: jax.ShapeDtypeStruct(md.shape, md.dtype, sharding=device), stored)
   with ocp.StandardCheckpointer() as ckptr:
-    return ckptr.restore(os.path.join(directory, str(step), 'state'), target)
+    return ckptr.restore(os.path.join(step_dir, 'state'), target)
 
 
 def flat_paths(tree) -> dict:

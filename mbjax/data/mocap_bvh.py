@@ -19,6 +19,7 @@ from mbjax.data import mocap_maps
 
 CHANNEL_NAMES = ('Xposition', 'Yposition', 'Zposition', 'Xrotation', 'Yrotation', 'Zrotation')
 _CHANNEL_BY_LOWER = {c.lower(): c for c in CHANNEL_NAMES}
+_KEYWORDS = ('ROOT', 'JOINT', 'END', 'OFFSET', 'CHANNELS', '{', '}')
 _FRAMES = re.compile(r'^\s*Frames:\s*(\S+)\s*$', re.IGNORECASE)
 _FRAME_TIME = re.compile(r'^\s*Frame\s+Time:\s*(\S+)\s*$', re.IGNORECASE)
 
@@ -75,6 +76,29 @@ def _tokens(lines: list[str]) -> list[tuple[str, int]]:
     for tok in line.replace('{', ' { ').replace('}', ' } ').split():
       out.append((tok, lineno))
   return out
+
+
+def _channel_names(path: pathlib.Path, tokens: list[tuple[str, int]], at: int, count: int
+                   ) -> list[str]:
+  """The `count` channel names after the CHANNELS token `tokens[at]`. A count that differs from
+  the names given is said as such (not as an unknown channel named after the next keyword)."""
+  lineno = tokens[at][1]
+  given = [tok for tok, line in tokens[at + 2:] if line == lineno]
+  mismatch = ValueError(f'{path}: line {lineno}: CHANNELS {count} declared, {len(given)} given '
+                        f'({" ".join(given) or "none"})')
+  names = []
+  for tok, line in tokens[at + 2:at + 2 + count]:
+    if tok.lower() not in _CHANNEL_BY_LOWER:
+      if line != lineno or tok.upper() in _KEYWORDS:
+        raise mismatch
+      raise ValueError(f'{path}: line {line}: unknown channel {tok!r}; expected one of '
+                       f'{CHANNEL_NAMES}')
+    names.append(_CHANNEL_BY_LOWER[tok.lower()])
+  if len(names) < count:
+    raise ValueError(f'{path}: line {lineno}: hierarchy ends early (truncated file?)')
+  if len(given) > count and all(tok.lower() in _CHANNEL_BY_LOWER for tok in given):
+    raise mismatch
+  return names
 
 
 def _parse_hierarchy(path: pathlib.Path, lines: list[str]) -> list[BvhJoint]:
@@ -140,13 +164,7 @@ def _parse_hierarchy(path: pathlib.Path, lines: list[str]) -> list[BvhJoint]:
       if not stack or stack[-1] in end_sites:
         raise ValueError(f'{path}: line {lineno}: CHANNELS outside a ROOT/JOINT block')
       count = number(i + 1, int)
-      names = []
-      for k in range(count):
-        name, name_line = take(i + 2 + k)
-        if name.lower() not in _CHANNEL_BY_LOWER:
-          raise ValueError(f'{path}: line {name_line}: unknown channel {name!r}; expected one of '
-                           f'{CHANNEL_NAMES}')
-        names.append(_CHANNEL_BY_LOWER[name.lower()])
+      names = _channel_names(path, tokens, i, count)
       joint = joints[stack[-1]]
       joint.channels, joint.first_channel = tuple(names), n_channels
       n_channels += count

@@ -81,10 +81,26 @@ def stored_config(checkpoint: str) -> tuple[str, dict | None]:
   return 'workdir', stored
 
 
+def _check_pose(checkpoint: str, kind: str, stored: dict | None) -> None:
+  """A ValueError when a workdir or convert directory records a model with a head (an official
+  .bin's kind is checked against --config's model when its weights load)."""
+  if kind == 'official':
+    return
+  head = stored['model'].get('head') if kind == 'workdir' else None
+  model = stored.get('model') if kind == 'convert' else 'pose' if not head else (
+      'mesh' if head.get('version') == 'mesh' else f'action-{head.get("version", "class")}')
+  if model != 'pose':
+    article = 'an' if str(model)[:1] in 'aeiou' else 'a'
+    raise ValueError(f'{checkpoint}: {article} {model} checkpoint; inference needs a pose '
+                     '(DSTformer + 3D head) checkpoint (mbjax.infer takes action and mesh ones as '
+                     '--action and --mesh)')
+
+
 def model_config(config: ml_collections.ConfigDict, checkpoint: str
                  ) -> tuple[ml_collections.ConfigDict, str]:
   """(`config` with the checkpoint's model and test options, where the model came from)."""
   kind, stored = stored_config(checkpoint)
+  _check_pose(checkpoint, kind, stored)
   c = ml_collections.ConfigDict(config.to_dict())
   if kind == 'workdir':
     model = {k: v for k, v in stored['model'].items() if k not in RUNTIME_FIELDS}
@@ -94,9 +110,6 @@ def model_config(config: ml_collections.ConfigDict, checkpoint: str
       if field in stored:
         c[field] = stored[field]
   elif kind == 'convert':
-    if stored.get('model') != 'pose':
-      raise ValueError(f'{checkpoint}: a {stored.get("model")} checkpoint; inference needs a '
-                       'pose (DSTformer + 3D head) checkpoint')
     c.model.update(stored['backbone'])
   return c, f'{kind} {checkpoint}' + ('' if kind != 'official' else ' (model of --config)')
 

@@ -7,12 +7,19 @@ import jax
 import numpy as np
 from flax.core import meta
 
+from mbjax import checkpoint as checkpoint_lib
 from mbjax import models
 from mbjax.tasks import base
 
 
 def load_model(config, checkpoint: str):
   """(task, model, variables) of `config` with every variable from `checkpoint`.
+
+  The task's own `load_pretrained` starts a training run, where a new head may start fresh; a
+  trained model takes every variable from the file, and a file of another kind of model (an
+  action checkpoint for a pose config, a pretrained backbone for a head model) is refused in one
+  line naming both (`checkpoint.loader.check_kind`). A workdir whose newest checkpoint is damaged
+  gives its newest step that restores, with a warning naming the ones skipped.
 
   Args:
     config: a task config (`config.task`, `config.model`, `config.batch_size`).
@@ -23,10 +30,5 @@ def load_model(config, checkpoint: str):
   model = task.make_model(config)
   abstract = meta.unbox(models.abstract_variables(model, task.example_batch(config)))
   target = jax.tree_util.tree_map(lambda a: np.zeros(a.shape, a.dtype), abstract)
-  variables, report = task.load_pretrained(target, checkpoint)
-  if report.get('fresh'):  # a task may start a new head fresh when training, never when evaluating
-    fresh = report['fresh']
-    raise ValueError(f'{checkpoint}: holds no {", ".join(fresh[:4])}'
-                     f'{f" (and {len(fresh) - 4} more)" if len(fresh) > 4 else ""}: evaluating '
-                     f'needs a trained {config.task} model, not a pretrained backbone alone')
+  variables, _ = checkpoint_lib.load_pretrained(target, checkpoint, what=str(checkpoint))
   return task, model, jax.device_put(variables)
