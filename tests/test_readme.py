@@ -40,6 +40,8 @@ NOT_RUN = (
     (r'my_clips|runs/my_actions|clip\.json', 'your own labelled action clips'),
     (r'poses\.npy|^python -m mbjax\.infer alphapose-results', 'your own keypoint file and an '
      'official .bin'),
+    (r'shared/data/video|my_frames/', 'real footage from ../shared, BlazePose on every frame '
+                                      '(minutes): tests/test_video_blazepose.py runs it'),
     (r'^python -m mbjax\.bench', 'a benchmark (minutes at the sizes printed): tests/test_bench.py '
                                  'runs each bench small'),
     (r'^python -m mbjax\.(sweep|scaling)', 'the scaling sweep (11 min) and its fit: '
