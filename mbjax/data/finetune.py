@@ -88,8 +88,8 @@ def action_example(record: dict, rng: np.random.Generator, *, n_frames: int = 24
   By default every visit draws afresh. Official, with persistent DataLoader workers, draws the
   positions once per clip (at dataset build, `resample_once` here) and moves its stored clip in
   place, so each worker's copy of a clip carries every earlier move: with a `visit` whose `moves`
-  are not empty, the moves of all visits so far are applied in order (float32 between them, as
-  the stored array), instead of one fresh move.
+  are not empty, the moves of all visits so far are applied, composed into one per frame (the
+  official float32 store between moves rounds at 1e-7 relative), instead of one fresh move.
 
   Args:
     record: `keypoint` (2, T, 17, 3) normalised x, y and score (a missing second person is zeros),
@@ -131,9 +131,12 @@ def action_example(record: dict, rng: np.random.Generator, *, n_frames: int = 24
   else:
     frames = transforms.resample_indices(total, n_frames, offset=resample_offset)
   motion = motion[:, frames]
-  if train and random_move:
-    for move_rng in (visit.moves if visit is not None and visit.moves else (rng,)):
-      motion = transforms.random_move(motion, move_rng).astype(np.float32)
+  if train and random_move and visit is not None and visit.moves:
+    T = motion.shape[1]
+    moves = [transforms.random_move_params(T, move_rng) for move_rng in visit.moves]
+    motion = transforms.apply_move(motion, *transforms.compose_moves(moves))
+  elif train and random_move:
+    motion = transforms.random_move(motion, rng)
   motion = transforms.crop_scale_2d(motion, scale_range, rng)
   return {'input': motion.astype(np.float32), 'label': label.astype(np.int32)}
 

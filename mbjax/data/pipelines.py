@@ -313,7 +313,6 @@ class HostBatches:
     batch['step'] = np.full((len(examples),), step, np.int32)
     return batch
 
-
   # ------------------------------------------------------------------------------------------
   # Per-clip state across epochs (Phase.visits): every visit of a clip, found from the orders.
 
@@ -335,7 +334,7 @@ class HostBatches:
     if not workers:
       return []
     G = self.curriculum.global_batch
-    index = int(self._permutation(pid, epoch)[b * G + row])
+    index = np.int32(self._permutation(pid, epoch)[b * G + row])  # the tables' dtype: no casts
     here = (epoch, b * G + row)
     visits = []
     for start, seg_epoch, seg_pid in self.curriculum.segments:
@@ -344,8 +343,8 @@ class HostBatches:
       if seg_pid != pid:
         continue
       clips, sorter = self._visit_table(pid, seg_epoch)
-      lo, hi = np.searchsorted(clips, index, 'left'), np.searchsorted(clips, index, 'right')
-      for position in sorted(int(p) for p in sorter[lo:hi]):
+      lo, hi = clips.searchsorted(index, 'left'), clips.searchsorted(index, 'right')
+      for position in sorted(sorter[lo:hi].tolist()):
         if (seg_epoch, position) > here:
           break
         if (position // G) % workers == b % workers:

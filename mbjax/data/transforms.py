@@ -164,13 +164,61 @@ def make_cam(x: np.ndarray, img_shape: tuple[int, int]) -> np.ndarray:
   return np.asarray(x) / scale * 2 - 1
 
 
+def random_move_params(n_frames: int, rng: np.random.Generator,
+                       angle_range: Sequence[float] = (-10, 10),
+                       scale_range: Sequence[float] = (0.9, 1.1),
+                       transform_range: Sequence[float] = (-0.1, 0.1)
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  """The draws of one official `random_move`: per frame (angle in radians, scale, x shift,
+  y shift), each (n_frames,) float64, drawn at the first and last frame (angle, scale, x, y, two
+  uniform values each, in that order) and interpolated linearly in between."""
+  angle = rng.uniform(angle_range[0], angle_range[1], 2)
+  scale = rng.uniform(scale_range[0], scale_range[1], 2)
+  shift_x = rng.uniform(transform_range[0], transform_range[1], 2)
+  shift_y = rng.uniform(transform_range[0], transform_range[1], 2)
+  return (np.linspace(angle[0], angle[1], n_frames) * np.pi / 180,
+          np.linspace(scale[0], scale[1], n_frames),
+          np.linspace(shift_x[0], shift_x[1], n_frames),
+          np.linspace(shift_y[0], shift_y[1], n_frames))
+
+
+def compose_moves(moves) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  """The one move (per-frame angle, scale, x, y shift) that applying `moves` (each as
+  `random_move_params` gives) in order amounts to: 2D rotations commute, so the angles add, the
+  scales multiply and each earlier shift is turned and scaled by the later moves."""
+  angle, scale, tx, ty = (np.asarray(v, np.float64).copy() for v in moves[0])
+  for a, s, x, y in moves[1:]:
+    cos, sin = np.cos(a) * s, np.sin(a) * s
+    tx, ty = cos * tx - sin * ty + x, sin * tx + cos * ty + y
+    angle, scale = angle + a, scale * s
+  return angle, scale, tx, ty
+
+
+def apply_move(motion: np.ndarray, angle: np.ndarray, scale: np.ndarray, shift_x: np.ndarray,
+               shift_y: np.ndarray) -> np.ndarray:
+  """Each frame's x, y -> R(angle) * scale @ xy + shift, for (T,) per-frame values; channels 2+
+  unchanged; motion (M, T, 17, C) or (T, 17, C)."""
+  motion = np.asarray(motion)
+  if motion.ndim < 3:
+    raise ValueError(f'random_move: expected a (M, T, 17, C) clip, got shape {motion.shape}')
+  _check_joints(motion, 'random_move', min_channels=2)
+  cos = (np.cos(angle) * scale)[:, None]
+  sin = (np.sin(angle) * scale)[:, None]
+  x, y = motion[..., 0], motion[..., 1]  # (..., T, 17)
+  result = motion.astype(_float_dtype(motion), copy=True)
+  result[..., 0] = cos * x - sin * y + shift_x[:, None]
+  result[..., 1] = sin * x + cos * y + shift_y[:, None]
+  return result
+
+
 def random_move(motion: np.ndarray, rng: np.random.Generator,
                 angle_range: Sequence[float] = (-10, 10), scale_range: Sequence[float] = (0.9, 1.1),
                 transform_range: Sequence[float] = (-0.1, 0.1)) -> np.ndarray:
   """Smoothly varying 2D rotation, scale and shift of a clip (official `random_move`).
 
   One move: angle (degrees), scale and x/y shifts are drawn at the first and last frame and
-  interpolated linearly in between; each frame's x, y become R(angle) * scale @ xy + shift.
+  interpolated linearly in between (`random_move_params`); each frame's x, y become
+  R(angle) * scale @ xy + shift (`apply_move`).
 
   Args:
     motion: (M, T, 17, C) clip of M persons (also (T, 17, C)); x, y in channels 0, 1.
@@ -183,23 +231,8 @@ def random_move(motion: np.ndarray, rng: np.random.Generator,
   motion = np.asarray(motion)
   if motion.ndim < 3:
     raise ValueError(f'random_move: expected a (M, T, 17, C) clip, got shape {motion.shape}')
-  _check_joints(motion, 'random_move', min_channels=2)
-  n_frames = motion.shape[-3]
-  angle = rng.uniform(angle_range[0], angle_range[1], 2)
-  scale = rng.uniform(scale_range[0], scale_range[1], 2)
-  shift_x = rng.uniform(transform_range[0], transform_range[1], 2)
-  shift_y = rng.uniform(transform_range[0], transform_range[1], 2)
-  a = np.linspace(angle[0], angle[1], n_frames) * np.pi / 180
-  s = np.linspace(scale[0], scale[1], n_frames)
-  tx = np.linspace(shift_x[0], shift_x[1], n_frames)[:, None]
-  ty = np.linspace(shift_y[0], shift_y[1], n_frames)[:, None]
-  cos = (np.cos(a) * s)[:, None]
-  sin = (np.sin(a) * s)[:, None]
-  x, y = motion[..., 0], motion[..., 1]  # (..., T, 17)
-  result = motion.astype(_float_dtype(motion), copy=True)
-  result[..., 0] = cos * x - sin * y + tx
-  result[..., 1] = sin * x + cos * y + ty
-  return result
+  params = random_move_params(motion.shape[-3], rng, angle_range, scale_range, transform_range)
+  return apply_move(motion, *params)
 
 
 # ---------------------------------------------------------------------------------------------
