@@ -106,11 +106,12 @@ def test_demo_runs_end_to_end(tmp_path):
   assert os.listdir(summary['checkpoint'])
   # The workdir as the README uses it: evaluate and check find its run, config and data in
   # train/, report the step, agree with the demo, and loading its weights warns of nothing.
-  evaluated = _program('mbjax.evaluate', f'--checkpoint={tmp_path}')
+  relative = os.path.relpath(tmp_path, ROOT)  # as a user types it
+  evaluated = _program('mbjax.evaluate', f'--checkpoint={relative}')
   result = json.loads((tmp_path / 'train' / 'eval.json').read_text())
   assert result['step'] == 4 and 'at step 4' in evaluated.stdout
   assert abs(result['mpjpe_mm'] - summary['mpjpe_mm']) < 1e-3
-  checked = json.loads(_program('mbjax.checkpoint', 'check', str(tmp_path), '--json').stdout)
+  checked = json.loads(_program('mbjax.checkpoint', 'check', relative, '--json').stdout)
   assert checked['kind'] == 'pose' and checked['step'] == 4 and checked['maxlen'] == 27
   assert checked['task'] == 'pretrain' and checked['parameters'] > 0
 

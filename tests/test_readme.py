@@ -155,7 +155,9 @@ def _unexpected_warnings(command: str, stderr: str) -> list[str]:
 
 @pytest.mark.slow
 def test_every_runnable_block_works_as_printed(demo_workdir, tmp_path):
-  values = dict(demo=demo_workdir, tmp=tmp_path, python=sys.executable)
+  # Relative paths, as a user types them (runs/demo -> ../../tmp/.../demo from the checkout).
+  values = dict(demo=os.path.relpath(demo_workdir, ROOT), tmp=os.path.relpath(tmp_path, ROOT),
+                python=sys.executable)
   failed = []
   for block, text in steps():
     if reason(text) is not None:

@@ -62,8 +62,8 @@ def _describe_bin(path: str) -> dict:
 def _item_shapes(item_dir: str) -> dict:
   """{'params': [shape, ...], ...} of an orbax item, from its metadata (no arrays read)."""
   import orbax.checkpoint as ocp
-  with ocp.StandardCheckpointer() as ckptr:
-    tree = ckptr.metadata(item_dir).item_metadata
+  with ocp.StandardCheckpointer() as ckptr:  # orbax finds no metadata under a relative path
+    tree = ckptr.metadata(os.path.abspath(item_dir)).item_metadata
   if tree is None:
     raise FileNotFoundError(f'{item_dir}: no array metadata (_METADATA missing?)')
   return {k: [tuple(x.shape) for x in jax.tree_util.tree_leaves(v)] for k, v in tree.items()}

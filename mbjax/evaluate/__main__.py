@@ -100,29 +100,37 @@ def _moved(data_dir: str, run_dir: str) -> str:
   return data_dir
 
 
+def _trained_config(stored: dict):
+  """A run's config.json as a ConfigDict, with the fields added since it ran at the values it
+  ran with (`config_diff.ADDED_FIELDS`)."""
+  import copy
+  import ml_collections
+  from mbjax.train import config_diff
+  stored = copy.deepcopy(stored)
+  for key, value in config_diff.ADDED_FIELDS.items():
+    *parents, leaf = key.split('.')
+    node = stored
+    for name in parents:
+      node = node.setdefault(name, {})
+    node.setdefault(leaf, value)
+  return ml_collections.ConfigDict(stored)
+
+
 def resolve(checkpoint: str, config=None):
   """(config, the weights to read, the run's folder or None) for `checkpoint`: `config`, else the
-  config.json of the run the checkpoint belongs to; data folders moved with the run are found."""
-  import ml_collections
+  config.json of the run the checkpoint belongs to; data folders that moved with the run are found
+  relative to it, and a blank data_dir of `config` is the run's."""
   from mbjax.checkpoint import describe
-  from mbjax.train import config_diff
   weights, run_dir = describe.find_run(checkpoint)
-  if config is None:
-    if run_dir is None:
+  if run_dir is None:
+    if config is None:
       raise ValueError(f'{checkpoint}: not a trainer workdir, so it brings no config; pass the '
                        'config its weights go with, e.g. --config=configs/pose3d_h36m.py:ft')
-    stored = describe.read_config(run_dir)
-    for key, value in config_diff.ADDED_FIELDS.items():  # fields newer than the run
-      node, *rest = key.split('.')
-      if rest and rest[0] not in stored.get(node, {}):
-        stored.setdefault(node, {})[rest[0]] = value
-      elif not rest:
-        stored.setdefault(node, value)
-    config = ml_collections.ConfigDict(stored)
-  if run_dir is not None:
-    stored = describe.read_config(run_dir)
-    for path, node, key in _data_dirs(config):  # a blank data_dir of --config: the run's
-      node[key] = _moved(node[key] or _lookup(stored, path) or '', run_dir)
+    return config, weights, None
+  stored = describe.read_config(run_dir)
+  config = _trained_config(stored) if config is None else config
+  for path, node, key in _data_dirs(config):
+    node[key] = _moved(node[key] or _lookup(stored, path) or '', run_dir)
   return config, weights, run_dir
 
 

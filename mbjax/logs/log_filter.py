@@ -20,7 +20,8 @@ import os
 
 from absl import logging
 
-QUIET = ('orbax', 'grain', 'tensorflow_datasets', 'etils', 'array_record', 'jax', 'jaxlib')
+QUIET = ('orbax', 'grain', 'tensorflow_datasets', 'etils', 'array_record', 'jax', 'jaxlib',
+         'jax2onnx', 'onnx', 'onnx_ir', 'onnxruntime')
 # (package, start of the message) of library warnings that report nothing wrong.
 BENIGN_WARNINGS = (
     ('orbax', 'Metadata file does not exist'),  # a step's item read directly: see the docstring
