@@ -178,6 +178,19 @@ CASES = [
          ('mbjax.train: error: missing required flag --workdir (see --help)',)),
     Case('evaluate-missing-flags', 'mbjax.evaluate', ('--config=configs/pretrain.py:lite',), 2,
          ('mbjax.evaluate: error: --checkpoint required (see --help)',)),
+    Case('train-total-steps-0', 'mbjax.train',
+         (f'--config={TINY}:{{data}}', '--workdir={tmp}/run-steps', '--config.total_steps=0'), 1,
+         ('config.total_steps=0: expected a positive number of steps to stop after, or -1',)),
+    Case('train-total-steps-negative', 'mbjax.train',
+         (f'--config={TINY}:{{data}}', '--workdir={tmp}/run-steps', '--config.total_steps=-5'), 1,
+         ('config.total_steps=-5: expected',)),
+    Case('train-lr-negative', 'mbjax.train',
+         (f'--config={TINY}:{{data}}', '--workdir={tmp}/run-lr', '--config.lr=-1'), 1,
+         ('config.lr=-1.0: expected a finite number > 0',)),
+    Case('train-checkpoint-every-0', 'mbjax.train',
+         (f'--config={TINY}:{{data}}', '--workdir={tmp}/run-every',
+          '--config.checkpoint.every_steps=0'), 1,
+         ('config.checkpoint.every_steps=0: expected a whole number >= 1',)),
 ]
 
 

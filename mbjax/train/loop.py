@@ -25,7 +25,7 @@ from mbjax.data import pipelines
 from mbjax.evaluate import registry
 from mbjax.logs import metric_writer
 from mbjax.logs import progress as progress_lib
-from mbjax.train import compute, config_diff, peak_flops, sharding
+from mbjax.train import checks, compute, config_diff, peak_flops, sharding
 from mbjax.train.build import Setup, setup
 from mbjax.train.state import variables_of
 
@@ -133,8 +133,10 @@ def _allocator_tags() -> tuple[str, ...]:
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
-  """Runs (or resumes) training; returns the final metrics summary (with `state` and `model`)."""
+  """Runs (or resumes) training; returns the final metrics summary (with `state` and `model`).
+  The config's trainer fields are checked first (`checks`), before the workdir is touched."""
   started = time.perf_counter()
+  checks.check_trainer_fields(config)
   os.makedirs(workdir, exist_ok=True)
   s = setup(config)
   batches = pipelines.HostBatches(s.curriculum, seed=config.data_seed,
