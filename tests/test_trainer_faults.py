@@ -1,10 +1,98 @@
-"""The trainer against what goes wrong around it (issue 25): out-of-range trainer fields.
-Each failure is one line, never a Python traceback."""
+"""The trainer against what goes wrong around it (issue 25): a second trainer on a workdir, a
+killed trainer's lock, out-of-range trainer fields and runs that fail before writing
+anything. Each failure is one line, never a Python traceback."""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
 
+from mbjax.logs import metric_writer
 
-# ----------------------------------------------------------------------- trainer fields
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIG = ROOT / 'tests' / 'configs' / 'tiny_pretrain.py'
+TRACEBACK = 'Traceback (most recent call last)'
+
+
+def _trainer(workdir, data_dir, *overrides, flags=()):
+  """`python -m mbjax.train` on the tiny config; SIGINT reaches it as at a terminal (a process
+  started in the background inherits SIGINT ignored)."""
+  arg = ','.join([data_dir, *flags])
+  cmd = [sys.executable, '-m', 'mbjax.train', f'--config={CONFIG}:{arg}', f'--workdir={workdir}',
+         *overrides]
+  env = {k: v for k, v in os.environ.items() if k != 'MBJAX_TRACEBACK'}
+  env.update(JAX_PLATFORMS='cpu', XLA_FLAGS='')
+  return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def _logged_steps(workdir) -> list[int]:
+  path = os.path.join(workdir, 'metrics.jsonl')
+  rows = metric_writer.read_jsonl(path, skip_torn=True) if os.path.exists(path) else []
+  return [r['step'] for r in rows if 'loss' in r]
+
+
+def _wait_for_steps(proc, workdir, n: int, timeout: float = 240) -> None:
+  deadline = time.time() + timeout
+  while len(_logged_steps(workdir)) < n:
+    assert proc.poll() is None, proc.communicate()
+    assert time.time() < deadline, f'no {n} steps logged in {timeout} s'
+    time.sleep(0.05)
+
+
+def _checkpoint_steps(workdir) -> list[int]:
+  ckpts = pathlib.Path(workdir) / 'checkpoints'
+  return sorted(int(p.name) for p in ckpts.iterdir() if p.name.isdigit()) if ckpts.is_dir() else []
+
+
+# ------------------------------------------------------------------------------ one trainer
+
+
+def test_a_second_trainer_is_refused_and_the_first_finishes(tmp_path, pretrain_data_dir):
+  workdir = tmp_path / 'run'
+  first = _trainer(workdir, pretrain_data_dir, '--config.total_steps=4')
+  _wait_for_steps(first, workdir, 1)
+  first.send_signal(signal.SIGSTOP)  # holds the lock, mid-run, while the second one starts
+  try:
+    second = _trainer(workdir, pretrain_data_dir, '--config.total_steps=4')
+    _, err = second.communicate(timeout=240)
+  finally:
+    first.send_signal(signal.SIGCONT)
+  assert second.returncode == 1, err
+  assert TRACEBACK not in err, err
+  (line,) = [l for l in err.splitlines() if 'error' in l]
+  assert line.startswith('mbjax.train: error: ') and 'in use by another trainer' in line, err
+  assert f'pid {first.pid} on host {socket.gethostname()}, since ' in line, err
+  out, err = first.communicate(timeout=240)
+  assert first.returncode == 0, err[-3000:]
+  assert _logged_steps(workdir) == [1, 2, 3, 4]  # every step once
+  assert _checkpoint_steps(workdir)[-1] == 4
+  assert not (workdir / 'trainer.lock').exists()
+
+
+@pytest.mark.slow  # two tiny runs one after the other
+def test_a_killed_trainers_lock_is_taken_over(tmp_path, pretrain_data_dir):
+  workdir = tmp_path / 'run'
+  killed = _trainer(workdir, pretrain_data_dir)
+  _wait_for_steps(killed, workdir, 1)
+  killed.send_signal(signal.SIGKILL)
+  killed.wait()
+  assert json.loads((workdir / 'trainer.lock').read_text())['pid'] == killed.pid
+  again = _trainer(workdir, pretrain_data_dir)
+  _, err = again.communicate(timeout=300)
+  assert again.returncode == 0, err[-3000:]
+  assert f'taking over the lock of pid {killed.pid}' in err, err[-3000:]
+  assert _logged_steps(workdir)[-1] == 10
+
+
+# ----------------------------------------------------------------- trainer fields, leftovers
 
 
 @pytest.mark.parametrize('field, value, says', [
@@ -29,3 +117,19 @@ def test_trainer_fields_out_of_range_stop_before_anything(tmp_path, tiny_config,
     train.train_and_evaluate(c, str(tmp_path / 'run'))
   assert says in str(refused.value) and '\n' not in str(refused.value)
   assert not (tmp_path / 'run').exists()
+
+
+def test_a_run_failing_before_any_result_leaves_no_workdir(tmp_path, tiny_config,
+                                                           pretrain_data_dir):
+  from mbjax import train
+  c = tiny_config('tiny_pretrain', pretrain_data_dir)
+  c.init_from = str(tmp_path / 'missing.bin')
+  with pytest.raises(FileNotFoundError):
+    train.train_and_evaluate(c, str(tmp_path / 'new'))
+  assert not (tmp_path / 'new').exists()  # it made the folder: gone again
+  kept = tmp_path / 'kept'
+  kept.mkdir()
+  (kept / 'notes.txt').write_text('mine')
+  with pytest.raises(FileNotFoundError):
+    train.train_and_evaluate(c, str(kept))
+  assert sorted(os.listdir(kept)) == ['notes.txt']  # a folder that was there stays as it was

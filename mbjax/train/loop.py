@@ -5,7 +5,8 @@ The trainer knows no task: `config.task` names a module implementing `mbjax.task
 and everything task-specific (model, batch keys, data, loss, evaluators, pretrained weights,
 FLOPs) comes from it. A run can be killed at any moment (SIGKILL) and restarted with the same
 command: it resumes from the latest checkpoint and reaches bitwise the same parameters as an
-uninterrupted run on CPU. SIGTERM saves and exits 0.
+uninterrupted run on CPU. SIGTERM saves and exits 0. One trainer at a time owns a workdir
+(mbjax.train.workdir).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from mbjax.evaluate import registry
 from mbjax.logs import metric_writer
 from mbjax.logs import progress as progress_lib
 from mbjax.train import checks, compute, config_diff, peak_flops, sharding
+from mbjax.train import workdir as workdir_lib
 from mbjax.train.build import Setup, setup
 from mbjax.train.state import variables_of
 
@@ -134,11 +136,20 @@ def _allocator_tags() -> tuple[str, ...]:
 
 def train_and_evaluate(config, workdir: str) -> dict:
   """Runs (or resumes) training; returns the final metrics summary (with `state` and `model`).
-  The config's trainer fields are checked first (`checks`), before the workdir is touched."""
+
+  The config's trainer fields are checked and the run is built before the workdir is touched;
+  then the workdir is locked for this run (`mbjax.files.lock.LockHeld` names the trainer that
+  holds it).
+  """
   started = time.perf_counter()
   checks.check_trainer_fields(config)
-  os.makedirs(workdir, exist_ok=True)
   s = setup(config)
+  with workdir_lib.claim(workdir):
+    return _train(s, config, workdir, started)
+
+
+def _train(s: Setup, config, workdir: str, started: float) -> dict:
+  """train_and_evaluate's run in its claimed workdir."""
   batches = pipelines.HostBatches(s.curriculum, seed=config.data_seed,
                                   process_index=jax.process_index(),
                                   process_count=jax.process_count())
