@@ -76,20 +76,23 @@ def _init_from(s: Setup, state, path: str):
 
 def _restore_or_init(s: Setup, ckpt, batches, config):
   """(state, data iterator, start step): workdir latest -> `init_from` -> scratch."""
-  data_iter = pipelines.make_iterator(batches, num_workers=config.data.num_workers,
-                                      prefetch=config.data.prefetch)
+  def fresh_iterator(start=0):
+    return pipelines.make_iterator(batches, num_workers=config.data.num_workers,
+                                   prefetch=config.data.prefetch, start=start)
+
+  data_iter = fresh_iterator()
   restored = ckpt.restore_latest(s.abstract_state(), data_iter)
-  if restored:
-    start_step, state, data_restored = restored
-    if not data_restored:
-      data_iter = pipelines.make_iterator(batches, num_workers=config.data.num_workers,
-                                          prefetch=config.data.prefetch, start=start_step)
-    logging.info('resumed at step %d', start_step)
-    return state, data_iter, start_step
-  state = s.init_state()
-  if config.get('init_from'):
-    state = _init_from(s, state, config.init_from)
-  return state, data_iter, 0
+  if not restored:
+    state = s.init_state()
+    if config.get('init_from'):
+      state = _init_from(s, state, config.init_from)
+    # A damaged checkpoint can have moved the iterator before its state failed to read.
+    return state, fresh_iterator(), 0
+  start_step, state, data_restored = restored
+  if not data_restored:
+    data_iter = fresh_iterator(start_step)
+  logging.info('resumed at step %d', start_step)
+  return state, data_iter, start_step
 
 
 # ------------------------------------------------------------------------------- evaluators
@@ -169,6 +172,8 @@ def _train(s: Setup, config, workdir: str, started: float) -> dict:
   if start_step and start_step >= s.total_steps:
     ckpt.close()
     return dict(_finished(workdir, start_step), state=state, model=s.model)
+  if not start_step and jax.process_index() == 0:
+    workdir_lib.set_aside_history(workdir)  # never cut a run's history: keep it beside
 
   # The metrics of the restored step were written before its checkpoint: keep them on resume.
   writer = metric_writer.MetricWriter(workdir, is_primary=jax.process_index() == 0,

@@ -1,5 +1,5 @@
-"""A run's folder: one trainer at a time, and left as it was found when a run fails before it
-has written anything.
+"""A run's folder: one trainer at a time, left as it was found when a run fails before it has
+written anything, and a history that is set aside rather than cut.
 
   with workdir.claim(path):   # LockHeld naming who trains in it (host, pid, since when)
     ...                       # restore, train; a failure before the first metrics line or
@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import time
 from typing import Iterator
 
 import jax
@@ -91,3 +92,22 @@ def claim(workdir: str) -> Iterator[lock.Lock | None]:
     if held is not None:
       held.release()
 
+
+def set_aside_history(workdir: str) -> str | None:
+  """Renames a previous run's metrics.jsonl to `metrics.jsonl.<time>.aside` before a run starts
+  over from step 0 (all checkpoints broken, or none written), with one warning line; returns the
+  new name, or None when there was nothing to keep."""
+  path = os.path.join(workdir, METRICS)
+  if not os.path.isfile(path) or os.path.getsize(path) == 0:
+    return None
+  with open(path) as f:
+    lines = sum(1 for line in f if line.strip())
+  stamp = time.strftime('%Y%m%d-%H%M%S')
+  aside, n = f'{path}.{stamp}.aside', 1
+  while os.path.exists(aside):
+    n += 1
+    aside = f'{path}.{stamp}-{n}.aside'
+  os.rename(path, aside)
+  logging.warning('%s: no checkpoint to resume from; training starts at step 0 and the previous '
+                  '%s (%d lines) is kept as %s', workdir, METRICS, lines, os.path.basename(aside))
+  return aside
