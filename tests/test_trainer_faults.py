@@ -1,6 +1,6 @@
 """The trainer against what goes wrong around it (issue 25): a second trainer on a workdir, a
-killed trainer's lock, out-of-range trainer fields and runs that fail before writing
-anything. Each failure is one line, never a Python traceback."""
+killed trainer's lock, Ctrl-C, out-of-range trainer fields and runs that fail before
+writing anything. Each failure is one line, never a Python traceback."""
 
 import json
 import os
@@ -90,6 +90,74 @@ def test_a_killed_trainers_lock_is_taken_over(tmp_path, pretrain_data_dir):
   assert again.returncode == 0, err[-3000:]
   assert f'taking over the lock of pid {killed.pid}' in err, err[-3000:]
   assert _logged_steps(workdir)[-1] == 10
+
+
+# ---------------------------------------------------------------------------------- Ctrl-C
+
+
+def test_ctrl_c_saves_at_the_next_step_and_exits_130(tmp_path, pretrain_data_dir):
+  workdir = tmp_path / 'run'
+  proc = _trainer(workdir, pretrain_data_dir, '--config.checkpoint.every_steps=1000',
+                  flags=('long',))
+  _wait_for_steps(proc, workdir, 2)
+  proc.send_signal(signal.SIGINT)
+  _, err = proc.communicate(timeout=240)
+  assert proc.returncode == 130, err[-3000:]
+  assert TRACEBACK not in err and 'KeyboardInterrupt' not in err, err[-3000:]
+  (saved,) = _checkpoint_steps(workdir)  # only the interrupt's save (no periodic one before)
+  assert 2 <= saved < 40
+  assert err.strip().splitlines()[-1] == (
+      f'mbjax.train: interrupted at step {saved}: checkpoint saved in {workdir}; run the same '
+      'command to resume')
+
+
+@pytest.mark.slow  # the watcher thread's logic in-process: test_a_second_sigint_in_the_loop...
+def test_a_second_ctrl_c_exits_at_once(tmp_path, pretrain_data_dir):
+  workdir = tmp_path / 'run'
+  proc = _trainer(workdir, pretrain_data_dir, flags=('long',))
+  _wait_for_steps(proc, workdir, 1)
+  proc.send_signal(signal.SIGINT)
+  time.sleep(0.05)
+  proc.send_signal(signal.SIGINT)
+  _, err = proc.communicate(timeout=60)
+  assert proc.returncode == 130, err[-3000:]
+  assert TRACEBACK not in err, err[-3000:]
+  assert err.strip().splitlines()[-1] == (
+      'second interrupt: exiting now without saving (the last checkpoint is kept)')
+  assert not (workdir / 'trainer.lock').exists()
+
+
+def test_ctrl_c_before_the_loop_is_one_line(tmp_path, pretrain_data_dir):
+  workdir = tmp_path / 'run'
+  proc = _trainer(workdir, pretrain_data_dir)
+  deadline = time.time() + 120
+  while not proc.stderr.readline().count('single process') and time.time() < deadline:
+    pass  # the program is past its flags, loading JAX and building the run
+  proc.send_signal(signal.SIGINT)
+  _, err = proc.communicate(timeout=240)
+  assert proc.returncode == 130, err[-3000:]
+  assert TRACEBACK not in err, err[-3000:]
+  assert err.strip().splitlines()[-1].startswith('mbjax.train: interrupted'), err[-3000:]
+
+
+def test_a_second_sigint_in_the_loop_exits_130_without_waiting(monkeypatch):
+  from mbjax.train import faults
+  exits, aborted = [], []
+  monkeypatch.setattr(os, '_exit', exits.append)
+  stop = faults.Stop(on_abort=lambda: aborted.append(True))
+  try:
+    os.kill(os.getpid(), signal.SIGINT)
+    assert stop.signal == 'SIGINT' and not exits  # the first: saved at the next step
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert stop.signal == 'SIGINT' and not exits  # already stopping
+    os.kill(os.getpid(), signal.SIGINT)  # seen by the watcher thread, not the main thread
+    deadline = time.time() + 10
+    while not exits and time.time() < deadline:
+      time.sleep(0.01)
+    assert exits == [130] and aborted == [True]
+  finally:
+    stop.restore()
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 # ----------------------------------------------------------------- trainer fields, leftovers

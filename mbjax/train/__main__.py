@@ -5,7 +5,12 @@
 Overrides: --config.key=value (e.g. --config.batch_size=32 --config.model.dtype=bfloat16).
 Multi-host: JAX's distributed runtime is initialised first (auto-detected on TPU VMs and SLURM;
 explicit with --coordinator, --num_processes, --process_id).
+
+Ctrl-C saves at the next step and exits 130 (a second Ctrl-C exits at once); SIGTERM saves and
+exits 0.
 """
+
+import sys
 
 from absl import flags, logging
 from ml_collections import config_flags
@@ -38,21 +43,34 @@ def initialize_distributed() -> None:
       logging.info('single process (%s)', e)
 
 
-def main(argv):
+def main(argv, program: str = 'mbjax.train'):
   del argv
   from mbjax.logs import log_filter
   log_filter.quiet_libraries()
   initialize_distributed()
   from mbjax import train
   summary = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  if summary.get('stopped_by') == 'SIGINT':
+    print(f'{program}: interrupted at step {summary["step"]}: checkpoint saved in '
+          f'{FLAGS.workdir}; run the same command to resume', file=sys.stderr, flush=True)
+    return train.INTERRUPTED
   logging.info('done: %s', {k: v for k, v in summary.items() if k not in ('state', 'model')})
+  return 0
 
 
 def start(program: str = 'mbjax.train') -> None:
-  """Defines the flags and runs the program (one-line mistakes, see mbjax.cli)."""
+  """Defines the flags and runs the program (one-line mistakes, see mbjax.cli); Ctrl-C before
+  the training loop (which saves first) exits 130 in one line."""
   from mbjax import cli
   define_flags()
-  cli.run(main, program=program)
+  try:
+    cli.run(lambda argv: main(argv, program), program=program)
+  except KeyboardInterrupt:
+    if cli.show_tracebacks():
+      raise
+    print(f'{program}: interrupted before training started; nothing saved', file=sys.stderr,
+          flush=True)
+    sys.exit(130)
 
 
 if __name__ == '__main__':

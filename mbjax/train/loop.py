@@ -5,15 +5,14 @@ The trainer knows no task: `config.task` names a module implementing `mbjax.task
 and everything task-specific (model, batch keys, data, loss, evaluators, pretrained weights,
 FLOPs) comes from it. A run can be killed at any moment (SIGKILL) and restarted with the same
 command: it resumes from the latest checkpoint and reaches bitwise the same parameters as an
-uninterrupted run on CPU. SIGTERM saves and exits 0. One trainer at a time owns a workdir
-(mbjax.train.workdir).
+uninterrupted run on CPU. SIGTERM and Ctrl-C save at the next step and stop (a second Ctrl-C
+exits at once, mbjax.train.faults). One trainer at a time owns a workdir (mbjax.train.workdir).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 
 import jax
@@ -26,7 +25,7 @@ from mbjax.data import pipelines
 from mbjax.evaluate import registry
 from mbjax.logs import metric_writer
 from mbjax.logs import progress as progress_lib
-from mbjax.train import checks, compute, config_diff, peak_flops, sharding
+from mbjax.train import checks, compute, config_diff, faults, peak_flops, sharding
 from mbjax.train import workdir as workdir_lib
 from mbjax.train.build import Setup, setup
 from mbjax.train.state import variables_of
@@ -34,21 +33,6 @@ from mbjax.train.state import variables_of
 
 class NonFiniteLossError(RuntimeError):
   pass
-
-
-class _Preemption:
-  """SIGTERM -> save at the next step boundary and exit 0."""
-
-  def __init__(self):
-    self.requested = False
-    self._previous = signal.signal(signal.SIGTERM, self._handle)
-
-  def _handle(self, signum, frame):
-    logging.warning('SIGTERM received: saving a checkpoint and stopping')
-    self.requested = True
-
-  def restore(self):
-    signal.signal(signal.SIGTERM, self._previous)
 
 
 def log_due(step: int, total_steps: int, every: int, kind_of) -> bool:
@@ -147,12 +131,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
   started = time.perf_counter()
   checks.check_trainer_fields(config)
   s = setup(config)
-  with workdir_lib.claim(workdir):
-    return _train(s, config, workdir, started)
+  with workdir_lib.claim(workdir) as held:
+    return _train(s, config, workdir, started, held)
 
 
-def _train(s: Setup, config, workdir: str, started: float) -> dict:
-  """train_and_evaluate's run in its claimed workdir."""
+def _train(s: Setup, config, workdir: str, started: float, held) -> dict:
+  """train_and_evaluate's run in its claimed workdir (`held`: its lock, None off process 0)."""
   batches = pipelines.HostBatches(s.curriculum, seed=config.data_seed,
                                   process_index=jax.process_index(),
                                   process_count=jax.process_count())
@@ -190,15 +174,18 @@ def _train(s: Setup, config, workdir: str, started: float) -> dict:
                                    tags=_allocator_tags())
   loop = _Loop(s, workdir, batches, ckpt, writer, progress,
                s.task.make_evaluators(config, s.model), meter)
-  preempt = _Preemption()
+  preempt = faults.Stop(on_abort=held.release if held is not None else None)
   try:
     state, step = loop.run(state, data_iter, start_step, preempt)
   finally:
-    preempt.restore()
-    ckpt.close()
-    progress.close()
+    try:  # still under `preempt`: a Ctrl-C while the last save completes is not a traceback
+      ckpt.close()
+      progress.close()
+    finally:
+      preempt.restore()
   rates = progress.rates()
   summary = dict(step=step, total_steps=s.total_steps, preempted=preempt.requested,
+                 stopped_by=preempt.signal,
                  **{**loop.last, **loop.evals, **rates, **meter.summary(step, rates)})
   writer.write_summary(summary)
   writer.close()
