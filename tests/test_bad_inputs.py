@@ -191,6 +191,9 @@ CASES = [
          (f'--config={TINY}:{{data}}', '--workdir={tmp}/run-every',
           '--config.checkpoint.every_steps=0'), 1,
          ('config.checkpoint.every_steps=0: expected a whole number >= 1',)),
+    Case('train-non-finite-loss', 'mbjax.train',
+         (f'--config={TINY}:{{data}},nan', '--workdir={tmp}/run-nan'), 1,
+         ('mbjax.train: error: non-finite loss', 'Lower the learning rate')),
 ]
 
 

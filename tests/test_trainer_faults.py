@@ -1,7 +1,8 @@
 """The trainer against what goes wrong around it (issue 25): a second trainer on a workdir, a
-killed trainer's lock, Ctrl-C, out-of-range trainer fields and runs that fail before
+killed trainer's lock, Ctrl-C, a full disk, out-of-range trainer fields and runs that fail before
 writing anything. Each failure is one line, never a Python traceback."""
 
+import errno
 import json
 import os
 import pathlib
@@ -158,6 +159,67 @@ def test_a_second_sigint_in_the_loop_exits_130_without_waiting(monkeypatch):
   finally:
     stop.restore()
   assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# ------------------------------------------------------------------------------- full disk
+
+
+@pytest.mark.slow  # root only; the same message in-process: test_a_write_failing_for_space...
+def test_a_full_disk_is_one_line_naming_the_workdir(tmp_path, pretrain_data_dir):
+  disk = tmp_path / 'disk'
+  disk.mkdir()
+  # Room for the run's first checkpoint (~2 MB) and its logs, not for the second.
+  mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', str(disk)],
+                           capture_output=True, text=True)
+  if mounted.returncode:
+    pytest.skip(f'cannot mount a small tmpfs here: {mounted.stderr.strip()}')
+  try:
+    workdir = disk / 'run'
+    proc = _trainer(workdir, pretrain_data_dir)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err[-3000:]
+    assert TRACEBACK not in err and "exception was never retrieved" not in err, err[:6000]
+    assert not [l for l in err.splitlines() if l.startswith('E')], err[:6000]  # absl errors
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f'mbjax.train: error: {workdir}: No space left on device (errno 28, '
+                           'ENOSPC)'), err[-3000:]
+    assert 'saving checkpoint step' in last or 'writing' in last
+  finally:
+    subprocess.run(['umount', '-l', str(disk)], check=False)
+
+
+def test_a_write_failing_for_space_names_the_workdir(tmp_path, tiny_config, pretrain_data_dir,
+                                                      monkeypatch):
+  from mbjax import train
+
+  def full(self, config):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.workdir / 'config.json'))
+
+  monkeypatch.setattr(metric_writer.MetricWriter, 'write_config', full)
+  c = tiny_config('tiny_pretrain', pretrain_data_dir)
+  c.total_steps, c.evals = 2, {}
+  with pytest.raises(train.WorkdirWriteError) as failed:
+    train.train_and_evaluate(c, str(tmp_path / 'run'))
+  assert str(failed.value) == (
+      f'{tmp_path / "run"}: No space left on device (errno 28, ENOSPC) (writing config.json); '
+      'checkpoints written before are intact: free space (or fix the disk) and run the same '
+      'command to resume')
+  assert not (tmp_path / 'run').exists()  # nothing written yet: the new folder is gone again
+
+
+def test_orbax_background_errors_are_read_for_their_os_error():
+  from mbjax.train import faults
+  reported = ValueError(
+      'RESOURCE_EXHAUSTED: Error writing local file "/w/run/checkpoints/4.orbax-checkpoint-tmp/'
+      'state.orbax-checkpoint-tmp/_sharding": Failed writing: "/w/run/checkpoints/4.orbax-'
+      'checkpoint-tmp/state.orbax-checkpoint-tmp/_sharding.__lock": Failed to write 108673 '
+      "bytes to file 7: No space left on device [os_error_code='28']")
+  error = faults.storage_error(reported, '/w/run')
+  assert error.errno == errno.ENOSPC
+  assert str(error).startswith('/w/run: No space left on device (errno 28, ENOSPC) (saving '
+                               'checkpoint step 4); ')
+  assert faults.storage_error(ValueError('a shape mismatch'), '/w/run') is None
+  assert faults.storage_error(FileNotFoundError(2, 'gone'), '/w/run') is None
 
 
 # ----------------------------------------------------------------- trainer fields, leftovers

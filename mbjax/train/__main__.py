@@ -7,7 +7,8 @@ Multi-host: JAX's distributed runtime is initialised first (auto-detected on TPU
 explicit with --coordinator, --num_processes, --process_id).
 
 Ctrl-C saves at the next step and exits 130 (a second Ctrl-C exits at once); SIGTERM saves and
-exits 0.
+exits 0. A workdir in use by another trainer, a non-finite loss and a full disk are one line on
+stderr and status 1 (MBJAX_TRACEBACK=1 shows the traceback).
 """
 
 import sys
@@ -45,11 +46,20 @@ def initialize_distributed() -> None:
 
 def main(argv, program: str = 'mbjax.train'):
   del argv
+  from mbjax import cli
   from mbjax.logs import log_filter
   log_filter.quiet_libraries()
+  if not cli.show_tracebacks():
+    from mbjax.train import faults
+    faults.hide_reraised_library_errors()
   initialize_distributed()
   from mbjax import train
-  summary = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  try:
+    summary = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except (train.NonFiniteLossError, train.WorkdirWriteError) as e:  # clear on their own
+    if cli.show_tracebacks():
+      raise
+    cli.fail(program, str(e), 1)
   if summary.get('stopped_by') == 'SIGINT':
     print(f'{program}: interrupted at step {summary["step"]}: checkpoint saved in '
           f'{FLAGS.workdir}; run the same command to resume', file=sys.stderr, flush=True)

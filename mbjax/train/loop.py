@@ -126,13 +126,19 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   The config's trainer fields are checked and the run is built before the workdir is touched;
   then the workdir is locked for this run (`mbjax.files.lock.LockHeld` names the trainer that
-  holds it).
+  holds it). A failure for lack of disk space raises `faults.WorkdirWriteError`.
   """
   started = time.perf_counter()
   checks.check_trainer_fields(config)
   s = setup(config)
   with workdir_lib.claim(workdir) as held:
-    return _train(s, config, workdir, started, held)
+    try:
+      return _train(s, config, workdir, started, held)
+    except Exception as e:  # noqa: BLE001 - only a disk's failure is translated
+      storage = faults.storage_error(e, workdir)
+      if storage is None:
+        raise
+      raise storage from e
 
 
 def _train(s: Setup, config, workdir: str, started: float, held) -> dict:
