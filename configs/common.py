@@ -154,7 +154,7 @@ def add_optimizer(c: ml_collections.ConfigDict, *, epochs: int, batch_size: int,
   c.head_patterns = ()
   c.partial_train = None
   c.freeze_patterns = ()
-  c.total_steps = -1  # > 0 stops early
+  c.total_steps = -1  # -1: the whole curriculum; N > 0 stops after N steps (others refused)
   c.grad_accum_steps = 1  # > 1: the batch is split into that many scanned micro-batches
 
 

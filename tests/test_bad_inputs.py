@@ -162,6 +162,38 @@ CASES = [
     Case('build-bvh-channel-count', 'data_prep.build',
          ('mocap', '--source={tmp}/bvh', '--data_dir={tmp}/tfds'), 1,
          ('count.bvh: line 5: CHANNELS 6 declared, 5 given',)),
+    # issue 25: trainer
+    Case('train-config-path-typo', 'mbjax.train',
+         ('--config=configs/pose3d_h36n.py:ft', '--workdir={tmp}/run-typo'), 2,
+         ('--config=configs/pose3d_h36n.py:ft: no such config file configs/pose3d_h36n.py; '
+          'nearest: configs/pose3d_h36m.py',)),
+    Case('train-config-syntax-error', 'mbjax.train',
+         ('--config={tmp}/syntax_error.py:x', '--workdir={tmp}/run-syntax'), 2,
+         ('syntax_error.py:x: the config file fails: SyntaxError: expected \':\'',)),
+    Case('train-config-raises', 'mbjax.train',
+         ('--config={tmp}/raises.py:x', '--workdir={tmp}/run-raises'), 2,
+         ('raises.py:x: the config file fails: RuntimeError: no variant x ({tmp}/raises.py, '
+          'line 2)',)),
+    Case('train-missing-workdir', 'mbjax.train', (f'--config={TINY}:{{data}}',), 2,
+         ('mbjax.train: error: missing required flag --workdir (see --help)',)),
+    Case('evaluate-missing-flags', 'mbjax.evaluate', ('--config=configs/pretrain.py:lite',), 2,
+         ('mbjax.evaluate: error: --checkpoint required (see --help)',)),
+    Case('train-total-steps-0', 'mbjax.train',
+         (f'--config={TINY}:{{data}}', '--workdir={tmp}/run-steps', '--config.total_steps=0'), 1,
+         ('config.total_steps=0: expected a positive number of steps to stop after, or -1',)),
+    Case('train-total-steps-negative', 'mbjax.train',
+         (f'--config={TINY}:{{data}}', '--workdir={tmp}/run-steps', '--config.total_steps=-5'), 1,
+         ('config.total_steps=-5: expected',)),
+    Case('train-lr-negative', 'mbjax.train',
+         (f'--config={TINY}:{{data}}', '--workdir={tmp}/run-lr', '--config.lr=-1'), 1,
+         ('config.lr=-1.0: expected a finite number > 0',)),
+    Case('train-checkpoint-every-0', 'mbjax.train',
+         (f'--config={TINY}:{{data}}', '--workdir={tmp}/run-every',
+          '--config.checkpoint.every_steps=0'), 1,
+         ('config.checkpoint.every_steps=0: expected a whole number >= 1',)),
+    Case('train-non-finite-loss', 'mbjax.train',
+         (f'--config={TINY}:{{data}},nan', '--workdir={tmp}/run-nan'), 1,
+         ('mbjax.train: error: non-finite loss', 'Lower the learning rate')),
 ]
 
 
@@ -186,6 +218,7 @@ def _write_inputs(folder: pathlib.Path) -> None:
   (folder / 'cut.pkl').write_bytes(b'\x80\x04\x95\x00\x01\x00\x00\x00\x00\x00\x00}\x94(\x8c')
   (folder / 'empty').mkdir()
   _write_kind_inputs(folder)
+  _write_trainer_inputs(folder)
 
 
 def _write_kind_inputs(folder: pathlib.Path) -> None:
@@ -212,6 +245,13 @@ def _write_kind_inputs(folder: pathlib.Path) -> None:
       'HIERARCHY\nROOT Hips\n{\n  OFFSET 0 0 0\n  CHANNELS 6 Xposition Yposition Zposition '
       'Zrotation Xrotation\n  End Site\n  {\n    OFFSET 0 1 0\n  }\n}\nMOTION\nFrames: 1\n'
       'Frame Time: 0.04\n0 0 0 0 0 0\n')
+
+
+def _write_trainer_inputs(folder: pathlib.Path) -> None:
+  """Issue 25's trainer inputs: config files that do not compile, or raise."""
+  (folder / 'syntax_error.py').write_text('def get_config(arg)\n  return None\n')
+  (folder / 'raises.py').write_text(
+      'def get_config(arg):\n  raise RuntimeError(f"no variant {arg}")\n')
 
 
 def _run(case: Case, folder: pathlib.Path, data_dir: str) -> subprocess.CompletedProcess:

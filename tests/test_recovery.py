@@ -202,3 +202,28 @@ def test_export_on_a_damaged_newest_checkpoint_uses_the_one_before(runs, tmp_pat
                                        rf'{STEPS} \(.*\); step {STEPS - 2} \(.*\); step '
                                        rf'{STEPS - 4} \([^\n]*$'):
     graph.build(str(workdir))
+
+
+def test_every_checkpoint_broken_starts_over_and_keeps_the_history(runs, tmp_path, caplog):
+  make, straight, partial = runs
+  workdir = tmp_path / 'run'
+  shutil.copytree(partial, workdir)
+  history = (workdir / 'metrics.jsonl').read_text()
+  steps = sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit())
+  for step in steps:
+    _truncate_the_array_files(workdir / 'checkpoints' / str(step))
+  summary = train.train_and_evaluate(make(STEPS + 2), str(workdir))
+  assert summary['step'] == STEPS + 2
+  assert all((workdir / 'checkpoints' / f'broken-{s}').is_dir() for s in steps)
+  # The old metrics are kept beside, said in one line; the new file holds this run's steps.
+  (aside,) = workdir.glob('metrics.jsonl.*.aside')
+  assert aside.read_text() == history
+  assert f'kept as {aside.name}' in caplog.text
+  import json
+  rows = [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
+  assert [r['step'] for r in rows if 'loss' in r] == list(range(1, STEPS + 3))
+  # Started cleanly from step 0: the uninterrupted run's parameters, bitwise.
+  a = checkpoint.load_variables(straight)['params']
+  b = jax.device_get(summary['state']['params'])
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_array_equal(x, y)

@@ -2,9 +2,12 @@
 
   cli.run(main, program='mbjax.evaluate')   # instead of absl's app.run(main)
 
-Flag mistakes (an unknown `--config.` field, a config file that fails, a malformed value) exit
-with status 2 and one line naming the flag; for an unknown config field it names the nearest
-valid fields. Mistakes found while running (a missing or damaged file, a mismatched checkpoint,
+Flag mistakes (an unknown `--config.` field, a config file that is missing, does not compile or
+raises, a malformed value, a missing required flag, a program's own `app.UsageError`) exit with
+status 2 and one line naming the flag; for an unknown config field it names the nearest valid
+fields, for a missing config file the nearest file names.
+
+Mistakes found while running (a missing or damaged file, a mismatched checkpoint,
 a bad config value: `USER_ERRORS`) exit with status 1 and the error's own message, which names the
 file, record or field. MBJAX_TRACEBACK=1 shows the full traceback instead.
 """
@@ -16,6 +19,7 @@ import errno
 import os
 import re
 import sys
+import traceback
 from typing import Callable, Sequence
 
 from absl import app, flags, logging
@@ -117,17 +121,84 @@ def define_config_file(name: str, default: str, help_string: str, *, program: st
     fail(program, f'{message} (see --help)', 2)
 
 
+def _config_file_args(argv: Sequence[str], flag_values) -> list[str]:
+  """The `--name=path[:arg]` arguments of `argv` that name a config file flag."""
+  found = []
+  for arg in argv[1:]:
+    match = re.match(r'^--?(\w+)=', arg)
+    if match and match.group(1) in flag_values and (
+        flag_values[match.group(1)].parser.flag_type() == 'config object'):  # ml_collections'
+      found.append(arg)
+  return found
+
+
+def _missing_file(arg: str) -> str | None:
+  """'--config=configs/pose3d_h36n.py:ft: no such config file configs/pose3d_h36n.py; nearest:
+  configs/pose3d_h36m.py' when the file a config argument names does not exist, else None."""
+  path = arg.split('=', 1)[1].split(':', 1)[0]
+  if os.path.isfile(path):
+    return None
+  folder, name = os.path.split(path)
+  names = os.listdir(folder or '.') if os.path.isdir(folder or '.') else []
+  nearest = difflib.get_close_matches(name, [n for n in names if n.endswith('.py')], n=3)
+  hint = f'; nearest: {", ".join(os.path.join(folder, n) for n in nearest)}' if nearest else ''
+  return f'{arg}: no such config file {path}{hint}'
+
+
+def _config_file_error(argv: Sequence[str], error: BaseException) -> str:
+  """One line for a config file that failed to load with `error` (its own exception, or a
+  syntax error): the argument, the exception and where in the file it was raised."""
+  args = _config_file_args(argv, flags.FLAGS)
+  missing = [m for m in map(_missing_file, args) if m]
+  if missing:
+    return missing[0]
+  where = ''
+  if not isinstance(error, SyntaxError) and error.__traceback__ is not None:
+    frame = traceback.extract_tb(error.__traceback__)[-1]
+    where = f' ({frame.filename}, line {frame.lineno})'
+  text = str(error).strip().splitlines()
+  prefix = f'{args[-1]}: ' if args else ''
+  return (f'{prefix}the config file fails: {type(error).__name__}: '
+          f'{text[-1] if text else ""}{where}')
+
+
+def _deferred_config_error(argv: Sequence[str]) -> str | None:
+  """ml_collections defers a config file it cannot read (a missing file) until the config is
+  used: that error as one line, or None when every config flag loaded."""
+  for name in flags.FLAGS:
+    value = flags.FLAGS[name].value
+    if type(value).__name__ == '_ErrorConfig':  # ml_collections' placeholder for it
+      return _config_file_error(argv, value.__dict__['_error'])
+  return None
+
+
+def _missing_required(error: Exception) -> str | None:
+  """'missing required flags --config, --workdir' from absl's validator error, else None."""
+  names = re.findall(r'Flag --(\w+) must have a value other than None', str(error))
+  if not names:
+    return None
+  return f'missing required flag{"s" if len(names) > 1 else ""} ' + ', '.join(
+      f'--{n}' for n in names)
+
+
 def parse_flags(argv: Sequence[str], *, program: str) -> list[str]:
   """absl's FLAGS(argv) with every parsing mistake as one line (exit status 2)."""
   try:
-    return flags.FLAGS(list(argv))
+    rest = flags.FLAGS(list(argv))
   except _PARSE_ERRORS as e:
     if show_tracebacks():
       raise
-    unknown = unknown_config_field(argv, flags.FLAGS)
-    message = unknown or _final_exception_line(str(e))
+    message = (unknown_config_field(argv, flags.FLAGS) or _missing_required(e)
+               or _final_exception_line(str(e)))
     fail(program, f'{message} (see --help)', 2)
-  raise AssertionError('unreachable')
+  except Exception as e:  # pylint: disable=broad-except  # a config file's own error
+    if show_tracebacks():
+      raise
+    fail(program, f'{_config_file_error(argv, e)} (see --help)', 2)
+  deferred = _deferred_config_error(argv)
+  if deferred:
+    fail(program, f'{deferred} (see --help)', 2)
+  return rest
 
 
 def run(main: Callable[[list[str]], int | None], *, program: str,
@@ -161,7 +232,13 @@ def run(main: Callable[[list[str]], int | None], *, program: str,
   def start(argv):
     from mbjax.logs import log_filter
     log_filter.quiet_libraries()  # library chatter at debug level (mbjax/logs/log_filter.py)
-    return call(program, main, argv)
+    try:
+      return call(program, main, argv)
+    except app.UsageError as e:  # absl would print the whole usage text and exit 1
+      if show_tracebacks():
+        raise
+      message = str(e)
+      fail(program, message if '--help' in message else f'{message} (see --help)', 2)
 
   app.run(start, flags_parser=parser)
 

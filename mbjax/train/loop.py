@@ -5,14 +5,14 @@ The trainer knows no task: `config.task` names a module implementing `mbjax.task
 and everything task-specific (model, batch keys, data, loss, evaluators, pretrained weights,
 FLOPs) comes from it. A run can be killed at any moment (SIGKILL) and restarted with the same
 command: it resumes from the latest checkpoint and reaches bitwise the same parameters as an
-uninterrupted run on CPU. SIGTERM saves and exits 0.
+uninterrupted run on CPU. SIGTERM and Ctrl-C save at the next step and stop (a second Ctrl-C
+exits at once, mbjax.train.faults). One trainer at a time owns a workdir (mbjax.train.workdir).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 
 import jax
@@ -25,28 +25,14 @@ from mbjax.data import pipelines
 from mbjax.evaluate import registry
 from mbjax.logs import metric_writer
 from mbjax.logs import progress as progress_lib
-from mbjax.train import compute, config_diff, peak_flops, sharding
+from mbjax.train import checks, compute, config_diff, faults, peak_flops, sharding
+from mbjax.train import workdir as workdir_lib
 from mbjax.train.build import Setup, setup
 from mbjax.train.state import variables_of
 
 
 class NonFiniteLossError(RuntimeError):
   pass
-
-
-class _Preemption:
-  """SIGTERM -> save at the next step boundary and exit 0."""
-
-  def __init__(self):
-    self.requested = False
-    self._previous = signal.signal(signal.SIGTERM, self._handle)
-
-  def _handle(self, signum, frame):
-    logging.warning('SIGTERM received: saving a checkpoint and stopping')
-    self.requested = True
-
-  def restore(self):
-    signal.signal(signal.SIGTERM, self._previous)
 
 
 def log_due(step: int, total_steps: int, every: int, kind_of) -> bool:
@@ -74,20 +60,23 @@ def _init_from(s: Setup, state, path: str):
 
 def _restore_or_init(s: Setup, ckpt, batches, config):
   """(state, data iterator, start step): workdir latest -> `init_from` -> scratch."""
-  data_iter = pipelines.make_iterator(batches, num_workers=config.data.num_workers,
-                                      prefetch=config.data.prefetch)
+  def fresh_iterator(start=0):
+    return pipelines.make_iterator(batches, num_workers=config.data.num_workers,
+                                   prefetch=config.data.prefetch, start=start)
+
+  data_iter = fresh_iterator()
   restored = ckpt.restore_latest(s.abstract_state(), data_iter)
-  if restored:
-    start_step, state, data_restored = restored
-    if not data_restored:
-      data_iter = pipelines.make_iterator(batches, num_workers=config.data.num_workers,
-                                          prefetch=config.data.prefetch, start=start_step)
-    logging.info('resumed at step %d', start_step)
-    return state, data_iter, start_step
-  state = s.init_state()
-  if config.get('init_from'):
-    state = _init_from(s, state, config.init_from)
-  return state, data_iter, 0
+  if not restored:
+    state = s.init_state()
+    if config.get('init_from'):
+      state = _init_from(s, state, config.init_from)
+    # A damaged checkpoint can have moved the iterator before its state failed to read.
+    return state, fresh_iterator(), 0
+  start_step, state, data_restored = restored
+  if not data_restored:
+    data_iter = fresh_iterator(start_step)
+  logging.info('resumed at step %d', start_step)
+  return state, data_iter, start_step
 
 
 # ------------------------------------------------------------------------------- evaluators
@@ -133,10 +122,27 @@ def _allocator_tags() -> tuple[str, ...]:
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
-  """Runs (or resumes) training; returns the final metrics summary (with `state` and `model`)."""
+  """Runs (or resumes) training; returns the final metrics summary (with `state` and `model`).
+
+  The config's trainer fields are checked and the run is built before the workdir is touched;
+  then the workdir is locked for this run (`mbjax.files.lock.LockHeld` names the trainer that
+  holds it). A failure for lack of disk space raises `faults.WorkdirWriteError`.
+  """
   started = time.perf_counter()
-  os.makedirs(workdir, exist_ok=True)
+  checks.check_trainer_fields(config)
   s = setup(config)
+  with workdir_lib.claim(workdir) as held:
+    try:
+      return _train(s, config, workdir, started, held)
+    except Exception as e:  # noqa: BLE001 - only a disk's failure is translated
+      storage = faults.storage_error(e, workdir)
+      if storage is None:
+        raise
+      raise storage from e
+
+
+def _train(s: Setup, config, workdir: str, started: float, held) -> dict:
+  """train_and_evaluate's run in its claimed workdir (`held`: its lock, None off process 0)."""
   batches = pipelines.HostBatches(s.curriculum, seed=config.data_seed,
                                   process_index=jax.process_index(),
                                   process_count=jax.process_count())
@@ -156,6 +162,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
   if start_step and start_step >= s.total_steps:
     ckpt.close()
     return dict(_finished(workdir, start_step), state=state, model=s.model)
+  if not start_step and jax.process_index() == 0:
+    workdir_lib.set_aside_history(workdir)  # never cut a run's history: keep it beside
 
   # The metrics of the restored step were written before its checkpoint: keep them on resume.
   writer = metric_writer.MetricWriter(workdir, is_primary=jax.process_index() == 0,
@@ -172,15 +180,18 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                    tags=_allocator_tags())
   loop = _Loop(s, workdir, batches, ckpt, writer, progress,
                s.task.make_evaluators(config, s.model), meter)
-  preempt = _Preemption()
+  preempt = faults.Stop(on_abort=held.release if held is not None else None)
   try:
     state, step = loop.run(state, data_iter, start_step, preempt)
   finally:
-    preempt.restore()
-    ckpt.close()
-    progress.close()
+    try:  # still under `preempt`: a Ctrl-C while the last save completes is not a traceback
+      ckpt.close()
+      progress.close()
+    finally:
+      preempt.restore()
   rates = progress.rates()
   summary = dict(step=step, total_steps=s.total_steps, preempted=preempt.requested,
+                 stopped_by=preempt.signal,
                  **{**loop.last, **loop.evals, **rates, **meter.summary(step, rates)})
   writer.write_summary(summary)
   writer.close()
