@@ -7,8 +7,10 @@ The cases run as real processes (`python -m ...` from the repository root), a fe
 
 import concurrent.futures
 import dataclasses
+import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -16,11 +18,21 @@ import zipfile
 import numpy as np
 import pytest
 
-from mbjax.checkpoint import official
+from mbjax.checkpoint import converted, official
 from mbjax.checkpoint import torch_zip as torch_format
+from mbjax.models import dstformer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = 'tests/configs/tiny_pretrain.py'
+
+
+# infer on a keypoint file (its mistakes are found before the model loads).
+INFER = ('{tmp}/keypoints.json', '--checkpoint={tmp}/tiny.bin')
+# predict_action on a tiny action-class .bin: the official config with the tiny model's sizes.
+ACTION = ('--checkpoint={tmp}/ntu_action.bin', '--config=configs/action_ntu60.py:xsub',
+          *(f'--config.model.{k}={v}' for k, v in dstformer.TINY.items()),
+          '--config.model.head.hidden_dim=32', '--input={tmp}/clip.npy', '--format=coco',
+          '--size=640x480')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +206,40 @@ CASES = [
     Case('train-non-finite-loss', 'mbjax.train',
          (f'--config={TINY}:{{data}},nan', '--workdir={tmp}/run-nan'), 1,
          ('mbjax.train: error: non-finite loss', 'Lower the learning rate')),
+    # issue 25: outputs
+    Case('export-existing-out', 'mbjax.export',
+         ('--checkpoint={tmp}/conv', '--out={tmp}/notes.txt'), 1,
+         ('{tmp}/notes.txt exists; pass --overwrite to replace it',)),
+    Case('export-disk-full', 'mbjax.export', ('--checkpoint={tmp}/conv', '--out=/dev/full'), 1,
+         ('mbjax.export: error: /dev/full: No space left on device',)),
+    Case('convert-to-official-existing', 'mbjax.convert',
+         ('--to-official', '{tmp}/conv', '{tmp}/notes.txt'), 1,
+         ('{tmp}/notes.txt exists; pass --overwrite to replace it',)),
+    Case('convert-to-official-disk-full', 'mbjax.convert',
+         ('--to-official', '{tmp}/conv', '/dev/full'), 1,
+         ('mbjax.convert: error: /dev/full: No space left on device',)),
+    Case('convert-to-official-missing-data', 'mbjax.convert',
+         ('--to-official', '{tmp}/conv_cut', '{tmp}/cut_back.bin'), 1,
+         ('{tmp}/conv_cut: the weights cannot be read (missing variables/d)',)),
+    Case('convert-into-a-device', 'mbjax.convert', ('{tmp}/tiny.bin', '/dev/full'), 1,
+         ('/dev/full exists and is not a directory',)),
+    Case('infer-existing-results', 'mbjax.infer', (*INFER, '--out={tmp}/had_results'), 1,
+         ('{tmp}/had_results/results.json exists; pass --overwrite to replace it',)),
+    Case('infer-clip-len-0', 'mbjax.infer', (*INFER, '--out={tmp}/o', '--clip_len=0'), 1,
+         ("--clip_len=0: must be between 1 and the model's maxlen",)),
+    Case('infer-clip-len-negative', 'mbjax.infer', (*INFER, '--out={tmp}/o', '--clip_len=-5'), 1,
+         ("--clip_len=-5: must be between 1 and the model's maxlen",)),
+    Case('infer-stride-0', 'mbjax.infer', (*INFER, '--out={tmp}/o', '--stride=0'), 1,
+         ('--stride=0: must be between 1 and --clip_len',)),
+    Case('infer-stride-negative', 'mbjax.infer', (*INFER, '--out={tmp}/o', '--stride=-3'), 1,
+         ('--stride=-3: must be between 1 and --clip_len',)),
+    Case('predict-action-existing-json', 'mbjax.predict_action',
+         (*ACTION, '--json={tmp}/notes.txt'), 1,
+         ('{tmp}/notes.txt exists; pass --overwrite to replace it',)),
+    Case('predict-action-embed-disk-full', 'mbjax.predict_action', (*ACTION, '--embed=/dev/full'),
+         1, ('mbjax.predict_action: error: /dev/full: No space left on device',)),
+    Case('predict-action-json-disk-full', 'mbjax.predict_action', (*ACTION, '--json=/dev/full'),
+         1, ('mbjax.predict_action: error: /dev/full: No space left on device',)),
 ]
 
 
@@ -219,6 +265,7 @@ def _write_inputs(folder: pathlib.Path) -> None:
   (folder / 'empty').mkdir()
   _write_kind_inputs(folder)
   _write_trainer_inputs(folder)
+  _write_output_inputs(folder, variables)
 
 
 def _write_kind_inputs(folder: pathlib.Path) -> None:
@@ -252,6 +299,36 @@ def _write_trainer_inputs(folder: pathlib.Path) -> None:
   (folder / 'syntax_error.py').write_text('def get_config(arg)\n  return None\n')
   (folder / 'raises.py').write_text(
       'def get_config(arg):\n  raise RuntimeError(f"no variant {arg}")\n')
+
+
+def _write_output_inputs(folder: pathlib.Path, variables) -> None:
+  """What the issue 25 cases name: a file of the user's, a convert directory (and one with its
+  data gone), a folder with results, a keypoint file, a tiny NTU-60 action .bin and its clip."""
+  import jax
+  import jax.numpy as jnp
+  from flax.core import meta
+  from mbjax import models
+  from mbjax.infer import model as model_lib
+  (folder / 'notes.txt').write_text('mine')
+  for name in ('conv', 'conv_cut'):
+    converted.save(folder / name, meta.unbox(variables),
+                   {'model': 'pose', 'backbone': dict(dstformer.TINY)})
+  shutil.rmtree(folder / 'conv_cut' / 'variables' / 'd')
+  (folder / 'had_results').mkdir()
+  (folder / 'had_results' / 'results.json').write_text('{"mine": true}')
+  pose = np.random.default_rng(0).uniform(100, 400, (17, 2))
+  frames = np.stack([np.concatenate([pose + t, np.ones((17, 1))], -1) for t in range(12)])
+  (folder / 'keypoints.json').write_text(json.dumps(
+      [dict(image_id=f'{t}.jpg', category_id=1, keypoints=frames[t].reshape(-1).tolist(),
+            score=2.0, idx=1) for t in range(12)]))
+  np.save(folder / 'clip.npy', frames.astype(np.float32))
+  config = model_lib.load_config_file('configs/action_ntu60.py:xsub')
+  config.model.update(dstformer.TINY)
+  config.model.head.update(hidden_dim=32)
+  model = models.from_config(config.model)
+  shapes = meta.unbox(jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 2, 9, 17, 3))))
+  official.save_official(jax.tree_util.tree_map(lambda a: np.zeros(a.shape, a.dtype), shapes),
+                         'action-class', folder / 'ntu_action.bin')
 
 
 def _run(case: Case, folder: pathlib.Path, data_dir: str) -> subprocess.CompletedProcess:
