@@ -53,11 +53,8 @@ def define_flags() -> None:
 def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  try:  # before anything is built: a clear message, not a traceback
-    for kind in shipped.CONTENTS:
-      shipped.assets_dir(kind, FLAGS.assets)
-  except FileNotFoundError as e:
-    raise app.UsageError(str(e)) from e
+  for kind in shipped.CONTENTS:  # before anything is built: missing assets are bad input (exit 1)
+    shipped.assets_dir(kind, FLAGS.assets)
   from mbjax.logs import log_filter
   from mbjax.demo import action_job, job
   log_filter.quiet_libraries(also=('mbjax/data',))  # per-file reader lines: the reports say it
