@@ -39,6 +39,9 @@ def export(checkpoint: str, out: str, fmt: str = 'stablehlo',
   from mbjax.files import atomic
   if fmt not in FORMATS:
     raise ValueError(f'--format={fmt!r}: expected one of {FORMATS}')
+  if fmt == 'onnx' and options.get('dtype', 'float32') != 'float32':  # a flag mistake comes first
+    raise ValueError(f'--dtype={options["dtype"]}: the ONNX export is float32 only (bfloat16 is '
+                     'for --format=stablehlo)')
   for path in (out, sidecar.path_of(out)):
     atomic.check_new(path, overwrite)
   ex = graph.build(checkpoint, config, **options)
