@@ -232,6 +232,8 @@ def run(main: Callable[[list[str]], int | None], *, program: str,
   def start(argv):
     from mbjax.logs import log_filter
     log_filter.quiet_libraries()  # library chatter at debug level (mbjax/logs/log_filter.py)
+    if not show_tracebacks():  # orbax's re-raised errors, tensorstore's closed-loop echoes
+      log_filter.hide_reraised_library_errors()
     try:
       return call(program, main, argv)
     except app.UsageError as e:  # absl would print the whole usage text and exit 1

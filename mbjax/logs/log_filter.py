@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging as std_logging
 import os
+import traceback
+import sys
 
 from absl import logging
 
@@ -71,3 +73,44 @@ def quiet_libraries(also: tuple[str, ...] = ()) -> None:
     found = [_LibraryInfo()]
     handler.addFilter(found[0])
   found[0].also.update(also)
+
+
+class _Reraised(std_logging.Filter):
+  """False for an error record with a traceback from orbax or asyncio: orbax raises the same
+  exception again in the trainer, which reports it."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    if record.levelno < std_logging.ERROR or not record.exc_info:
+      return True
+    path = record.pathname.replace(os.sep, '/')
+    return not any(f'/{name}/' in path for name in ('orbax', 'asyncio'))
+
+
+def _closed_loop_echo(kind, value, tb) -> bool:
+  """Whether an exception is asyncio's 'Event loop is closed' from a write that finished after
+  orbax gave up its save: tensorstore prints each such one (as unraisable, or PyErr_Print)."""
+  frames = traceback.extract_tb(tb)
+  return (kind is RuntimeError and str(value) == 'Event loop is closed' and bool(frames)
+          and '/asyncio/' in frames[-1].filename.replace(os.sep, '/'))
+
+
+def hide_reraised_library_errors() -> None:
+  """Installs `_Reraised` on absl's handler, and exception hooks that leave out the closed event
+  loop's echoes of a failed save (`mbjax.cli.run` calls it for every program unless MBJAX_TRACEBACK=1)."""
+  handler = logging.get_absl_handler()
+  if not any(isinstance(f, _Reraised) for f in handler.filters):
+    handler.addFilter(_Reraised())
+  if getattr(sys.excepthook, 'mbjax_hides_echoes', False):
+    return
+  excepthook, unraisablehook = sys.excepthook, sys.unraisablehook
+
+  def uncaught(kind, value, tb):
+    if not _closed_loop_echo(kind, value, tb):
+      excepthook(kind, value, tb)
+
+  def unraisable(info):
+    if not _closed_loop_echo(info.exc_type, info.exc_value, info.exc_traceback):
+      unraisablehook(info)
+
+  uncaught.mbjax_hides_echoes = True
+  sys.excepthook, sys.unraisablehook = uncaught, unraisable

@@ -49,9 +49,6 @@ def main(argv, program: str = 'mbjax.train'):
   from mbjax import cli
   from mbjax.logs import log_filter
   log_filter.quiet_libraries()
-  if not cli.show_tracebacks():
-    from mbjax.train import faults
-    faults.hide_reraised_library_errors()
   initialize_distributed()
   from mbjax import train
   try:

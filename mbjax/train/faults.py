@@ -5,21 +5,18 @@
 * `storage_error`: a write that failed for lack of space, quota or a read-only or failing disk,
   as Python raises it or as orbax's background save reports it (a ValueError that carries the
   OS error code), becomes one `WorkdirWriteError` naming the workdir and the OS's words.
-* `hide_reraised_library_errors`: orbax logs each failure of its save threads with a traceback
-  (asyncio once more at exit, and tensorstore prints the writes that end after the save's event
-  loop closed) before re-raising it in the trainer; the console keeps the trainer's one line.
+(orbax's own tracebacks of a failed save, re-raised here, are kept off the console for every
+program by `mbjax.logs.log_filter.hide_reraised_library_errors`.)
 """
 
 from __future__ import annotations
 
 import errno
-import logging as std_logging
 import os
 import re
 import signal
 import sys
 import threading
-import traceback
 from typing import Callable
 
 from absl import logging
@@ -141,44 +138,3 @@ def storage_error(error: BaseException, workdir: str) -> WorkdirWriteError | Non
       f'{workdir}: {os.strerror(code)} (errno {code}, {errno.errorcode.get(code, "?")})'
       f'{_what(path, workdir)}; checkpoints written before are intact: free space (or fix the '
       'disk) and run the same command to resume'))
-
-
-class _Reraised(std_logging.Filter):
-  """False for an error record with a traceback from orbax or asyncio: orbax raises the same
-  exception again in the trainer, which reports it."""
-
-  def filter(self, record: std_logging.LogRecord) -> bool:
-    if record.levelno < std_logging.ERROR or not record.exc_info:
-      return True
-    path = record.pathname.replace(os.sep, '/')
-    return not any(f'/{name}/' in path for name in ('orbax', 'asyncio'))
-
-
-def _closed_loop_echo(kind, value, tb) -> bool:
-  """Whether an exception is asyncio's 'Event loop is closed' from a write that finished after
-  orbax gave up its save: tensorstore prints each such one (as unraisable, or PyErr_Print)."""
-  frames = traceback.extract_tb(tb)
-  return (kind is RuntimeError and str(value) == 'Event loop is closed' and bool(frames)
-          and '/asyncio/' in frames[-1].filename.replace(os.sep, '/'))
-
-
-def hide_reraised_library_errors() -> None:
-  """Installs `_Reraised` on absl's handler, and exception hooks that leave out the closed event
-  loop's echoes of a failed save (an entry point calls it once)."""
-  handler = logging.get_absl_handler()
-  if not any(isinstance(f, _Reraised) for f in handler.filters):
-    handler.addFilter(_Reraised())
-  if getattr(sys.excepthook, 'mbjax_hides_echoes', False):
-    return
-  excepthook, unraisablehook = sys.excepthook, sys.unraisablehook
-
-  def uncaught(kind, value, tb):
-    if not _closed_loop_echo(kind, value, tb):
-      excepthook(kind, value, tb)
-
-  def unraisable(info):
-    if not _closed_loop_echo(info.exc_type, info.exc_value, info.exc_traceback):
-      unraisablehook(info)
-
-  uncaught.mbjax_hides_echoes = True
-  sys.excepthook, sys.unraisablehook = uncaught, unraisable
