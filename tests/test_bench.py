@@ -48,16 +48,19 @@ def test_train_bench_of_the_action_task_counts_both_persons():
   assert result['clips_per_s'] * 2 * 9 == pytest.approx(result['frames_per_s'])
 
 
-def test_infer_bench_reports_offline_stream_and_render_rates():
+def test_infer_bench_reports_offline_stream_render_and_shared_head_rates(reference_dir):
   proc = _bench('infer', '--variant=tiny', '--frames=30', '--stream_frames=8', '--latency=2',
-                '--stream_clip_len=9', '--render_frames=3', '--render_size=96', '--noencode')
+                '--stream_clip_len=9', '--render_frames=3', '--render_size=96', '--noencode',
+                '--heads', f'--smpl_dir={reference_dir / "smpl_synthetic_tiny"}')
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads(proc.stdout.strip().splitlines()[-1])
   assert result['bench'] == 'infer' and result['offline_clip_len'] == 243
   assert result['stream_clip_len'] == 9 and result['stream_compiles'] == 1
   assert result['stream_push_ms_p95'] >= result['stream_push_ms_mean'] * 0.5 > 0
   assert result['stream_latency_ms_at_fps'] > 2 / 30 * 1e3
-  for key in ('offline_frames_per_s', 'stream_frames_per_s', 'render_frames_per_s'):
+  assert result['heads_shared'] == ['pose', 'mesh', 'action'] and result['heads_windows'] == 1
+  for key in ('offline_frames_per_s', 'stream_frames_per_s', 'render_frames_per_s',
+              'heads_apart_frames_per_s', 'heads_shared_frames_per_s'):
     assert result[key] > 0, key
 
 

@@ -10,7 +10,9 @@ with the default infer config's test-time options (flip test, rootrel=False), on
   `--stream_clip_len` window; the first push (which compiles) is reported on its own, the rest
   give frames/s and the per-frame push time (ms, mean and p95). A pose comes out k frames after
   its frame went in, so the latency at `--fps` is k / fps plus the push time;
-- render: `mbjax.infer.render.measure` (rasterise and encode the 2D + 3D views).
+- render: `mbjax.infer.render.measure` (rasterise and encode the 2D + 3D views);
+- `--heads`: the action head (and with `--smpl_dir` the mesh head) on the lifting windows, one
+  backbone pass shared with the pose head against every model apart (mbjax/infer/shared.py).
 The last line printed is JSON.
 """
 
@@ -39,7 +41,8 @@ def random_lifter(variant: str, seed: int = 0) -> model_lib.Lifter:
   config = model_lib.load_config_file(model_lib.DEFAULT_CONFIG)
   return model_lib.Lifter(predict=lambda x: apply(variables, x), maxlen=int(fields['maxlen']),
                           rootrel=bool(config.rootrel), flip=bool(config.flip_test), gt_2d=False,
-                          no_conf=False, config=config, source=f'random {variant}')
+                          no_conf=False, config=config, source=f'random {variant}', model=model,
+                          variables=variables)
 
 
 def synthetic_track(frames: int, seed: int = 0) -> np.ndarray:
@@ -88,6 +91,76 @@ def streaming(lifter: model_lib.Lifter, track: np.ndarray, latency: int, clip_le
               stream_clip_len=s.clip_len, stream_compiles=s.traces, stream_pushes=len(track))
 
 
+def _head_models(lifter: model_lib.Lifter, variant: str, smpl_dir: str | None):
+  """(action Classifier, MeshPredictor or None) of random heads on `lifter`'s backbone weights,
+  as partial finetuning leaves them (the mesh head needs an SMPL folder)."""
+  import jax
+  import jax.numpy as jnp
+  from flax.core import meta
+  from mbjax import models
+  from mbjax.infer import action as action_lib
+  from mbjax.infer import mesh as mesh_lib
+  from mbjax.models import dstformer
+  fields = dict(dstformer.VARIANTS[variant])
+
+  def on_lifter_backbone(model, x):
+    variables = meta.unbox(jax.jit(model.init)(jax.random.key(1), x))
+    own_head = variables['params']['backbone']['head']
+    variables['params']['backbone'] = dict(lifter.variables['params'], head=own_head)
+    return variables
+
+  action = models.from_config(dict(fields, head=dict(version='class', num_classes=60)))
+  action_vars = on_lifter_backbone(action, jnp.zeros((1, 1, 1, 17, 3)))
+  classifier = action_lib.Classifier(
+      apply=jax.jit(lambda v, x: (action.apply(v, x), None)), variables=action_vars,
+      version='class', label_names=tuple(map(str, range(60))), clip_len=lifter.maxlen,
+      scale_range=(1.0, 1.0), source='random', model=action)
+  if not smpl_dir:
+    return classifier, None
+  from mbjax.models.smpl import SMPL
+  mesh = models.from_config(dict(fields, head=dict(version='mesh', hidden_dim=1024)),
+                            smpl=SMPL.from_file(smpl_dir))
+  mesh_vars = on_lifter_backbone(mesh, jnp.zeros((1, 1, 17, 3)))
+  return classifier, mesh_lib.MeshPredictor(
+      apply=jax.jit(lambda x: mesh.apply(mesh_vars, x)), clip_len=lifter.maxlen, channels=3,
+      source='random', model=mesh, variables=mesh_vars)
+
+
+def heads(lifter: model_lib.Lifter, track: np.ndarray, variant: str, smpl_dir: str | None
+          ) -> dict:
+  """Frames/s of lifting with the action (and mesh) heads on the lifting windows: one backbone
+  pass shared by every head (mbjax/infer/shared.py) against each model apart."""
+  from mbjax.infer import shared
+  from mbjax.infer import windows as windows_lib
+  classifier, mesh = _head_models(lifter, variant, smpl_dir)
+  plan, _ = shared.plan(lifter, mesh=mesh, classifier=classifier)
+  options = pipeline.window_options(pipeline.Request(input=''), lifter)
+  x, _ = lift.normalise(track, 'crop')
+  clips = np.stack([x[s:e] for s, e in windows_lib.windows(len(x), options.clip_len,
+                                                            options.stride)])
+
+  def apart():
+    lift.lift(lifter.predict, {0: x}, options)
+    for start in range(0, len(clips), options.batch_size):
+      batch = clips[start:start + options.batch_size]
+      np.asarray(classifier.apply(classifier.variables, batch[:, None])[0])
+      if mesh:
+        np.asarray(mesh.apply(batch)['theta'])
+
+  def together():
+    lift.lift(plan.predict, {0: x}, options, mirrored=plan.mirrored, extras={})
+
+  result = dict(heads_shared=list(plan.heads), heads_windows=len(clips))
+  for name, fn in (('apart', apart), ('shared', together)):
+    fn()  # compiles
+    t0 = time.perf_counter()
+    fn()
+    result[f'heads_{name}_frames_per_s'] = round(len(track) / (time.perf_counter() - t0), 2)
+  result['heads_speedup'] = round(result['heads_shared_frames_per_s'] /
+                                  result['heads_apart_frames_per_s'], 3)
+  return result
+
+
 def run(fv) -> dict:
   import jax
   from mbjax.infer import render
@@ -101,6 +174,8 @@ def run(fv) -> dict:
     result.update(offline(lifter, track[:fv.frames]))
   result.update(streaming(lifter, track[:fv.stream_frames], fv.latency, fv.stream_clip_len,
                           fv.fps))
+  if fv.heads:
+    result.update(heads(lifter, track[:fv.frames], fv.variant, fv.smpl_dir))
   if fv.render_frames:
     fps = render.measure(fv.render_frames, fv.render_size, 1, encode=fv.encode)
     result.update(render_frames_per_s=round(fps, 2), render_size=fv.render_size,
@@ -119,6 +194,10 @@ def define_flags(fv) -> None:
   flags.DEFINE_integer('stream_clip_len', None, 'StreamLifter window (default: its own)',
                        flag_values=fv)
   flags.DEFINE_float('fps', 30.0, 'input frame rate, for the latency in ms', flag_values=fv)
+  flags.DEFINE_boolean('heads', False, 'also lift with action (and --smpl_dir: mesh) heads, one '
+                       'shared backbone pass against each model apart', flag_values=fv)
+  flags.DEFINE_string('smpl_dir', None, '--heads: an SMPL folder (SMPL_NEUTRAL.pkl and extras) '
+                      'for the mesh head', flag_values=fv)
   flags.DEFINE_integer('render_frames', 60, 'frames rendered (0: skip render)', flag_values=fv)
   flags.DEFINE_integer('render_size', 512, 'render panel size in px', flag_values=fv)
   flags.DEFINE_boolean('encode', True, 'render: also encode the video', flag_values=fv)

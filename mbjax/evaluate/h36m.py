@@ -53,8 +53,13 @@ _CAMERA_SUFFIX = re.compile(r'_ca_\d+$')
 # Prediction.
 
 
-def _call(predict: Callable, batch: np.ndarray) -> np.ndarray:
-  out = np.array(predict(batch), np.float32)  # a writable copy (jax arrays are read-only)
+def _call(predict: Callable, batch: np.ndarray, extras: list | None = None) -> np.ndarray:
+  out = predict(batch)
+  if isinstance(out, dict):  # {'pose': ..., other heads' outputs}: mbjax/infer/shared.py
+    if extras is not None:
+      extras.append({k: np.asarray(v) for k, v in out.items() if k != 'pose'})
+    out = out['pose']
+  out = np.array(out, np.float32)  # a writable copy (jax arrays are read-only)
   want = batch.shape[:3] + (3,)
   if out.shape != want:
     raise ValueError(f'predict returned shape {out.shape} for input {batch.shape}, expected {want}')
@@ -63,7 +68,8 @@ def _call(predict: Callable, batch: np.ndarray) -> np.ndarray:
 
 def predict_clips(predict: Callable[[np.ndarray], Any], inputs: np.ndarray, *, flip: bool = True,
                   rootrel: bool = True, gt_2d: bool = False, batch_size: int = 32,
-                  progress: bool = False) -> np.ndarray:
+                  progress: bool = False, mirrored: Callable | None = None,
+                  extras: dict | None = None) -> np.ndarray:
   """3D poses of test clips with the official test-time options.
 
   Args:
@@ -78,6 +84,10 @@ def predict_clips(predict: Callable[[np.ndarray], Any], inputs: np.ndarray, *, f
       `args.gt_2d`); done after `rootrel`, as officially.
     batch_size: clips per call.
     progress: show a tqdm bar with clips/s.
+    mirrored: the model for the mirrored input (default `predict`).
+    extras: where `predict` returns a dict, `{'pose': (B, T, 17, 3), other outputs}` (several
+      heads on one backbone pass: mbjax/infer/shared.py), receives the other outputs of the
+      unmirrored input: name -> (N, ...) numpy array.
 
   Returns:
     (N, T, 17, 3) float32 predictions.
@@ -88,19 +98,25 @@ def predict_clips(predict: Callable[[np.ndarray], Any], inputs: np.ndarray, *, f
   if len(inputs) == 0:
     return np.zeros(inputs.shape[:3] + (3,), np.float32)
 
+  collected = []
+
   def one_batch(batch):
-    pred = _call(predict, batch)
+    pred = _call(predict, batch, collected)
     if flip:
-      mirrored = _call(predict, transforms.flip_pose(batch))
-      pred = (pred + transforms.flip_pose(mirrored)) / 2
+      other = _call(mirrored or predict, transforms.flip_pose(batch))
+      pred = (pred + transforms.flip_pose(other)) / 2
     if rootrel:
       pred[:, :, 0, :] = 0
     if gt_2d:
       pred[..., :2] = batch[..., :2]
     return pred
 
-  return batching.predict_batched(one_batch, inputs, batch_size,
-                                  progress='h36m test' if progress else None)
+  out = batching.predict_batched(one_batch, inputs, batch_size,
+                                 progress='h36m test' if progress else None)
+  if extras is not None and collected:  # the last batch's padding rows are at the end
+    extras.update({k: np.concatenate([c[k] for c in collected])[:len(inputs)]
+                   for k in collected[0]})
+  return out
 
 
 # ----------------------------------------------------------------------------------------------

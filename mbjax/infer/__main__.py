@@ -75,6 +75,9 @@ def define_flags() -> None:
                       'the top-5 labels of each track in results.json')
   flags.DEFINE_string('mesh', None, 'a mesh checkpoint (workdir of a mesh run): SMPL pose '
                       'and shape of each track per frame in results')
+  flags.DEFINE_bool('shared_backbone', True, 'with --action / --mesh: one backbone pass on the '
+                    'lifting windows for every head whose backbone weights equal the lifting '
+                    "model's (mbjax/infer/shared.py); false: each model on its own windows")
   flags.DEFINE_bool('trajectory', False, 'also the root trajectory and pose in metres '
                      '(camera frame; needs the frame size; mbjax/infer/trajectory.py)')
   flags.DEFINE_float('fov', 60.0, '--trajectory: assumed horizontal field of view, degrees')
@@ -99,7 +102,8 @@ def main(argv) -> int:
       min_frames=FLAGS.min_frames, batch_size=FLAGS.batch_size,
       track_metric=FLAGS.track_metric, track_threshold=FLAGS.track_threshold,
       max_gap=FLAGS.max_gap, bvh=FLAGS.bvh, fps=FLAGS.fps, render=FLAGS.render,
-      video=FLAGS.video, action=FLAGS.action, mesh=FLAGS.mesh, trajectory=FLAGS.trajectory,
+      video=FLAGS.video, action=FLAGS.action, mesh=FLAGS.mesh,
+      shared_backbone=FLAGS.shared_backbone, trajectory=FLAGS.trajectory,
       fov=FLAGS.fov, person_height=FLAGS.person_height, keypoints=FLAGS.keypoints,
       detection=video_source.Options(detector=FLAGS.detector, every=FLAGS.detect_every,
                                      tile=FLAGS.detect_tile),
@@ -117,6 +121,10 @@ def main(argv) -> int:
     print(f'wrote BVH {" ".join(summary["written"]["bvh"])}')
   if summary['written'].get('keypoints_2d'):
     print(f'wrote 2D keypoints {summary["written"]["keypoints_2d"]}')
+  if summary.get('backbone'):
+    b = summary['backbone']
+    print(f'backbone: one pass for {", ".join(b["heads"])}' if b['shared'] else
+          f'backbone: a pass per model ({b["why"]})')
   if summary.get('stages'):
     print('frames/s: ' + ', '.join(f'{k} {v:g}' for k, v in summary['stages'].items()))
   if 'render' in summary:

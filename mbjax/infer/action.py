@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Callable
+from typing import Any, Callable
 
 import ml_collections
 import numpy as np
@@ -34,6 +34,7 @@ class Classifier:
   clip_len: int
   scale_range: tuple[float, float]
   source: str
+  model: Any = None  # the ActionNet (a backbone shared with other heads: mbjax/infer/shared.py)
 
 
 def run_config(checkpoint: str) -> dict | None:
@@ -85,7 +86,8 @@ def load(checkpoint: str, config: ml_collections.ConfigDict | None = None) -> Cl
 
   return Classifier(apply=apply, variables=variables, version=version,
                     label_names=names, clip_len=action_task.clip_len(config),
-                    scale_range=tuple(config.augment.scale_range_test), source=checkpoint)
+                    scale_range=tuple(config.augment.scale_range_test), source=checkpoint,
+                    model=model)
 
 
 def _inputs(classifier: Classifier, keypoint: np.ndarray, num_clips: int) -> list[np.ndarray]:

@@ -85,13 +85,18 @@ class Options:
 
 
 def lift(predict: Callable[[np.ndarray], np.ndarray], inputs: dict[int, np.ndarray],
-         options: Options) -> dict[int, np.ndarray]:
+         options: Options, *, mirrored: Callable | None = None,
+         extras: dict | None = None) -> dict[int, np.ndarray]:
   """3D poses of every track.
 
   Args:
-    predict: the model, (B, t, 17, C) -> (B, t, 17, 3), t <= clip_len.
+    predict: the model, (B, t, 17, C) -> (B, t, 17, 3), t <= clip_len; or -> {'pose': ...,
+      other heads' outputs} (mbjax/infer/shared.py).
     inputs: track id -> (T, 17, 3) normalised input.
     options: test-time options and windows.
+    mirrored: the model for the mirrored input of the flip test (default `predict`).
+    extras: receives, per track id, the other outputs of each of its windows (a list of
+      {name: array} in window order), where `predict` returns a dict.
 
   Returns:
     track id -> (T, 17, 3) float32 poses in model units (windows.assemble).
@@ -99,15 +104,22 @@ def lift(predict: Callable[[np.ndarray], np.ndarray], inputs: dict[int, np.ndarr
   bounds = {k: windows_lib.windows(len(x), options.clip_len, options.stride)
             for k, x in inputs.items()}
   clips = [(k, i, inputs[k][s:e]) for k, b in bounds.items() for i, (s, e) in enumerate(b)]
-  outputs = {}
+  outputs, window_extras = {}, {}
   for length in sorted({len(c) for _, _, c in clips}):  # one compiled shape per clip length
     group = [(k, i, c) for k, i, c in clips if len(c) == length]
     batch = np.stack([c for _, _, c in group])
     if options.no_conf:
       batch = batch[..., :2]
+    got = {}
     pred = h36m.predict_clips(predict, batch, flip=options.flip, rootrel=options.rootrel,
-                              gt_2d=options.gt_2d, batch_size=options.batch_size)
+                              gt_2d=options.gt_2d, batch_size=options.batch_size,
+                              mirrored=mirrored, extras=got)
     outputs.update({(k, i): p for (k, i, _), p in zip(group, pred)})
+    window_extras.update({(k, i): {name: v[j] for name, v in got.items()}
+                          for j, (k, i, _) in enumerate(group)})
+  if extras is not None:
+    extras.update({k: [window_extras.get((k, i), {}) for i in range(len(b))]
+                   for k, b in bounds.items()})
   return {k: windows_lib.assemble([outputs[k, i] for i in range(len(b))], b,
                                   rootrel=options.rootrel)
           for k, b in bounds.items()}

@@ -13,7 +13,7 @@ them from pose and betas).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -32,6 +32,8 @@ class MeshPredictor:
   clip_len: int
   channels: int
   source: str
+  model: Any = None  # the MeshNet and its variables (a backbone shared with other heads:
+  variables: Any = None  # mbjax/infer/shared.py)
 
 
 def load(checkpoint: str) -> MeshPredictor:
@@ -47,7 +49,8 @@ def load(checkpoint: str) -> MeshPredictor:
   _, model, variables = load_model(config, model_lib.checkpoint_dir(checkpoint))
   apply = jax.jit(lambda x: model.apply(variables, x))
   return MeshPredictor(apply=apply, clip_len=int(config.clip_len),
-                       channels=2 if config.get('no_conf') else 3, source=checkpoint)
+                       channels=2 if config.get('no_conf') else 3, source=checkpoint,
+                       model=model, variables=variables)
 
 
 def predict(predictor: MeshPredictor, inputs: np.ndarray) -> dict[str, np.ndarray]:

@@ -20,7 +20,7 @@ import json
 import os
 import pathlib
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 import ml_collections
 import numpy as np
@@ -126,6 +126,8 @@ class Lifter:
   no_conf: bool
   config: ml_collections.ConfigDict
   source: str
+  model: Any = None  # the DSTformer and its variables, for a backbone shared with other heads
+  variables: Any = None  # (mbjax/infer/shared.py); None for a stand-in `predict`
 
 
 def load(config: ml_collections.ConfigDict, checkpoint: str) -> Lifter:
@@ -140,4 +142,5 @@ def load(config: ml_collections.ConfigDict, checkpoint: str) -> Lifter:
   return Lifter(predict=lambda x: apply(variables, x), maxlen=int(config.model.maxlen),
                 rootrel=bool(config.get('rootrel', True)),
                 flip=bool(config.get('flip_test', True)), gt_2d=bool(config.get('gt_2d', False)),
-                no_conf=bool(config.get('no_conf', False)), config=config, source=source)
+                no_conf=bool(config.get('no_conf', False)), config=config, source=source,
+                model=model, variables=variables)

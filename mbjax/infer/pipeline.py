@@ -19,6 +19,7 @@ from mbjax.data import keypoint_files, person_tracks
 from mbjax.data import tracker
 from mbjax.files import atomic
 from mbjax.infer import bvh, lift, outputs
+from mbjax.infer import shared as shared_lib
 from mbjax.infer import trajectory as trajectory_lib
 from mbjax.infer import windows as windows_lib
 from mbjax.infer.model import Lifter
@@ -55,6 +56,8 @@ class Request:
   video: str | None = None  # --video: the input video, under the render's 2D panel
   action: str | None = None  # --action: an action checkpoint; top-5 labels per track
   mesh: str | None = None  # --mesh: a mesh run; SMPL pose and shape per frame (infer/mesh.py)
+  shared_backbone: bool = True  # --shared_backbone: one backbone pass for every head where the
+                                # weights are equal (mbjax/infer/shared.py)
   trajectory: bool = False  # --trajectory: root trajectory in metres (mbjax/infer/trajectory.py)
   fov: float = trajectory_lib.DEFAULT_FOV_DEG  # --fov: assumed horizontal field of view
   person_height: float = trajectory_lib.DEFAULT_HEIGHT_M  # --person_height, metres
@@ -186,20 +189,67 @@ def check_outputs(p: Prepared, out_dir: str) -> None:
     atomic.check_new(path, p.request.overwrite)
 
 
-def _add_actions(p: Prepared, per_track: dict) -> None:
-  """Each track's top-5 actions (`actions`: [{label, probability}]) from the --action model,
-  the track alone as the clip (`mbjax.data.action_clips.from_tracks`)."""
+@dataclasses.dataclass
+class Heads:
+  """The --action and --mesh models of a run, and their backbone pass shared with the lifting
+  model's where it can be (mbjax/infer/shared.py)."""
+
+  classifier: object = None
+  mesh: object = None
+  shared: shared_lib.Shared | None = None
+  report: dict | None = None  # the summary's `backbone`
+  windows: dict = dataclasses.field(default_factory=dict)  # track id -> its windows' outputs
+
+  def plan(self, lifter: Lifter, mode: str, enabled: bool) -> None:
+    """Whether the heads share the lifter's backbone pass (`shared`, `report`)."""
+    if self.classifier or self.mesh:
+      self.shared, self.report = shared_lib.plan(lifter, mesh=self.mesh,
+                                                 classifier=self.classifier, mode=mode,
+                                                 enabled=enabled)
+
+
+def load_heads(request: Request) -> Heads:
+  """The --action / --mesh models of `request`."""
+  heads = Heads()
+  if request.action:
+    from mbjax.infer import action
+    heads.classifier = action.load(request.action)
+  if request.mesh:
+    from mbjax.infer import mesh as mesh_lib
+    heads.mesh = mesh_lib.load(request.mesh)
+  return heads
+
+
+def _add_actions(p: Prepared, heads: Heads, per_track: dict) -> None:
+  """Each track's top-5 actions (`actions`: [{label, probability}]) from the --action model:
+  on the lifting windows' shared representation, else the track alone as the clip
+  (`mbjax.data.action_clips.from_tracks`)."""
   from mbjax.data import action_clips
   from mbjax.infer import action
-  classifier = action.load(p.request.action)
   for k, track in p.tracks.items():
-    clip = action_clips.from_tracks([track], size=p.size)
-    best = action.top_k(classifier, action.log_probs(classifier, clip), ACTION_TOP_K)
+    if heads.shared:
+      log_p = shared_lib.action_log_probs(heads.windows[k])
+    else:
+      log_p = action.log_probs(heads.classifier, action_clips.from_tracks([track], size=p.size))
+    best = action.top_k(heads.classifier, log_p, ACTION_TOP_K)
     per_track[k]['actions'] = [dict(label=n, probability=round(q, 6)) for n, q in best]
 
 
-def run(prepared: Prepared | Request, lifter: Lifter, out_dir: str) -> dict:
-  """Lifts every track of the input and writes `out_dir`/results.{npz,json}.
+def _add_meshes(heads: Heads, per_track: dict) -> None:
+  """Each track's SMPL pose and shape per frame (mbjax/infer/mesh.py, or shared.mesh_fields)."""
+  from mbjax.infer import mesh as mesh_lib
+  for k, fields in per_track.items():
+    if heads.shared:
+      fields.update(shared_lib.mesh_fields(heads.windows[k], fields['windows'],
+                                           len(fields['input_2d'])))
+    else:
+      fields.update(mesh_lib.predict(heads.mesh, fields['input_2d']))
+
+
+def run(prepared: Prepared | Request, lifter: Lifter, out_dir: str, heads: Heads | None = None
+        ) -> dict:
+  """Lifts every track of the input and writes `out_dir`/results.{npz,json}; `heads`: the
+  action / mesh models (default: those of --action / --mesh).
 
   Returns:
     The run summary (as in results.json, without the per-track arrays) with `written` paths.
@@ -210,8 +260,13 @@ def run(prepared: Prepared | Request, lifter: Lifter, out_dir: str) -> dict:
   options = window_options(p.request, lifter)
   mode = 'pixel' if p.request.pixel else 'crop'
   normalised = {k: lift.normalise(t.keypoints, mode, p.size) for k, t in p.tracks.items()}
+  heads = heads or load_heads(p.request)
+  heads.plan(lifter, mode, p.request.shared_backbone)
   lift_start = time.perf_counter()
-  joints = lift.lift(lifter.predict, {k: x for k, (x, _) in normalised.items()}, options)
+  joints = lift.lift(heads.shared.predict if heads.shared else lifter.predict,
+                     {k: x for k, (x, _) in normalised.items()}, options,
+                     mirrored=heads.shared.mirrored if heads.shared else None,
+                     extras=heads.windows)
   stages = dict(p.video.rates if p.video else {}, lift=round(
       sum(map(len, joints.values())) / max(time.perf_counter() - lift_start, 1e-9), 2))
   per_track = {}
@@ -228,13 +283,12 @@ def run(prepared: Prepared | Request, lifter: Lifter, out_dir: str) -> dict:
                  size=list(p.size) if p.size else None, normalisation=mode, model=lifter.source,
                  options=dataclasses.asdict(options), skipped=p.skipped,
                  notes=p.detections.notes + p.notes, fps=p.fps, stages=stages)
-  if p.request.action:
-    _add_actions(p, per_track)
-  if p.request.mesh:
-    from mbjax.infer import mesh as mesh_lib
-    predictor = mesh_lib.load(p.request.mesh)
-    for fields in per_track.values():
-      fields.update(mesh_lib.predict(predictor, fields['input_2d']))
+  if heads.report:
+    summary['backbone'] = heads.report
+  if heads.classifier:
+    _add_actions(p, heads, per_track)
+  if heads.mesh:
+    _add_meshes(heads, per_track)
   if p.request.trajectory:
     for fields in per_track.values():
       found = trajectory_lib.root_trajectory(fields['keypoints_px'], fields['joints3d_px'], p.size,
