@@ -82,6 +82,29 @@ class Options:
   gt_2d: bool = False
   no_conf: bool = False
   batch_size: int = 32
+  pad: bool = False  # short windows padded with NaN frames (`padded_lengths`: a few compiled
+                     # shapes for many track lengths); `predict` must mask them: masked_apply
+
+
+PAD_RATIO = 1.5  # a window is padded to at most 1.5x its frames
+
+
+def padded_lengths(lengths) -> dict[int, int]:
+  """{window length: the length it runs at}: the longest length runs as it is, and so does every
+  length too short to be padded to a longer one within PAD_RATIO, the rest are padded to those.
+  One length (one track) is never padded; tracks of many lengths compile a few shapes (each
+  within PAD_RATIO of the next) instead of one per length."""
+  out, anchor = {}, None
+  for n in sorted(set(lengths), reverse=True):
+    if anchor is None or n * PAD_RATIO < anchor:
+      anchor = n
+    out[n] = anchor
+  return out
+
+
+def _padded(clip: np.ndarray, length: int) -> np.ndarray:
+  fill = np.full((length - len(clip),) + clip.shape[1:], np.nan, clip.dtype)
+  return np.concatenate([clip, fill])
 
 
 def lift(predict: Callable[[np.ndarray], np.ndarray], inputs: dict[int, np.ndarray],
@@ -104,17 +127,19 @@ def lift(predict: Callable[[np.ndarray], np.ndarray], inputs: dict[int, np.ndarr
   bounds = {k: windows_lib.windows(len(x), options.clip_len, options.stride)
             for k, x in inputs.items()}
   clips = [(k, i, inputs[k][s:e]) for k, b in bounds.items() for i, (s, e) in enumerate(b)]
+  lengths = [len(c) for _, _, c in clips]
+  run_length = padded_lengths(lengths) if options.pad else {n: n for n in lengths}
   outputs, window_extras = {}, {}
-  for length in sorted({len(c) for _, _, c in clips}):  # one compiled shape per clip length
-    group = [(k, i, c) for k, i, c in clips if len(c) == length]
-    batch = np.stack([c for _, _, c in group])
+  for length in sorted(set(run_length.values())):  # one compiled shape each
+    group = [(k, i, c) for k, i, c in clips if run_length[len(c)] == length]
+    batch = np.stack([_padded(c, length) for _, _, c in group])
     if options.no_conf:
       batch = batch[..., :2]
     got = {}
     pred = h36m.predict_clips(predict, batch, flip=options.flip, rootrel=options.rootrel,
                               gt_2d=options.gt_2d, batch_size=options.batch_size,
                               mirrored=mirrored, extras=got)
-    outputs.update({(k, i): p for (k, i, _), p in zip(group, pred)})
+    outputs.update({(k, i): p[:len(c)] for (k, i, c), p in zip(group, pred)})
     window_extras.update({(k, i): {name: v[j] for name, v in got.items()}
                           for j, (k, i, _) in enumerate(group)})
   if extras is not None:

@@ -128,19 +128,36 @@ class Lifter:
   source: str
   model: Any = None  # the DSTformer and its variables, for a backbone shared with other heads
   variables: Any = None  # (mbjax/infer/shared.py); None for a stand-in `predict`
+  masks_padding: bool = False  # `predict` is `masked_apply`'s: it takes NaN-padded windows
+
+
+def masked_apply(model):
+  """Jitted `(variables, x) -> model.apply(variables, x)` for clips whose trailing padding
+  frames are NaN (`lift.lift` pads short windows to a few lengths, so that tracks of many
+  lengths compile a few shapes): those frames are zeroed and masked out of temporal attention,
+  which leaves the real frames' output as without the padding."""
+  import jax
+  import jax.numpy as jnp
+
+  @jax.jit
+  def apply(variables, x):
+    padding = jnp.isnan(x)
+    real = ~padding.any(axis=(2, 3))
+    return model.apply(variables, jnp.where(padding, 0.0, x), frame_mask=real)
+
+  return apply
 
 
 def load(config: ml_collections.ConfigDict, checkpoint: str) -> Lifter:
   """The model of `config` / `checkpoint` (module docstring) with its weights, jitted."""
-  import jax
   from mbjax.tasks.loading import load_model
   checkpoint = checkpoint_dir(checkpoint)
   config, source = model_config(config, checkpoint)
   config.task = 'pose3d'  # the DSTformer with its 3D head, whatever task trained it
   _, model, variables = load_model(config, checkpoint)
-  apply = jax.jit(model.apply)
+  apply = masked_apply(model)
   return Lifter(predict=lambda x: apply(variables, x), maxlen=int(config.model.maxlen),
                 rootrel=bool(config.get('rootrel', True)),
                 flip=bool(config.get('flip_test', True)), gt_2d=bool(config.get('gt_2d', False)),
                 no_conf=bool(config.get('no_conf', False)), config=config, source=source,
-                model=model, variables=variables)
+                model=model, variables=variables, masks_padding=True)

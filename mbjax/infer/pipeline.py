@@ -97,7 +97,8 @@ def window_options(request: Request, lifter: Lifter) -> lift.Options:
                      f'{lifter.maxlen}')
   stride = max(1, clip_len // STRIDE_FRACTION) if request.stride is None else request.stride
   return lift.Options(clip_len=clip_len, stride=stride, flip=lifter.flip, rootrel=lifter.rootrel,
-                      gt_2d=lifter.gt_2d, no_conf=lifter.no_conf, batch_size=request.batch_size)
+                      gt_2d=lifter.gt_2d, no_conf=lifter.no_conf, batch_size=request.batch_size,
+                      pad=lifter.masks_padding)
 
 
 def _check_size(dets: keypoint_files.Detections, size) -> tuple[tuple[int, int] | None, list[str]]:
@@ -262,6 +263,8 @@ def run(prepared: Prepared | Request, lifter: Lifter, out_dir: str, heads: Heads
   normalised = {k: lift.normalise(t.keypoints, mode, p.size) for k, t in p.tracks.items()}
   heads = heads or load_heads(p.request)
   heads.plan(lifter, mode, p.request.shared_backbone)
+  if heads.shared:  # the action and mesh heads pool over time: no padding frames
+    options = dataclasses.replace(options, pad=False)
   lift_start = time.perf_counter()
   joints = lift.lift(heads.shared.predict if heads.shared else lifter.predict,
                      {k: x for k, (x, _) in normalised.items()}, options,
