@@ -22,7 +22,7 @@ def run(args) -> dict:
     result['dot_path_trial'] = cache[machine.key()]
   result['peak_gflops'] = {dtype: round(peak_flops.cpu_peak(dtype, remeasure=True) / 1e9, 1)
                            for dtype in ('float32', 'bfloat16')}
-  result['matmul_n'] = peak_flops.CPU_PEAK_N
+  result['matmul_shapes'] = [list(s) for s in peak_flops.CPU_PEAK_SHAPES]
   return result
 
 

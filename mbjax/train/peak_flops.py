@@ -58,12 +58,15 @@ def _precision_column(dtype: str) -> str:
 
 
 def measure_matmul_flops(device: jax.Device | None = None, dtype: str = 'float32', *,
-                         n: int = 1024, min_seconds: float = 0.5) -> float:
-  """Best FLOP/s of a jitted (n, n) @ (n, n) matmul on `device` over at least `min_seconds`."""
+                         n: int = 1024, min_seconds: float = 0.5,
+                         shape: tuple[int, int, int] | None = None) -> float:
+  """Best FLOP/s of a jitted (m, k) @ (k, n) matmul on `device` over at least `min_seconds`;
+  `shape` (m, k, n), default (n, n, n)."""
   device = device or jax.local_devices()[0]
+  m, k, n = shape or (n, n, n)
   rng = np.random.default_rng(0)
-  a, b = (jax.device_put(jnp.asarray(rng.standard_normal((n, n)), dtype), device)
-          for _ in range(2))
+  a, b = (jax.device_put(jnp.asarray(rng.standard_normal(s), dtype), device)
+          for s in ((m, k), (k, n)))
   matmul = jax.jit(jnp.matmul)
   jax.block_until_ready(matmul(a, b))
   best, start = float('inf'), time.perf_counter()
@@ -71,22 +74,27 @@ def measure_matmul_flops(device: jax.Device | None = None, dtype: str = 'float32
     t0 = time.perf_counter()
     jax.block_until_ready(matmul(a, b))
     best = min(best, time.perf_counter() - t0)
-  return 2.0 * n ** 3 / best
+  return 2.0 * m * k * n / best
 
 
 PEAK_CACHE = 'cpu_peak.json'
-CPU_PEAK_N = 2048  # (n, n) @ (n, n): large enough to reach the kernels' steady rate on CPU
+# (m, k, n) of the matmuls timed for the CPU peak, the fastest taken: a large square one and the
+# tall ones of the release DSTformer's own dense layers (B*T*J rows by the widths 512 / 1024 /
+# 1536), since a CPU's kernels need not reach their best rate on the square shape (Zen 3,
+# YNNPACK: 2048^3 ran at 80 GFLOP/s while the model's dots ran faster).
+CPU_PEAK_SHAPES = ((2048, 2048, 2048), (8192, 512, 2048), (8192, 1024, 1024))
 
 
 def cpu_peak(dtype: str = 'float32', *, remeasure: bool = False) -> float:
-  """FLOP/s of a large jitted matmul on this machine's CPU (all its cores), from the cache or
-  measured now (about a second) and cached."""
+  """FLOP/s of the fastest of `CPU_PEAK_SHAPES`' jitted matmuls on this machine's CPU (all its
+  cores), from the cache or measured now (a few seconds) and cached."""
   from mbjax.cli import dot_path, machine  # pylint: disable=g-import-not-at-top
   key = f'{machine.key()} | dot {dot_path.active()} | {dtype}'
   cache = machine.read_cache(PEAK_CACHE)
   if remeasure or key not in cache:
     device = jax.local_devices(backend='cpu')[0]
-    cache[key] = measure_matmul_flops(device, dtype, n=CPU_PEAK_N, min_seconds=1.0)
+    cache[key] = max(measure_matmul_flops(device, dtype, shape=shape, min_seconds=1.0)
+                     for shape in CPU_PEAK_SHAPES)
     machine.write_cache(PEAK_CACHE, cache)
   return float(cache[key])
 
