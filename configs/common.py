@@ -136,7 +136,7 @@ def model(size: dict) -> dict:
   """
   return dict(size, dim_in=3, dim_out=3, num_joints=17, drop_rate=0.0, attn_drop_rate=0.0,
               drop_path_rate=0.0, att_fuse=True, dtype='float32', param_dtype='float32',
-              attention_impl='einsum', remat_policy='none', scan_layers=False,
+              attention_impl='auto', remat_policy='none', scan_layers=False,
               init_scheme='official', parameterization='standard', mup_base_width=64)
 
 

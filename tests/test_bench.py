@@ -139,3 +139,14 @@ def test_profile_bench_classes_the_ops_of_the_traced_step(tmp_path):
   assert sum(c['ms'] for c in classes.values()) == pytest.approx(result['op_ms_per_step'],
                                                                  rel=0.01)
   assert len(result['top_ops']) == 5 and list(tmp_path.rglob('*.xplane.pb'))
+
+
+def test_model_bench_compares_attention_implementations_in_turn():
+  proc = _bench('model', '--variant=tiny', '--batch=1', '--frames=9', '--iters=2',
+                '--compare=einsum,matmul')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert result['rounds'] == 2 and set(result['compare']) == {'einsum', 'matmul'}
+  for impl in ('einsum', 'matmul'):
+    assert result['compare'][impl]['infer_frames_per_s'] > 0
+    assert result['compare'][impl]['train_frames_per_s'] > 0

@@ -39,7 +39,7 @@ def _max_err(a, b):
   return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
 
 
-@pytest.mark.parametrize('impl', ['einsum', 'xla'])
+@pytest.mark.parametrize('impl', ['einsum', 'matmul', 'xla'])
 def test_dstformer_matches_official(pose_ref, impl):
   data, model, variables, _ = pose_ref
   model = model.clone(attention_impl=impl)
@@ -195,7 +195,7 @@ def _assert_bf16_close(out, ref):
   assert err.max() <= 0.10 * np.abs(ref).max(), err.max()
 
 
-@pytest.mark.parametrize('impl', ['einsum', 'xla'])
+@pytest.mark.parametrize('impl', ['einsum', 'matmul', 'xla'])
 def test_bf16_close_to_fp32(pose_ref, impl):
   data, model, variables, _ = pose_ref
   out = model.clone(dtype=jnp.bfloat16, attention_impl=impl).apply(variables, data['x'])

@@ -32,14 +32,15 @@ def _time(fn, *args, iters: int, min_seconds: float):
 
 
 def _attention_impls(choice: str) -> tuple[str, str]:
-  """(inference, training) attention implementations. 'auto' takes the fastest measured per pass:
-  on CPU jax.nn.dot_product_attention for inference (+17% at release B=2 T=243) but einsum for
-  training (its backward is ~4% faster); on GPU cuDNN fused attention for both."""
+  """(inference, training) attention implementations. 'auto' takes the fastest measured: on CPU
+  the batch-leading matmuls ('matmul'; release B=2 T=243 on Zen 3, interleaved A/B: inference
+  70.0 frames/s against 62.9 'xla' and 59.9 'einsum', training 22.8 against 22.3); on GPU
+  cuDNN."""
   if choice != 'auto':
     return choice, choice
   if jax.default_backend() == 'gpu':
     return 'cudnn', 'cudnn'
-  return 'xla', 'einsum'
+  return 'matmul', 'matmul'
 
 
 def build(args):
@@ -79,7 +80,36 @@ def build(args):
               compile_s=(infer_compile, train_compile))
 
 
+def compare(args) -> dict:
+  """--compare: each attention implementation's forward and train step timed in one process,
+  one call of each in turn for `--iters` rounds, so that a machine whose speed drifts between runs
+  (virtual machines: ~10-15%) slows them alike; median frames/s per implementation."""
+  import types
+  fields = ('variant', 'dtype', 'remat', 'batch', 'frames')
+  built = {impl: build(types.SimpleNamespace(attention=impl, **{f: getattr(args, f)
+                                                                 for f in fields}))
+           for impl in args.compare}
+  times = {impl: {'infer': [], 'train': []} for impl in built}
+  states = {impl: (b['params'], b['opt_state']) for impl, b in built.items()}
+  for _ in range(args.iters):
+    for impl, b in built.items():
+      params = states[impl][0]  # the step donates its inputs: the newest params
+      times[impl]['infer'].append(_time(b['infer'], params, b['x'], iters=1, min_seconds=0)[0])
+      t0 = time.perf_counter()
+      p, o, loss = b['step'](*states[impl], b['x'], b['y'])
+      jax.block_until_ready(loss)
+      times[impl]['train'].append(time.perf_counter() - t0)
+      states[impl] = (p, o)
+  frames = args.batch * args.frames
+  return dict(bench='model', variant=args.variant, batch=args.batch, frames=args.frames,
+              dtype=args.dtype, rounds=args.iters, compare={
+                  impl: {f'{k}_frames_per_s': round(frames / float(np.median(v)), 2)
+                         for k, v in t.items()} for impl, t in times.items()})
+
+
 def run(args) -> dict:
+  if args.compare:
+    return compare(args)
   b = build(args)
   model, infer, step, params, opt_state, x, y = (b[k] for k in (
       'model', 'infer', 'step', 'params', 'opt_state', 'x', 'y'))
@@ -143,6 +173,8 @@ def define_flags(fv) -> None:
   from mbjax import bench
   bench.define_model_flags(fv, iters=5)
   flags.DEFINE_enum('dtype', 'float32', sorted(DTYPES), 'compute dtype', flag_values=fv)
-  flags.DEFINE_enum('attention', 'auto', ['auto', 'einsum', 'xla', 'cudnn'],
+  flags.DEFINE_enum('attention', 'auto', ['auto', 'einsum', 'matmul', 'xla', 'cudnn'],
                     'attention implementation', flag_values=fv)
   flags.DEFINE_string('remat', 'none', 'remat policy', flag_values=fv)
+  flags.DEFINE_list('compare', [], 'attention implementations to time against each other in '
+                    'one process, a call of each in turn (e.g. einsum,xla,matmul)', flag_values=fv)

@@ -21,6 +21,7 @@ from absl import logging
 
 from mbjax import checkpoint as ckpt_lib
 from mbjax.cli import allocator as cpu_allocator
+from mbjax.cli import dot_path
 from mbjax.data import pipelines
 from mbjax.evaluate import registry
 from mbjax.logs import metric_writer
@@ -113,9 +114,12 @@ def _throughput(s: Setup):
     return flops, None
 
 
-def _allocator_tags() -> tuple[str, ...]:
-  """('malloc glibc-retain',) or ('malloc system',) on CPU (mbjax/cli/allocator.py), else ()."""
-  return (f'malloc {cpu_allocator.active()}',) if jax.default_backend() == 'cpu' else ()
+def _cpu_tags() -> tuple[str, ...]:
+  """On CPU, the allocator and the matmul path of this process ('malloc glibc-retain',
+  'dot ynnpack': mbjax/cli/allocator.py, mbjax/cli/dot_path.py); else ()."""
+  if jax.default_backend() != 'cpu':
+    return ()
+  return (f'malloc {cpu_allocator.active()}', f'dot {dot_path.active()}')
 
 
 # ------------------------------------------------------------------------------------- loop
@@ -177,7 +181,7 @@ def _train(s: Setup, config, workdir: str, started: float, held) -> dict:
                                    clips_per_step=config.batch_size, desc=config.task,
                                    num_devices=s.mesh.size, flops_per_step=flops,
                                    peak_flops_per_device=peak, show=('loss', 'lr'),
-                                   tags=_allocator_tags())
+                                   tags=_cpu_tags())
   loop = _Loop(s, workdir, batches, ckpt, writer, progress,
                s.task.make_evaluators(config, s.model), meter)
   preempt = faults.Stop(on_abort=held.release if held is not None else None)
