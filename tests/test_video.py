@@ -189,3 +189,20 @@ def test_bench_video_reports_every_stage(tmp_path, walkers):
   assert result['tracks_lifted'] == 2 and result['render_frames'] == 12
   for stage in ('decode', 'keypoints_2d', 'lift', 'render', 'end_to_end'):
     assert result[f'{stage}_frames_per_s'] > 0, stage
+
+
+def test_a_panned_clip_of_an_image_moves_its_window_and_keeps_its_content(tmp_path):
+  """bench video --pan_frames: the one-person speed case made from the shipped messi5.jpg."""
+  import imageio.v3 as iio
+  from mbjax.bench import video as video_bench
+  path = video_bench.panned_clip(str(MESSI), 12, str(tmp_path / 'pan.mp4'))
+  clip = iio.imread(path)
+  image = iio.imread(MESSI)
+  margin = video_bench.PAN_MARGIN
+  assert clip.shape[0] == 12 and clip.shape[1:3] == tuple(
+      (side - 2 * margin) // 16 * 16 for side in image.shape[:2])
+  # frame 0 is the crop at (y, x) = (margin, 2 margin); frame 3 (a quarter turn) at (2m, m)
+  for frame, (y, x) in ((0, (margin, 2 * margin)), (3, (2 * margin, margin))):
+    crop = image[y:y + clip.shape[1], x:x + clip.shape[2]].astype(float)
+    assert np.abs(clip[frame].astype(float) - crop).mean() < 6  # lossy encoding only
+  assert np.abs(clip[0].astype(float) - clip[3].astype(float)).mean() > 10  # it moved

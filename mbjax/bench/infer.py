@@ -37,12 +37,12 @@ def random_lifter(variant: str, seed: int = 0) -> model_lib.Lifter:
   fields = dict(dstformer.VARIANTS[variant])
   model = models.from_config(fields)
   variables = meta.unbox(jax.jit(model.init)(jax.random.key(seed), jnp.zeros((1, 1, 17, 3))))
-  apply = jax.jit(model.apply)
+  apply = model_lib.masked_apply(model)
   config = model_lib.load_config_file(model_lib.DEFAULT_CONFIG)
   return model_lib.Lifter(predict=lambda x: apply(variables, x), maxlen=int(fields['maxlen']),
                           rootrel=bool(config.rootrel), flip=bool(config.flip_test), gt_2d=False,
                           no_conf=False, config=config, source=f'random {variant}', model=model,
-                          variables=variables)
+                          variables=variables, masks_padding=True)
 
 
 def synthetic_track(frames: int, seed: int = 0) -> np.ndarray:

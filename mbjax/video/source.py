@@ -14,6 +14,7 @@ otherwise: a tracker fragment that short says little about 3D motion.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 from mbjax.data import keypoint_files, tracker
 from mbjax.video import detect, keypoints2d, media
@@ -36,6 +37,11 @@ def tracker_options(metric: str | None, threshold: float | None, max_gap: int
                                 max_gap=max_gap)
 
 
+# LiteRT threads per model: two ran the 2D of one person 1.19x as fast as one on a 2-core Zen 3
+# (`python -m mbjax.bench video --threads N`); the models are small, so more are not assumed.
+DEFAULT_THREADS = min(2, os.cpu_count() or 1)
+
+
 @dataclasses.dataclass(frozen=True)
 class Options:
   """How to find people (the CLI's --detector, --detect_every, --detect_tile)."""
@@ -43,7 +49,7 @@ class Options:
   detector: str = 'blazepose'
   every: int | None = None  # default: once a second of video
   tile: int = 256
-  threads: int = 1
+  threads: int = DEFAULT_THREADS
   max_frames: int | None = None
   progress: bool = True
 
