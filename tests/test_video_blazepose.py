@@ -147,3 +147,36 @@ def test_vtest_whole_file_boxes_order_and_ids():
   upright = _upright_people(h36m)
   assert upright.mean() > 0.75 and _upright_order(h36m[upright]).mean() > 0.9
   assert skeletons.to_coco(dets.keypoints, dets.skeleton).shape[1:] == (17, 3)
+
+
+H36M_BONES = ((0, 1), (1, 2), (2, 3), (0, 4), (4, 5), (5, 6), (0, 7), (7, 8), (8, 9), (9, 10),
+              (8, 11), (11, 12), (12, 13), (8, 14), (14, 15), (15, 16))
+DEMO = ROOT / 'runs' / 'demo'
+
+
+def upright_and_bone_spread(joints3d: np.ndarray) -> tuple[float, float]:
+  """(share of frames with head above pelvis above both ankles in the model's y (image y, down),
+  median over bones of std / mean of the bone's length over the frames) of one (T, 17, 3) track."""
+  y = joints3d[..., 1]
+  upright = (y[:, 10] < y[:, 0]) & (y[:, 0] < y[:, 3]) & (y[:, 0] < y[:, 6])
+  lengths = np.stack([np.linalg.norm(joints3d[:, a] - joints3d[:, b], axis=-1)
+                      for a, b in H36M_BONES], axis=1)
+  return float(upright.mean()), float(np.median(lengths.std(0) / lengths.mean(0)))
+
+
+@pytest.mark.slow
+def test_vtest_lifted_by_the_demo_model_is_upright_with_steady_bones(tmp_path):
+  """The quick start's demo model (runs/demo, trained on mocap) lifting vtest's pedestrians:
+  upright on most frames of every long track, bone lengths steady along each track."""
+  if not (DEMO / 'train' / 'config.json').is_file():
+    pytest.skip('needs the quick start demo model in runs/demo (python -m mbjax.demo)')
+  done = subprocess.run([sys.executable, '-m', 'mbjax.infer', str(VTEST), f'--checkpoint={DEMO}',
+                         f'--out={tmp_path / "out"}'], cwd=ROOT, capture_output=True, text=True,
+                        timeout=1800)
+  assert done.returncode == 0, done.stderr[-3000:]
+  with np.load(tmp_path / 'out' / 'results.npz') as z:
+    tracks = [z[k] for k in z.files if k.endswith('/joints3d') and len(z[k]) >= 100]
+  assert len(tracks) >= 3
+  measured = [upright_and_bone_spread(t) for t in tracks]
+  assert np.median([u for u, _ in measured]) > 0.9, measured  # measured: 1.0 (17 tracks)
+  assert np.median([s for _, s in measured]) < 0.3, measured  # measured: 0.25
