@@ -147,6 +147,10 @@ def test_vtest_whole_file_boxes_order_and_ids():
   upright = _upright_people(h36m)
   assert upright.mean() > 0.75 and _upright_order(h36m[upright]).mean() > 0.9
   assert skeletons.to_coco(dets.keypoints, dets.skeleton).shape[1:] == (17, 3)
+  # Pairs of people walking apart (hips > 40 px further apart after two seconds) under their ids.
+  apart = {(a, b) for first in range(0, 795 - 60, 30)
+           for a, b, change in _ids_kept_while_moving(dets, first, first + 60) if change > 40}
+  assert len(apart) >= 5, apart  # measured: 17 pairs
 
 
 H36M_BONES = ((0, 1), (1, 2), (2, 3), (0, 4), (4, 5), (5, 6), (0, 7), (7, 8), (8, 9), (9, 10),
