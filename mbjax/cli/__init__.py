@@ -167,7 +167,7 @@ def _deferred_config_error(argv: Sequence[str]) -> str | None:
   used: that error as one line, or None when every config flag loaded."""
   for name in flags.FLAGS:
     value = flags.FLAGS[name].value
-    if type(value).__name__ == '_ErrorConfig':  # ml_collections' placeholder for it
+    if type(value).__name__ == '_ErrorConfig':  # how ml_collections holds a deferred error
       return _config_file_error(argv, value.__dict__['_error'])
   return None
 

@@ -101,13 +101,18 @@ def _inputs(classifier: Classifier, keypoint: np.ndarray, num_clips: int) -> lis
 
 def log_probs(classifier: Classifier, keypoint: np.ndarray, num_clips: int = 1) -> np.ndarray:
   """(K,) log of the class probabilities of a (2, T, 17, 3) clip, averaged over `num_clips`."""
-  from scipy.special import log_softmax, logsumexp
   if classifier.version != 'class':
     raise ValueError(f'{classifier.source}: an embedding model (one-shot) has no classes; use '
                      '--embed')
-  rows = [log_softmax(np.asarray(classifier.apply(classifier.variables, x)[0][0], np.float64))
-          for x in _inputs(classifier, keypoint, num_clips)]
-  return logsumexp(np.stack(rows), axis=0) - np.log(num_clips)
+  return mean_log_probs([classifier.apply(classifier.variables, x)[0][0]
+                         for x in _inputs(classifier, keypoint, num_clips)])
+
+
+def mean_log_probs(logits) -> np.ndarray:
+  """(K,) log of the class probabilities of several clips' (K,) logits, averaged."""
+  from scipy.special import log_softmax, logsumexp
+  rows = np.stack([log_softmax(np.asarray(row, np.float64)) for row in logits])
+  return logsumexp(rows, axis=0) - np.log(len(rows))
 
 
 def top_k(classifier: Classifier, log_p: np.ndarray, k: int = 5) -> list[tuple[str, float]]:

@@ -107,6 +107,5 @@ def mesh_fields(windows: list[dict], bounds: list[tuple[int, int]], length: int)
 
 def action_log_probs(windows: list[dict]) -> np.ndarray:
   """(K,) log of the class probabilities averaged over a track's windows."""
-  from scipy.special import log_softmax, logsumexp
-  rows = np.stack([log_softmax(np.asarray(w['action_logits'], np.float64)) for w in windows])
-  return logsumexp(rows, axis=0) - np.log(len(rows))
+  from mbjax.infer import action
+  return action.mean_log_probs([w['action_logits'] for w in windows])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 
 import flax.linen as nn
+import jax
 import numpy as np
 
 from mbjax.models.dstformer import DSTformer
@@ -34,16 +35,18 @@ def _is_pose(model: nn.Module) -> bool:
   return isinstance(model, DSTformer)
 
 
+def _backbone_tree(model: nn.Module, variables: dict) -> dict:
+  return variables['params'] if _is_pose(model) else variables['params']['backbone']
+
+
 def backbone_params(model: nn.Module, variables: dict) -> dict:
   """The backbone's parameters without its pose head (`head`): what makes the representation."""
-  params = variables['params'] if _is_pose(model) else variables['params']['backbone']
-  return {k: v for k, v in params.items() if k != 'head'}
+  return {k: v for k, v in _backbone_tree(model, variables).items() if k != 'head'}
 
 
 def representation(model: nn.Module, variables: dict, x):
   """(B, T, 17, C) input -> (B, T, 17, dim_rep) motion representation of `model`'s backbone."""
-  params = variables['params'] if _is_pose(model) else variables['params']['backbone']
-  return backbone(model).apply({'params': params}, x, return_rep=True)
+  return backbone(model).apply({'params': _backbone_tree(model, variables)}, x, return_rep=True)
 
 
 def _head_variables(variables: dict) -> dict:
@@ -88,13 +91,7 @@ def backbone_difference(a: nn.Module, a_variables: dict, b: nn.Module, b_variabl
   return None
 
 
-def _leaves(tree: dict, prefix: str = '') -> dict[str, np.ndarray]:
+def _leaves(tree: dict) -> dict[str, np.ndarray]:
   """{'a/b/c': array} of a nested dict of arrays (flax boxed values unboxed)."""
-  out = {}
-  for key, value in tree.items():
-    value = nn.unbox(value)
-    if isinstance(value, dict) or hasattr(value, 'items'):
-      out.update(_leaves(dict(value), f'{prefix}{key}/'))
-    else:
-      out[f'{prefix}{key}'] = np.asarray(value)
-  return out
+  flat, _ = jax.tree_util.tree_flatten_with_path(nn.unbox(tree))
+  return {'/'.join(str(k.key) for k in path): np.asarray(v) for path, v in flat}
