@@ -16,9 +16,11 @@ if _CACHE_CREATED:
   os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='mbjax-test-xla-cache-')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
-# Program starts in tests keep XLA's default matmul path (no per-machine trial; tests of the
-# trial set their own), and what mbjax measures per machine goes to a folder of this session.
+# Program starts in tests keep XLA's default matmul path and infer's float32 (no per-machine
+# trials, the same numbers on every CPU; tests of the trials set their own), and what mbjax
+# measures per machine goes to a folder of this session.
 os.environ.setdefault('MBJAX_DOT_PATH', 'default')
+os.environ.setdefault('MBJAX_INFER_DTYPE', 'float32')
 _MACHINE_CACHE_CREATED = 'MBJAX_CACHE_DIR' not in os.environ
 if _MACHINE_CACHE_CREATED:
   os.environ['MBJAX_CACHE_DIR'] = tempfile.mkdtemp(prefix='mbjax-test-machine-cache-')

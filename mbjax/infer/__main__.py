@@ -88,6 +88,29 @@ def define_flags() -> None:
   flags.mark_flags_as_required(['checkpoint', 'out'])
 
 
+def compute_dtype(config, *, heads: bool):
+  """(config, why): --config's model dtype where --config.model.dtype or the config file sets
+  one other than float32, else this CPU's choice (`mbjax.cli.bf16`: bfloat16 only where it has
+  native bf16 dots and ran >= 1.6x fp32 in its trial); --action / --mesh runs stay float32 (their
+  heads' accuracy was measured in float32)."""
+  import ml_collections
+  from mbjax.cli import bf16
+  given = FLAGS['config'].value is not None and 'model.dtype' in (
+      config_flags.get_override_values(FLAGS['config']))
+  if given:
+    return config, 'set by --config.model.dtype'
+  if str(config.model.dtype) != 'float32':
+    return config, 'set by the config file'
+  dtype, why = bf16.infer_dtype()
+  if dtype == 'float32':
+    return config, why
+  if heads:
+    return config, f'{why}, but --action / --mesh heads run in float32'
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.model.dtype = dtype
+  return config, why
+
+
 def main(argv) -> int:
   if len(argv) != 2:
     raise app.UsageError('expected one INPUT (a keypoint file or folder)' if len(argv) < 2 else
@@ -111,7 +134,10 @@ def main(argv) -> int:
   prepared = pipeline.prepare(request)  # input mistakes before the (slower) model load
   pipeline.check_outputs(prepared, FLAGS.out)
   config = FLAGS.config or model.load_config_file(model.DEFAULT_CONFIG)
+  config, why = compute_dtype(config, heads=bool(FLAGS.action or FLAGS.mesh))
   lifter = model.load(config, FLAGS.checkpoint)
+  lifter.dtype = {'compute': str(config.model.dtype), 'why': why}
+  print(f'dtype {config.model.dtype}: {why}')
   summary = pipeline.run(prepared, lifter, FLAGS.out)
   skipped = f', skipped {len(summary["skipped"])}' if summary['skipped'] else ''
   print(f'lifted tracks {summary["tracks"]} ({summary["format"]}, {summary["normalisation"]}, '

@@ -129,6 +129,7 @@ class Lifter:
   model: Any = None  # the DSTformer and its variables, for a backbone shared with other heads
   variables: Any = None  # (mbjax/infer/shared.py); None for a stand-in `predict`
   masks_padding: bool = False  # `predict` is `masked_apply`'s: it takes NaN-padded windows
+  dtype: dict | None = None  # {'compute', 'why'}: the compute dtype and who chose it
 
 
 def masked_apply(model):

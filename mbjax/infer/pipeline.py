@@ -286,6 +286,8 @@ def run(prepared: Prepared | Request, lifter: Lifter, out_dir: str, heads: Heads
                  size=list(p.size) if p.size else None, normalisation=mode, model=lifter.source,
                  options=dataclasses.asdict(options), skipped=p.skipped,
                  notes=p.detections.notes + p.notes, fps=p.fps, stages=stages)
+  if lifter.dtype:
+    summary['dtype'] = lifter.dtype
   if heads.report:
     summary['backbone'] = heads.report
   if heads.classifier:
