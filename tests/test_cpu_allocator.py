@@ -80,3 +80,35 @@ def test_accelerator_runs_are_left_alone(tmp_path, monkeypatch):
   assert cpu_allocator.accelerator_expected()
   monkeypatch.setattr(cpu_allocator, 'ACCELERATOR_PLUGINS', ('no_such_plugin_here',))
   assert not cpu_allocator.accelerator_expected()
+
+
+def test_a_program_restarts_before_its_heavy_imports(tmp_path):
+  """`python -m mbjax.<program>` restarts while the package is imported, so JAX is imported once
+  (after the restart), and the interpreter's own options (-X importtime) survive the restart."""
+  env = {k: v for k, v in os.environ.items()
+         if k not in ('GLIBC_TUNABLES', 'MBJAX_ALLOCATOR', 'MBJAX_ALLOCATOR_REEXEC')}
+  env.update(JAX_PLATFORMS='cpu', XLA_FLAGS='')
+  done = subprocess.run([sys.executable, '-X', 'importtime', '-m', 'mbjax.convert',
+                         str(tmp_path / 'x.bin'), str(tmp_path / 'out')], cwd=ROOT, env=env,
+                        capture_output=True, text=True)
+  assert 'x.bin: no such file' in done.stderr
+  imported = [line.rsplit('|', 1)[-1].strip() for line in done.stderr.splitlines()
+              if line.startswith('import time:')]
+  assert imported.count('mbjax.cli.allocator') == 2  # before and after the restart
+  assert imported.count('jax') == 1, 'JAX imported before the restart'
+
+
+@pytest.mark.parametrize('argv, module, restarts', [
+    (['-m'], 'mbjax.train', True),
+    (['-m'], 'mbjax', True),
+    (['-m'], 'other.tool', False),  # another package's program that imports mbjax
+    (['script.py'], 'mbjax.train', False),  # not while -m looks for its module
+])
+def test_the_early_restart_is_for_mbjax_programs_only(monkeypatch, argv, module, restarts):
+  calls = []
+  monkeypatch.setattr(cpu_allocator, '_wanted', lambda: True)
+  monkeypatch.setattr(cpu_allocator, '_exec', calls.append)
+  monkeypatch.setattr(sys, 'argv', argv)
+  monkeypatch.setattr(sys, 'orig_argv', ['python3', '-W', 'ignore', '-m', module, '--x=1'])
+  cpu_allocator.reexec_early()
+  assert calls == ([['-W', 'ignore', '-m', module, '--x=1']] if restarts else [])

@@ -164,7 +164,7 @@ def _table() -> dict[str, set[str]]:
 def test_the_table_names_every_room_and_its_arrows_point_down():
   allowed = _table()
   rooms = {p.name for p in (ROOT / 'mbjax').iterdir() if p.is_dir() and (p / '__init__.py').exists()}
-  assert rooms | {ENTRY} == set(allowed), 'every package of mbjax/ is a room of the table'
+  assert rooms | {ENTRY, 'mbjax'} == set(allowed), 'every package of mbjax/ is a room of the table'
   for room, targets in allowed.items():
     assert targets <= set(allowed), (room, targets - set(allowed))
   below = {room: set(targets) for room, targets in allowed.items() if room != ENTRY}

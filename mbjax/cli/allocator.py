@@ -54,23 +54,43 @@ def _main_module() -> str | None:
   return spec.name[:-len('.__main__')] if spec.name.endswith('.__main__') else spec.name
 
 
-def reexec() -> None:
-  """Re-executes `python -m <this module> argv...` with TUNABLES, unless switched off, already
-  done, not on glibc, or not run with `python -m`. Returns when nothing is to be done."""
-  if (os.environ.get(ENV_SWITCH, '') == 'system' or os.environ.get(_MARKER)
-      or active() == NAME or platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc'
-      or accelerator_expected()):
-    return
-  module = _main_module()
-  if module is None:
-    return
+def _wanted() -> bool:
+  """Whether this process should restart with TUNABLES (not switched off, not done, glibc, CPU)."""
+  return not (os.environ.get(ENV_SWITCH, '') == 'system' or os.environ.get(_MARKER)
+              or active() == NAME or platform.system() != 'Linux'
+              or platform.libc_ver()[0] != 'glibc' or accelerator_expected())
+
+
+def _exec(argv: list[str]) -> None:
   user = os.environ.get('GLIBC_TUNABLES')  # the user's own settings come last and win
   env = dict(os.environ, GLIBC_TUNABLES=':'.join([*TUNABLES, *([user] if user else [])]),
              **{_MARKER: '1'})
   sys.stdout.flush()
   sys.stderr.flush()
-  os.execve(sys.executable, [sys.executable, *_interpreter_options(), '-m', module,
-                             *sys.argv[1:]], env)
+  os.execve(sys.executable, [sys.executable, *argv], env)
+
+
+def reexec() -> None:
+  """Re-executes `python -m <this module> argv...` with TUNABLES, unless switched off, already
+  done, not on glibc, or not run with `python -m`. Returns when nothing is to be done."""
+  if not _wanted():
+    return
+  module = _main_module()
+  if module is not None:
+    _exec([*_interpreter_options(), '-m', module, *sys.argv[1:]])
+
+
+def reexec_early() -> None:
+  """`reexec` while `python -m mbjax.<program>` is still importing the `mbjax` package, before
+  the program's own imports (JAX among them, ~2 s of CPU that the restart would pay twice):
+  called by `mbjax/__init__.py`, it restarts the exact command line. Does nothing in any other
+  process (a script, pytest, another package's `-m` program)."""
+  if sys.argv[:1] != ['-m'] or not _wanted():  # argv[0] is '-m' only while -m finds its module
+    return
+  argv = getattr(sys, 'orig_argv', [])[1:]
+  module = argv[argv.index('-m') + 1] if '-m' in argv[:-1] else ''
+  if module.startswith('mbjax.') or module == 'mbjax':
+    _exec(argv)
 
 
 def _interpreter_options() -> list[str]:
