@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
-import grain
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
@@ -56,6 +55,7 @@ class Checkpointer:
     return self.manager.latest_step()
 
   def save(self, step: int, state: Any, data_iter, *, force: bool = False) -> bool:
+    import grain  # pylint: disable=g-import-not-at-top  # ~1 s: only where the trainer saves
     args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                               data=grain.checkpoint.CheckpointSave(data_iter))
     return self.manager.save(step, args=args, force=force)
@@ -77,6 +77,7 @@ class Checkpointer:
     The iterator state is per process; restoring on another process count falls back to the
     trainer positioning the pipeline by step (batches depend only on the step).
     """
+    import grain  # pylint: disable=g-import-not-at-top
     try:
       restored = self.manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract_state),
