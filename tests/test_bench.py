@@ -86,6 +86,7 @@ def test_unknown_bench_lists_the_benches(capsys):
   assert all(f'  {name} ' in err for name in bench.BENCHES)
 
 
+@pytest.mark.slow  # ~100 s (two train-step compiles); its search logic is tested below, its step by the train bench's tests
 def test_gpu_check_cpu_smoke_reports_each_remat_setting():
   """The accelerator check on tiny CPU shapes: one entry per remat policy, most saving first."""
   proc = _bench('gpu-check', '--cpu_smoke')

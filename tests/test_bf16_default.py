@@ -122,6 +122,24 @@ def test_infer_reports_its_dtype_and_who_chose_it(tmp_path):
   out, dtype = _infer(tmp_path, env={bf16.ENV: 'bfloat16'})
   assert dtype == {'compute': 'bfloat16', 'why': 'set by MBJAX_INFER_DTYPE'}
   assert 'dtype bfloat16: set by MBJAX_INFER_DTYPE' in out
-  out, dtype = _infer(tmp_path, '--config.model.dtype=float32', '--overwrite',
-                      env={bf16.ENV: 'bfloat16'})
-  assert dtype == {'compute': 'float32', 'why': 'set by --config.model.dtype'}
+
+
+def test_the_command_line_and_the_config_file_win(monkeypatch):
+  """`compute_dtype` of mbjax.infer: --config.model.dtype, then a config file's non-default
+  dtype, then the machine's choice (float32 kept with --action / --mesh)."""
+  import ml_collections
+  from mbjax.infer import __main__ as infer_main
+  given = []
+  monkeypatch.setattr(infer_main, 'FLAGS', {'config': type('Flag', (), {'value': 1})()})
+  monkeypatch.setattr(infer_main.config_flags, 'get_override_values', lambda flag: given)
+  monkeypatch.setattr(bf16, 'infer_dtype', lambda: ('bfloat16', 'the trial'))
+  config = lambda dtype: ml_collections.ConfigDict({'model': {'dtype': dtype}})
+  chosen, why = infer_main.compute_dtype(config('float32'), heads=False)
+  assert (chosen.model.dtype, why) == ('bfloat16', 'the trial')
+  chosen, why = infer_main.compute_dtype(config('float32'), heads=True)
+  assert chosen.model.dtype == 'float32'
+  assert why == 'the trial, but --action / --mesh heads run in float32'
+  assert infer_main.compute_dtype(config('bfloat16'), heads=False)[1] == 'set by the config file'
+  given.append('model.dtype')
+  chosen, why = infer_main.compute_dtype(config('float32'), heads=False)
+  assert (chosen.model.dtype, why) == ('float32', 'set by --config.model.dtype')

@@ -48,6 +48,7 @@ def test_protocol_task_trains_with_batchnorm_state(tmp_path, config):
       jax.tree_util.tree_leaves(initial['params']))) > 1e-4
 
 
+@pytest.mark.slow  # ~100 s; sharded training of the built-in tasks: tests/test_sharding.py
 def test_protocol_task_on_8_devices_equals_1(tmp_path, config):
   states = []
   for devices, mesh in ((1, dict(data=1, fsdp=1, tensor=1)), (8, dict(data=2, fsdp=4, tensor=1))):
