@@ -54,10 +54,7 @@ print(json.dumps(best))
 
 def trial_seconds(dtype: str, scale: float = 1.0) -> float:
   """Best seconds of the trial block in `dtype`, in a child process with this one's XLA flags."""
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
-  done = subprocess.run([sys.executable, '-c', _TRIAL, dtype, str(scale)], env=env,
-                        capture_output=True, text=True, timeout=600, check=True)
-  return float(done.stdout.strip().splitlines()[-1])
+  return machine.child_seconds(_TRIAL, dtype, str(scale), env={})
 
 
 def measure(scale: float = 1.0) -> dict:
@@ -71,7 +68,12 @@ def cache_key() -> str:
   return f'{machine.key()} | dot {dot_path.active()}'
 
 
-def infer_dtype(*, scale: float = 1.0) -> tuple[str, str]:
+def _announced_measure() -> dict:
+  print('mbjax: timing bf16 against fp32 on this CPU once ...', file=sys.stderr, flush=True)
+  return measure()
+
+
+def infer_dtype() -> tuple[str, str]:
   """(dtype, why): 'bfloat16' where this CPU has native bf16 dots and its (cached) trial shows
   bf16 >= SPEEDUP x fp32, else 'float32'; `why` says which, for the run's report."""
   forced = os.environ.get(ENV, 'auto')
@@ -84,15 +86,10 @@ def infer_dtype(*, scale: float = 1.0) -> tuple[str, str]:
   native = [f for f in NATIVE if f in machine.cpu_flags()]
   if not native:
     return 'float32', f'this CPU has no native bf16 dots ({" / ".join(NATIVE)})'
-  key, cache = cache_key(), machine.read_cache(CACHE)
-  if key not in cache:
-    print('mbjax: timing bf16 against fp32 on this CPU once ...', file=sys.stderr, flush=True)
-    try:
-      cache[key] = measure(scale)
-    except (OSError, subprocess.SubprocessError, ValueError) as e:
-      return 'float32', f'the bf16 trial did not run ({type(e).__name__})'
-    machine.write_cache(CACHE, cache)
-  speedup = float(cache[key]['speedup'])
+  try:
+    speedup = float(machine.remembered(CACHE, cache_key(), _announced_measure)['speedup'])
+  except (OSError, subprocess.SubprocessError, ValueError) as e:
+    return 'float32', f'the bf16 trial did not run ({type(e).__name__})'
   if speedup >= SPEEDUP:
     return 'bfloat16', (f'{"+".join(native)}: bf16 ran {speedup:.2f}x fp32 in this CPU\'s trial '
                         f'(>= {SPEEDUP}x)')

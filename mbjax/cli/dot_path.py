@@ -59,11 +59,8 @@ print(json.dumps(best))
 
 def trial_seconds(path: str, scale: float = 1.0) -> float:
   """Best seconds of the trial step under `path`'s flags, in a child process."""
-  env = dict(os.environ, XLA_FLAGS=' '.join(PATHS[path]), JAX_PLATFORMS='cpu')
-  env[ENV] = 'default'
-  done = subprocess.run([sys.executable, '-c', _TRIAL, str(scale)], env=env,
-                        capture_output=True, text=True, timeout=600, check=True)
-  return float(done.stdout.strip().splitlines()[-1])
+  return machine.child_seconds(_TRIAL, str(scale),
+                               env={'XLA_FLAGS': ' '.join(PATHS[path]), ENV: 'default'})
 
 
 def run_trial(scale: float = 1.0) -> dict:
@@ -95,13 +92,13 @@ def choose(*, scale: float = 1.0) -> str:
     if forced not in PATHS:
       raise ValueError(f'{ENV}={forced!r}: expected one of {sorted(PATHS)} or default')
     return forced
-  key, cache = machine.key(), machine.read_cache(CACHE)
-  if key not in cache:
-    print(f'mbjax: timing the matmul paths of this CPU once ({", ".join(PATHS)}) ...',
-          file=sys.stderr, flush=True)
-    cache[key] = run_trial(scale)
-    machine.write_cache(CACHE, cache)
-  return cache[key]['choice']
+  return machine.remembered(CACHE, machine.key(), lambda: _announced_trial(scale))['choice']
+
+
+def _announced_trial(scale: float) -> dict:
+  print(f'mbjax: timing the matmul paths of this CPU once ({", ".join(PATHS)}) ...',
+        file=sys.stderr, flush=True)
+  return run_trial(scale)
 
 
 def active() -> str:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
+import sys
 from importlib import metadata
 
 # The instruction-set extensions that decide matmul speed, as /proc/cpuinfo names them.
@@ -78,3 +80,22 @@ def write_cache(name: str, cache: dict) -> None:
     atomic.write_text(cache_path(name), json.dumps(cache, indent=2, sort_keys=True) + '\n')
   except OSError:
     pass
+
+
+def remembered(name: str, key: str, measure, *, again: bool = False):
+  """`key`'s entry of the cache file `name`, or `measure()` (a few seconds) written there first;
+  `again` measures even when cached. A `measure` that raises writes nothing."""
+  cache = read_cache(name)
+  if again or key not in cache:
+    cache[key] = measure()
+    write_cache(name, cache)
+  return cache[key]
+
+
+def child_seconds(code: str, *args: str, env: dict[str, str]) -> float:
+  """The number a `python -c code args...` child prints last (a timing), run on the CPU with
+  `env` over this process's environment; raises subprocess errors when it fails."""
+  done = subprocess.run([sys.executable, '-c', code, *args],
+                        env=dict(os.environ, JAX_PLATFORMS='cpu', **env), capture_output=True,
+                        text=True, timeout=600, check=True)
+  return float(done.stdout.strip().splitlines()[-1])

@@ -89,14 +89,12 @@ def cpu_peak(dtype: str = 'float32', *, remeasure: bool = False) -> float:
   """FLOP/s of the fastest of `CPU_PEAK_SHAPES`' jitted matmuls on this machine's CPU (all its
   cores), from the cache or measured now (a few seconds) and cached."""
   from mbjax.cli import dot_path, machine  # pylint: disable=g-import-not-at-top
-  key = f'{machine.key()} | dot {dot_path.active()} | {dtype}'
-  cache = machine.read_cache(PEAK_CACHE)
-  if remeasure or key not in cache:
+  def measure():
     device = jax.local_devices(backend='cpu')[0]
-    cache[key] = max(measure_matmul_flops(device, dtype, shape=shape, min_seconds=1.0)
-                     for shape in CPU_PEAK_SHAPES)
-    machine.write_cache(PEAK_CACHE, cache)
-  return float(cache[key])
+    return max(measure_matmul_flops(device, dtype, shape=shape, min_seconds=1.0)
+               for shape in CPU_PEAK_SHAPES)
+  key = f'{machine.key()} | dot {dot_path.active()} | {dtype}'
+  return float(machine.remembered(PEAK_CACHE, key, measure, again=remeasure))
 
 
 def peak_flops_per_device(dtype: str = 'bfloat16',
